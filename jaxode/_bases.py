@@ -1,0 +1,257 @@
+"""Time bases: the functions $\phi_k(t)$ of the expansion $\theta(t) = \sum_k \theta_k \phi_k(t)$."""
+
+import abc
+import math
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+
+def _check_window(t0: float, t1: float) -> None:
+    if not (math.isfinite(t0) and math.isfinite(t1)):
+        raise ValueError(f"`t0` and `t1` must be finite, got t0={t0}, t1={t1}.")
+    if t1 <= t0:
+        raise ValueError(
+            f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}; pass a window with t0 < t1."
+        )
+
+
+class AbstractTimeBasis(eqx.Module):
+    """A finite family of functions of time on the window $[t_0, t_1]$.
+
+    Every basis works on the rescaled time $\\tau = (t - t_0) / (t_1 - t_0) \\in [0, 1]$.
+    Outside the window the basis either keeps evaluating its formula (`clamp=False`, the
+    default: a polynomial keeps growing) or holds the value at the nearest end of the window
+    (`clamp=True`: the weights are frozen outside the training window).
+    """
+
+    t0: eqx.AbstractVar[float]
+    t1: eqx.AbstractVar[float]
+    clamp: eqx.AbstractVar[bool]
+
+    @property
+    @abc.abstractmethod
+    def num_basis(self) -> int:
+        """Number of basis functions."""
+
+    @abc.abstractmethod
+    def evaluate_tau(self, tau: Float[ArrayLike, ""]) -> Float[Array, " num_basis"]:
+        """Values of the basis functions at rescaled time `tau` (not clamped)."""
+
+    @abc.abstractmethod
+    def unit_gram(self) -> np.ndarray:
+        """Exact Gram matrix $\\int_0^1 \\phi_i \\phi_j \\, d\\tau$ in float64 (NumPy)."""
+
+    def breakpoints(self) -> tuple[float, ...]:
+        """Points of $[0, 1]$ where a basis function may be non-smooth (for quadrature)."""
+        return (0.0, 1.0)
+
+    def tau(self, t: Float[ArrayLike, ""]) -> Float[Array, ""]:
+        """Rescaled time, clamped to $[0, 1]$ when `clamp` is set."""
+        tau = (jnp.asarray(t) - self.t0) / (self.t1 - self.t0)
+        return jnp.clip(tau, 0.0, 1.0) if self.clamp else tau
+
+    def __call__(self, t: Float[ArrayLike, ""]) -> Float[Array, " num_basis"]:
+        """Values $\\phi_k(t)$ of all basis functions at the scalar time `t`."""
+        return self.evaluate_tau(self.tau(t))
+
+    def gram(self) -> Float[Array, "num_basis num_basis"]:
+        """Exact Gram matrix $M_{ij} = \\int_{t_0}^{t_1} \\phi_i(t) \\phi_j(t) \\, dt$."""
+        return jnp.asarray((self.t1 - self.t0) * self.unit_gram())
+
+
+class ConstantBasis(AbstractTimeBasis):
+    """One constant function: time-invariant (static) weights."""
+
+    t0: float = 0.0
+    t1: float = 1.0
+    clamp: bool = False
+
+    def __check_init__(self):
+        _check_window(self.t0, self.t1)
+
+    @property
+    def num_basis(self) -> int:
+        return 1
+
+    def evaluate_tau(self, tau):
+        return jnp.ones((1,), dtype=jnp.result_type(tau, float))
+
+    def unit_gram(self):
+        return np.ones((1, 1))
+
+
+def _check_degree(degree: int) -> None:
+    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 0:
+        raise ValueError(f"`degree` must be an integer >= 0, got {degree!r}.")
+
+
+class MonomialBasis(AbstractTimeBasis):
+    """Monomials $\\phi_k = \\tau^k$, $k = 0, \\dots, d$: `degree + 1` functions."""
+
+    degree: int
+    t0: float = 0.0
+    t1: float = 1.0
+    clamp: bool = False
+
+    def __check_init__(self):
+        _check_degree(self.degree)
+        _check_window(self.t0, self.t1)
+
+    @property
+    def num_basis(self) -> int:
+        return self.degree + 1
+
+    def evaluate_tau(self, tau):
+        tau = jnp.asarray(tau, dtype=jnp.result_type(tau, float))
+        return tau ** jnp.arange(self.num_basis, dtype=tau.dtype)
+
+    def unit_gram(self):
+        k = np.arange(self.num_basis)
+        return 1.0 / (k[:, None] + k[None, :] + 1.0)
+
+
+def _three_term(tau, num: int, first, step):
+    """Runs a three-term recurrence and stacks its first `num` values."""
+    values = [jnp.ones_like(tau)]
+    if num > 1:
+        values.append(first)
+    for k in range(1, num - 1):
+        values.append(step(k, values[-1], values[-2]))
+    return jnp.stack(values[:num])
+
+
+class LegendreBasis(AbstractTimeBasis):
+    """Shifted Legendre polynomials $\\phi_k = P_k(2\\tau - 1)$, $k = 0, \\dots, d$.
+
+    Classical normalisation $P_k(1) = 1$ by default; with `orthonormal=True` each is scaled by
+    $\\sqrt{2k + 1}$ so that $\\int_0^1 \\phi_i \\phi_j \\, d\\tau = \\delta_{ij}$.
+    """
+
+    degree: int
+    t0: float = 0.0
+    t1: float = 1.0
+    clamp: bool = False
+    orthonormal: bool = False
+
+    def __check_init__(self):
+        _check_degree(self.degree)
+        _check_window(self.t0, self.t1)
+
+    @property
+    def num_basis(self) -> int:
+        return self.degree + 1
+
+    def evaluate_tau(self, tau):
+        tau = jnp.asarray(tau, dtype=jnp.result_type(tau, float))
+        x = 2.0 * tau - 1.0
+        # Bonnet: (k + 1) P_{k+1} = (2k + 1) x P_k - k P_{k-1}.
+        values = _three_term(
+            x, self.num_basis, x, lambda k, p, q: ((2 * k + 1) * x * p - k * q) / (k + 1)
+        )
+        if self.orthonormal:
+            values = values * jnp.sqrt(2.0 * jnp.arange(self.num_basis) + 1.0).astype(x.dtype)
+        return values
+
+    def unit_gram(self):
+        if self.orthonormal:
+            return np.eye(self.num_basis)
+        return np.diag(1.0 / (2.0 * np.arange(self.num_basis) + 1.0))
+
+
+class ChebyshevBasis(AbstractTimeBasis):
+    """Shifted Chebyshev polynomials of the first kind $\\phi_k = T_k(2\\tau - 1)$."""
+
+    degree: int
+    t0: float = 0.0
+    t1: float = 1.0
+    clamp: bool = False
+
+    def __check_init__(self):
+        _check_degree(self.degree)
+        _check_window(self.t0, self.t1)
+
+    @property
+    def num_basis(self) -> int:
+        return self.degree + 1
+
+    def evaluate_tau(self, tau):
+        tau = jnp.asarray(tau, dtype=jnp.result_type(tau, float))
+        x = 2.0 * tau - 1.0
+        return _three_term(x, self.num_basis, x, lambda k, p, q: 2.0 * x * p - q)
+
+    def unit_gram(self):
+        # (1/2) int_{-1}^{1} T_m T_n dx = (1/2)[1/(1-(m+n)^2) + 1/(1-(m-n)^2)] for m + n even.
+        k = np.arange(self.num_basis)
+        m, n = k[:, None], k[None, :]
+        value = 0.5 * (1.0 / (1.0 - (m + n) ** 2) + 1.0 / (1.0 - (m - n) ** 2))
+        return np.where((m + n) % 2 == 0, value, 0.0)
+
+
+class FourierBasis(AbstractTimeBasis):
+    """Trigonometric basis $1, \\cos(2\\pi j\\tau), \\sin(2\\pi j\\tau)$, $j = 1..J$.
+
+    `num_frequencies` $J$ gives $2J + 1$ functions, periodic with period $t_1 - t_0$.
+    """
+
+    num_frequencies: int
+    t0: float = 0.0
+    t1: float = 1.0
+    clamp: bool = False
+
+    def __check_init__(self):
+        n = self.num_frequencies
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"`num_frequencies` must be an integer >= 0, got {n!r}.")
+        _check_window(self.t0, self.t1)
+
+    @property
+    def num_basis(self) -> int:
+        return 2 * self.num_frequencies + 1
+
+    def evaluate_tau(self, tau):
+        tau = jnp.asarray(tau, dtype=jnp.result_type(tau, float))
+        angle = 2.0 * jnp.pi * jnp.arange(1, self.num_frequencies + 1, dtype=tau.dtype) * tau
+        return jnp.concatenate([jnp.ones((1,), tau.dtype), jnp.cos(angle), jnp.sin(angle)])
+
+    def unit_gram(self):
+        return np.diag([1.0] + [0.5] * (2 * self.num_frequencies))
+
+
+class PiecewiseConstantBasis(AbstractTimeBasis):
+    """Indicators of `pieces` equal sub-intervals: one independent weight set per interval.
+
+    This is the "unconstrained" per-step baseline of discrete networks: with `pieces` equal to
+    the number of steps, step $j$ uses weight set $j$. Outside the window the first or last
+    weight set applies (the basis is always clamped).
+    """
+
+    pieces: int
+    t0: float = 0.0
+    t1: float = 1.0
+    clamp: bool = True
+
+    def __check_init__(self):
+        p = self.pieces
+        if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1:
+            raise ValueError(f"`pieces` must be an integer >= 1, got {p!r}.")
+        _check_window(self.t0, self.t1)
+
+    @property
+    def num_basis(self) -> int:
+        return self.pieces
+
+    def evaluate_tau(self, tau):
+        tau = jnp.asarray(tau, dtype=jnp.result_type(tau, float))
+        # A small relative shift puts grid points t_j = j h, computed in floating point,
+        # reliably into piece j.
+        index = jnp.clip(jnp.floor(tau * self.pieces + 1e-6), 0, self.pieces - 1)
+        return (jnp.arange(self.pieces) == index).astype(tau.dtype)
+
+    def unit_gram(self):
+        return np.eye(self.pieces) / self.pieces
+
+    def breakpoints(self):
+        return tuple(float(x) for x in np.linspace(0.0, 1.0, self.pieces + 1))

@@ -1,0 +1,257 @@
+"""Dynamics on $[t_0, t_1]$: the neural ODE and its discrete cousins, over one shared field."""
+
+import abc
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from ._fields import AbstractField, HamiltonianField
+from ._layers import check_vector
+from ._paradigms import AbstractParadigm, DiscretizeThenOptimize, as_adjoint
+
+
+class Trajectory(eqx.Module):
+    """Result of one solve.
+
+    **Fields:**
+
+    - `ts`: save times; `states`: the full state at those times (`-inf`/`inf` after a failure).
+    - `final`: the features (the field's `unlift` of the state) at the last save time.
+    - `result`: a `diffrax.RESULTS` value; `succeeded` tells whether it is successful.
+    - `num_steps`, `num_accepted_steps`, `num_rejected_steps`: step counts of the solve.
+    """
+
+    ts: Float[Array, " num_times"]
+    states: Float[Array, "num_times state_size"]
+    final: Float[Array, " width"]
+    result: diffrax.RESULTS
+    num_steps: Int[Array, ""]
+    num_accepted_steps: Int[Array, ""]
+    num_rejected_steps: Int[Array, ""]
+
+    @property
+    def succeeded(self):
+        return self.result == diffrax.RESULTS.successful
+
+
+def _check_horizon(t0: float, t1: float) -> None:
+    if not t1 > t0:
+        raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}.")
+
+
+def check_finite(name: str, x: Array) -> Array:
+    """`x`, with a runtime error (also under jit) if it holds NaN or infinite values."""
+    return eqx.error_if(
+        x, ~jnp.all(jnp.isfinite(x)), f"`{name}` contains NaN or infinite values; clean the data."
+    )
+
+
+class AbstractDynamics(eqx.Module):
+    """Maps features $z(t_0)$ to $z(t_1)$ by the flow, or a discretisation, of `field`."""
+
+    field: eqx.AbstractVar[AbstractField]
+    t0: eqx.AbstractVar[float]
+    t1: eqx.AbstractVar[float]
+
+    @abc.abstractmethod
+    def solve(self, features: Float[Array, " width"]) -> Trajectory:
+        """Integrates from the features at $t_0$; see `Trajectory`."""
+
+    def __call__(self, features: Float[Array, " width"]) -> Float[Array, " width"]:
+        """Features at $t_1$."""
+        return self.solve(features).final
+
+    def _initial_state(self, features):
+        check_vector("features", features, self.field.width)
+        return self.field.lift(check_finite("features", features))
+
+
+def _save_times(ts):
+    if ts is None:
+        return None
+    values = np.asarray(ts, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0 or np.any(np.diff(values) < 0):
+        raise ValueError(f"`ts` must be a non-empty increasing 1-D sequence of save times, got {ts!r}.")
+    return tuple(float(v) for v in values)
+
+
+class NeuralODE(AbstractDynamics):
+    """$dz/dt = f(t, z)$ on $[t_0, t_1]$, solved by Diffrax.
+
+    **Arguments:**
+
+    - `field`: the vector field.
+    - `t1`: final time; `t0`: initial time (default 0).
+    - `solver`: a Diffrax solver, default `diffrax.Dopri5()`.
+    - `stepsize_controller`: default `diffrax.PIDController(rtol=1e-6, atol=1e-8)`; with
+      `diffrax.ConstantStepSize()` pass `dt0`.
+    - `dt0`: initial step; `None` lets an adaptive controller choose.
+    - `max_steps`: step budget of one solve.
+    - `paradigm`: `DiscretizeThenOptimize()` (default), `OptimizeThenDiscretize()`, or any
+      `diffrax.AbstractAdjoint`.
+    - `ts`: save times inside $[t_0, t_1]$ for `solve`; `None` saves $t_1$ only.
+    - `throw`: raise when the solve fails (default). With `throw=False` a failed solve returns
+      non-finite states and a `Trajectory.result` the caller can read.
+    """
+
+    field: AbstractField
+    t1: float
+    t0: float = 0.0
+    solver: diffrax.AbstractSolver = diffrax.Dopri5()
+    stepsize_controller: diffrax.AbstractStepSizeController = diffrax.PIDController(
+        rtol=1e-6, atol=1e-8
+    )
+    dt0: float | None = None
+    max_steps: int = eqx.field(static=True, default=4096)
+    paradigm: AbstractParadigm | diffrax.AbstractAdjoint = DiscretizeThenOptimize()
+    ts: tuple[float, ...] | None = eqx.field(static=True, default=None, converter=_save_times)
+    throw: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        _check_horizon(self.t0, self.t1)
+        if self.ts is not None and not (self.t0 <= self.ts[0] and self.ts[-1] <= self.t1):
+            raise ValueError(f"`ts` must lie in [t0, t1] = [{self.t0}, {self.t1}].")
+        if not isinstance(self.field, AbstractField):
+            raise TypeError(f"`field` must be an AbstractField, got {type(self.field).__name__}.")
+        as_adjoint(self.paradigm)
+        if self.dt0 is None and isinstance(self.stepsize_controller, diffrax.ConstantStepSize):
+            raise ValueError("`dt0` is required with diffrax.ConstantStepSize(); pass dt0=h.")
+        if isinstance(self.max_steps, bool) or not (isinstance(self.max_steps, int) and self.max_steps >= 1):
+            raise ValueError(f"`max_steps` must be an integer >= 1, got {self.max_steps!r}.")
+
+    def solve(self, features):
+        y0 = self._initial_state(features)
+        saveat = (
+            diffrax.SaveAt(t1=True)
+            if self.ts is None
+            else diffrax.SaveAt(ts=jnp.asarray(self.ts, dtype=y0.dtype))
+        )
+        solution = diffrax.diffeqsolve(
+            diffrax.ODETerm(self.field),
+            self.solver,
+            self.t0,
+            self.t1,
+            self.dt0,
+            y0,
+            saveat=saveat,
+            stepsize_controller=self.stepsize_controller,
+            adjoint=as_adjoint(self.paradigm),
+            max_steps=self.max_steps,
+            throw=False,
+        )
+        result = solution.result
+        if self.throw:
+            # Diffrax's own message says what failed; add what to change here.
+            ys = eqx.error_if(
+                solution.ys,
+                result != diffrax.RESULTS.successful,
+                "NeuralODE solve failed (max_steps reached or step size too small): increase "
+                "`max_steps`, loosen `stepsize_controller` tolerances, or use throw=False to get "
+                "the status back.",
+            )
+        else:
+            ys = solution.ys
+        return Trajectory(
+            ts=solution.ts,
+            states=ys,
+            final=self.field.unlift(ys[-1]),
+            result=result,
+            num_steps=solution.stats["num_steps"],
+            num_accepted_steps=solution.stats["num_accepted_steps"],
+            num_rejected_steps=solution.stats["num_rejected_steps"],
+        )
+
+
+def _check_steps(steps) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`steps` must be an integer >= 1, got {steps!r}.")
+
+
+def _discrete_trajectory(dynamics, states, steps):
+    states = jnp.concatenate([states[0][None], states[1]])
+    count = jnp.asarray(steps)
+    return Trajectory(
+        ts=dynamics.t0 + dynamics.step_size * jnp.arange(steps + 1, dtype=states.dtype),
+        states=states,
+        final=dynamics.field.unlift(states[-1]),
+        result=diffrax.RESULTS.successful,
+        num_steps=count,
+        num_accepted_steps=count,
+        num_rejected_steps=jnp.asarray(0),
+    )
+
+
+class ResNet(AbstractDynamics):
+    """Forward Euler, $z_{j+1} = z_j + h f(t_j, z_j)$, $h = (t_1 - t_0)/n$, $t_j = t_0 + jh$.
+
+    Gradients go through the steps (discretize-then-optimize). Equal to Diffrax `Euler` with
+    constant step $h$; converges to the `NeuralODE` of the same field at first order in $h$.
+    """
+
+    field: AbstractField
+    t1: float
+    steps: int = eqx.field(static=True)
+    t0: float = 0.0
+
+    def __check_init__(self):
+        _check_horizon(self.t0, self.t1)
+        _check_steps(self.steps)
+
+    @property
+    def step_size(self) -> float:
+        return (self.t1 - self.t0) / self.steps
+
+    def solve(self, features):
+        state = self._initial_state(features)
+        h = self.step_size
+
+        def step(z, j):
+            z = z + h * self.field(self.t0 + j * h, z)
+            return z, z
+
+        states = jax.lax.scan(step, state, jnp.arange(self.steps, dtype=state.dtype))
+        return _discrete_trajectory(self, (state, states[1]), self.steps)
+
+
+class HamiltonianNet(AbstractDynamics):
+    """The symplectic two-state scheme of Chang et al. (2018) for a `HamiltonianField`:
+
+    $Z_{j+1} = Z_j - h\\,\\sigma(K(t_j)^T Y_j + b(t_j))$,
+    $Y_{j+1} = Y_j + h\\,\\sigma(K(t_j) Z_{j+1} + b(t_j))$, with $Z_0 = 0$.
+    """
+
+    field: HamiltonianField
+    t1: float
+    steps: int = eqx.field(static=True)
+    t0: float = 0.0
+
+    def __check_init__(self):
+        _check_horizon(self.t0, self.t1)
+        _check_steps(self.steps)
+        if not isinstance(self.field, HamiltonianField):
+            raise TypeError(
+                f"`field` of HamiltonianNet must be a HamiltonianField, got {type(self.field).__name__}."
+            )
+
+    @property
+    def step_size(self) -> float:
+        return (self.t1 - self.t0) / self.steps
+
+    def solve(self, features):
+        state = self._initial_state(features)
+        h, w = self.step_size, self.field.width
+
+        def step(s, j):
+            t = self.t0 + j * h
+            y, z = s[:w], s[w:]
+            z = z + h * self.field.rate_z(t, y)
+            y = y + h * self.field.rate_y(t, z)
+            s = jnp.concatenate([y, z])
+            return s, s
+
+        states = jax.lax.scan(step, state, jnp.arange(self.steps, dtype=state.dtype))
+        return _discrete_trajectory(self, (state, states[1]), self.steps)

@@ -1,0 +1,91 @@
+"""Surrogate models: opening layer -> dynamics -> affine readout."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._layers import Activation, _check_size, check_vector
+from ._models import AbstractDynamics, check_finite
+
+
+class Surrogate(eqx.Module):
+    """Maps parameters $y \\in \\mathbb{R}^{n_\\text{in}}$ to observations
+    $c \\in \\mathbb{R}^{n_\\text{out}}$ by $z_0 = \\sigma_0(K_0 y + b_0)$, $z_T$ = dynamics($z_0$),
+    $c = W z_T + w$.
+
+    **Arguments:**
+
+    - `in_size`, `out_size`: sizes of one input and one output.
+    - `dynamics`: a `NeuralODE`, `ResNet` or `HamiltonianNet`; its field's `width` is the
+      feature size.
+    - `opening_activation`: $\\sigma_0$, default `jnp.tanh`; `None` makes the opening linear.
+    - `key`: a `jax.random` key.
+
+    Call on one sample; `predict` maps a batch.
+    """
+
+    opening: eqx.nn.Linear
+    dynamics: AbstractDynamics
+    readout: eqx.nn.Linear
+    opening_activation: Activation | None = eqx.field(static=True)
+    in_size: int = eqx.field(static=True)
+    out_size: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_size: int,
+        out_size: int,
+        dynamics: AbstractDynamics,
+        opening_activation: Activation | None = jnp.tanh,
+        *,
+        key: PRNGKeyArray,
+        dtype=None,
+    ):
+        _check_size("in_size", in_size)
+        _check_size("out_size", out_size)
+        if not isinstance(dynamics, AbstractDynamics):
+            raise TypeError(
+                f"`dynamics` must be a NeuralODE, ResNet or HamiltonianNet, got {type(dynamics).__name__}."
+            )
+        width = dynamics.field.width
+        k1, k2 = jax.random.split(key)
+        self.opening = eqx.nn.Linear(in_size, width, key=k1, dtype=dtype)
+        self.readout = eqx.nn.Linear(width, out_size, key=k2, dtype=dtype)
+        self.dynamics = dynamics
+        self.opening_activation = opening_activation
+        self.in_size = in_size
+        self.out_size = out_size
+
+    def features(self, x: Float[Array, " in_size"]) -> Float[Array, " width"]:
+        """The opening layer's output $z_0$."""
+        check_vector("x", x, self.in_size)
+        z = self.opening(check_finite("x", x))
+        return z if self.opening_activation is None else self.opening_activation(z)
+
+    def __call__(self, x: Float[Array, " in_size"]) -> Float[Array, " out_size"]:
+        return self.readout(self.dynamics(self.features(x)))
+
+    def predict(self, xs: Float[Array, "batch in_size"]) -> Float[Array, "batch out_size"]:
+        """Outputs for a batch of inputs."""
+        if jnp.ndim(xs) != 2 or jnp.shape(xs)[1] != self.in_size:
+            raise ValueError(
+                f"`xs` must have shape (batch, {self.in_size}), got {jnp.shape(xs)}."
+            )
+        return jax.vmap(self)(xs)
+
+
+def count_parameters(model) -> int:
+    """Number of trainable (floating-point array) parameters of any Equinox model."""
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return int(sum(np.size(leaf) for leaf in leaves))
+
+
+def count_dynamics_parameters(model) -> int:
+    """Parameters of the vector field only (of a `Surrogate`, a dynamics model or a field)."""
+    if isinstance(model, Surrogate):
+        model = model.dynamics
+    if isinstance(model, AbstractDynamics):
+        model = model.field
+    return count_parameters(model)
