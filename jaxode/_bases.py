@@ -1,4 +1,4 @@
-"""Time bases: the functions $\phi_k(t)$ of the expansion $\theta(t) = \sum_k \theta_k \phi_k(t)$."""
+r"""Time bases: the functions $\phi_k(t)$ of the expansion $\theta(t) = \sum_k \theta_k \phi_k(t)$."""
 
 import abc
 import math
@@ -186,8 +186,11 @@ class ChebyshevBasis(AbstractTimeBasis):
         # (1/2) int_{-1}^{1} T_m T_n dx = (1/2)[1/(1-(m+n)^2) + 1/(1-(m-n)^2)] for m + n even.
         k = np.arange(self.num_basis)
         m, n = k[:, None], k[None, :]
-        value = 0.5 * (1.0 / (1.0 - (m + n) ** 2) + 1.0 / (1.0 - (m - n) ** 2))
-        return np.where((m + n) % 2 == 0, value, 0.0)
+        even = (m + n) % 2 == 0
+        # Odd m + n would divide by zero at |m - n| = 1; those entries are zero anyway.
+        safe = lambda s: np.where(even, 1.0 - s**2, 1.0)
+        value = 0.5 * (1.0 / safe(m + n) + 1.0 / safe(m - n))
+        return np.where(even, value, 0.0)
 
 
 class FourierBasis(AbstractTimeBasis):

@@ -1,0 +1,180 @@
+"""Data sets as arrays with a split and the affine normalisation that maps them to the model."""
+
+import dataclasses
+
+import numpy as np
+from jaxtyping import Float
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Affine:
+    """The per-column map $u \\mapsto (u - \\text{shift}) / \\text{scale}$ and its inverse.
+
+    **Fields:**
+
+    - `shift`, `scale`: one value per column (float64 NumPy arrays, `scale > 0`).
+    """
+
+    shift: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self):
+        shift = np.asarray(self.shift, dtype=np.float64)
+        scale = np.asarray(self.scale, dtype=np.float64)
+        if shift.shape != scale.shape or shift.ndim != 1:
+            raise ValueError(
+                f"`shift` and `scale` must be 1-D of one length, got {shift.shape}, {scale.shape}."
+            )
+        if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ValueError("`scale` must be finite and > 0 in every column.")
+        object.__setattr__(self, "shift", shift)
+        object.__setattr__(self, "scale", scale)
+
+    @classmethod
+    def identity(cls, size: int) -> "Affine":
+        return cls(np.zeros(size), np.ones(size))
+
+    def apply(self, u: Float[np.ndarray, "n d"]) -> Float[np.ndarray, "n d"]:
+        """Physical -> normalised."""
+        return (np.asarray(u, dtype=np.float64) - self.shift) / self.scale
+
+    def invert(self, v: Float[np.ndarray, "n d"]) -> Float[np.ndarray, "n d"]:
+        """Normalised -> physical."""
+        return np.asarray(v, dtype=np.float64) * self.scale + self.shift
+
+    def to_dict(self) -> dict:
+        return {"shift": self.shift.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Affine":
+        return cls(np.asarray(d["shift"]), np.asarray(d["scale"]))
+
+
+def safe_scale(values: np.ndarray) -> np.ndarray:
+    """A scale vector with constant columns (zero spread) mapped to 1."""
+    return np.where(values > 0, values, 1.0)
+
+
+def zscore(x_train: np.ndarray) -> Affine:
+    """Z-scoring with the training mean and standard deviation."""
+    return Affine(x_train.mean(axis=0), safe_scale(x_train.std(axis=0)))
+
+
+def minmax(y_train: np.ndarray) -> Affine:
+    """Min-max scaling to $[0, 1]$ with training statistics."""
+    low = y_train.min(axis=0)
+    return Affine(low, safe_scale((y_train - low).max(axis=0)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Inputs and outputs of a surrogate problem in physical units, with a split.
+
+    **Fields:**
+
+    - `name`: a label.
+    - `x`: inputs, shape `(num_samples, in_size)`; `y`: outputs, `(num_samples, out_size)`.
+    - `splits`: row indices of `"train"`, `"val"` and `"test"` (disjoint).
+    - `x_norm`, `y_norm`: the `Affine` normalisations the model is trained in.
+
+    Use `arrays(split, normalised=True)` for training arrays; `y_norm.invert` to return to
+    physical units.
+    """
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    splits: dict
+    x_norm: Affine
+    y_norm: Affine
+
+    def __post_init__(self):
+        x, y = validate_arrays(self.x, self.y, name=self.name)
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "y", y)
+        splits = {}
+        seen = np.zeros(len(x), dtype=bool)
+        for split in SPLITS:
+            if split not in self.splits:
+                raise ValueError(f"`splits` must contain {SPLITS}, missing {split!r}.")
+            index = np.asarray(self.splits[split], dtype=np.int64)
+            if index.ndim != 1 or (index.size and (index.min() < 0 or index.max() >= len(x))):
+                raise ValueError(
+                    f"split {split!r} must hold row indices in [0, {len(x)}), got out-of-range values."
+                )
+            if np.any(seen[index]) or len(np.unique(index)) != len(index):
+                raise ValueError(f"split {split!r} overlaps another split or repeats rows.")
+            seen[index] = True
+            splits[split] = index
+        if len(splits["train"]) < 2:
+            raise ValueError(f"data set {self.name!r} needs at least 2 training samples.")
+        object.__setattr__(self, "splits", splits)
+
+    @property
+    def in_size(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def out_size(self) -> int:
+        return self.y.shape[1]
+
+    def arrays(self, split: str, normalised: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """`(x, y)` of one split, normalised (default) or in physical units."""
+        if split not in SPLITS:
+            raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}.")
+        index = self.splits[split]
+        x, y = self.x[index], self.y[index]
+        if normalised:
+            return self.x_norm.apply(x), self.y_norm.apply(y)
+        return x, y
+
+    def sizes(self) -> dict:
+        return {split: int(len(self.splits[split])) for split in SPLITS}
+
+
+def validate_arrays(x, y, *, name: str = "data", min_samples: int = 4):
+    """Float64 copies of `x`, `y` after checking shapes and values; clear `ValueError`s."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if y.ndim == 1:
+        y = y[:, None]
+    if x.ndim != 2 or y.ndim != 2:
+        raise ValueError(
+            f"{name}: inputs and outputs must be 2-D (samples, features), got {x.shape} and {y.shape}."
+        )
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{name}: inputs have {x.shape[0]} samples but outputs have {y.shape[0]}; "
+            "they must have one row per sample."
+        )
+    if x.shape[0] < min_samples:
+        raise ValueError(f"{name}: too few samples ({x.shape[0]}); at least {min_samples} are needed.")
+    for label, values in (("inputs", x), ("outputs", y)):
+        bad = ~np.isfinite(values)
+        if np.any(bad):
+            row = int(np.argwhere(bad)[0][0])
+            raise ValueError(
+                f"{name}: {label} contain {int(bad.sum())} NaN/inf values (first in row {row}); "
+                "remove or impute them."
+            )
+    return x, y
+
+
+def random_split(num_samples: int, sizes: tuple[int, int, int], seed: int) -> dict:
+    """A seeded permutation cut into train/val/test of the given sizes."""
+    if sum(sizes) > num_samples:
+        raise ValueError(f"split sizes {sizes} exceed the {num_samples} samples.")
+    order = np.random.default_rng(seed).permutation(num_samples)
+    a, b, c = sizes
+    return {"train": order[:a], "val": order[a : a + b], "test": order[a + b : a + b + c]}
+
+
+def fraction_split(num_samples: int, fractions: tuple[float, float], seed: int) -> dict:
+    """A seeded split with `fractions` = (val, test) of the samples, the rest for training."""
+    val = int(round(fractions[0] * num_samples))
+    test = int(round(fractions[1] * num_samples))
+    return random_split(num_samples, (num_samples - val - test, val, test), seed)

@@ -1,0 +1,344 @@
+"""Ray limit and rate: how a model's output behaves along rays $x(r) = x_0 + r d$, $r \\to \\infty$.
+
+**References:** Dakhmouche and Gorji, "Why Cannot Neural Networks Master Extrapolation?
+Insights from Physical Laws", arXiv 2510.04102 (2025).
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._common import (
+    CONSTANT_EXP,
+    EXP_GROWTH,
+    FLOAT32_EPS,
+    LINEAR,
+    OSCILLATORY,
+    POLY,
+    RESOLUTION_FACTOR,
+    UNRESOLVED,
+    ProbeResult,
+    check_base_points,
+    check_count,
+    check_directions,
+    check_positive,
+    check_radii,
+    masked_line_fit,
+    precision_notes,
+    sign_changes,
+    verdict_names,
+)
+
+Model = Callable[[Float[Array, " in_size"]], Float[Array, "..."]]
+
+
+def ray_derivatives(model: Model, x0, direction, radii):
+    """$g(r)$, $g'(r)$, $g''(r)$ at every radius, each of shape (num_radii, out_size).
+
+    Derivatives along the ray are forward-mode (nested `jax.jvp`), exact up to rounding.
+    """
+
+    def value(r):
+        return jnp.atleast_1d(model(x0 + r * direction)).reshape(-1)
+
+    def first(r):
+        return jax.jvp(value, (r,), (jnp.ones_like(r),))
+
+    def all_three(r):
+        (g0, g1), (_, g2) = jax.jvp(first, (r,), (jnp.ones_like(r),))
+        return g0, g1, g2
+
+    return jax.vmap(all_three)(radii)
+
+
+def _last_true_index(mask):
+    index = jnp.arange(mask.shape[0])
+    return jnp.max(jnp.where(mask, index, -1))
+
+
+def _onset_index(resolvable, settled):
+    """First index after which every resolvable point has settled."""
+    unsettled = resolvable & ~settled
+    return _last_true_index(unsettled) + 1
+
+
+def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
+    """Verdict, limit, rate, power, onset and fit quality of one output along one ray.
+
+    All arrays have the fixed shape (num_radii,); points are selected with masks so the function
+    runs under `jit` and `vmap`.
+    """
+    dtype = g.dtype
+    eps = jnp.finfo(dtype).eps
+    num = radii.shape[0]
+    index = jnp.arange(num)
+    finite = jnp.isfinite(g) & jnp.isfinite(g1) & jnp.isfinite(g2)
+    size = jnp.where(finite, jnp.abs(g1), 0.0)
+    scale = jnp.max(size)
+    floor = RESOLUTION_FACTOR * eps * scale
+    resolvable = finite & (size > floor) & (scale > 0)
+    num_resolvable = jnp.sum(resolvable)
+    rank = jnp.cumsum(resolvable) - 1
+    tail = resolvable & (rank >= num_resolvable // 2)
+    last_quarter = resolvable & (rank >= (3 * num_resolvable) // 4)
+    log_size = jnp.log(jnp.where(resolvable, size, 1.0))
+    positive = radii > 0
+    log_radii = jnp.log(jnp.where(positive, radii, 1.0))
+    safe_g1 = jnp.where(resolvable, g1, 1.0)
+
+    # Classify on the second half of the resolvable points.
+    oscillations = sign_changes(g1, tail)
+    exp_slope, _, exp_residual = masked_line_fit(radii, log_size, tail)
+    pow_slope, _, pow_residual = masked_line_fit(log_radii, log_size, tail & positive)
+    log_range = jnp.max(jnp.where(tail, log_size, -jnp.inf)) - jnp.min(
+        jnp.where(tail, log_size, jnp.inf)
+    )
+    is_linear = log_range < 1e-3
+    exp_wins = exp_residual <= pow_residual
+    verdict = jnp.where(
+        jnp.sum(tail) < min_points,
+        UNRESOLVED,
+        jnp.where(
+            oscillations >= min_oscillations,
+            OSCILLATORY,
+            jnp.where(
+                is_linear,
+                LINEAR,
+                jnp.where(
+                    exp_wins,
+                    jnp.where(exp_slope < 0, CONSTANT_EXP, EXP_GROWTH),
+                    jnp.where(jnp.abs(pow_slope) < 0.05, LINEAR, POLY),
+                ),
+            ),
+        ),
+    )
+    is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
+
+    # Local exponents: rate kappa(r) = -g''/g' (|g'| ~ e^{-kappa r}), power
+    # p(r) = 1 + r g''/g' (g ~ r^p); each settles to its asymptotic value.
+    local_rate = -g2 / safe_g1
+    local_power = 1.0 + radii * g2 / safe_g1
+    local = jnp.where(is_exponential, local_rate, local_power)
+    reference = jnp.nanmedian(jnp.where(last_quarter, local, jnp.nan))
+    settled = jnp.abs(local - reference) <= settle_rtol * jnp.maximum(jnp.abs(reference), 1e-12)
+    settled = jnp.where(
+        is_exponential, settled, jnp.abs(local - reference) <= settle_rtol * jnp.maximum(jnp.abs(reference), 1.0)
+    )
+    last_finite = jnp.maximum(_last_true_index(finite), 0)
+    slope_settled = jnp.abs(g1 - g1[last_finite]) <= settle_rtol * jnp.abs(g1[last_finite])
+    settled = jnp.where(verdict == LINEAR, slope_settled, settled)
+    onset_index = _onset_index(resolvable, settled)
+    window = resolvable & (index >= onset_index)
+    enough = jnp.sum(window) >= min_points
+    window = jnp.where(enough, window, tail)
+    onset_index = jnp.where(enough, onset_index, jnp.argmax(tail))
+    onset = radii[jnp.clip(onset_index, 0, num - 1)]
+
+    # Final fits on the settled window.
+    exp_slope, exp_intercept, exp_residual = masked_line_fit(radii, log_size, window)
+    pow_slope, _, pow_residual = masked_line_fit(log_radii, log_size, window & positive)
+    # The local rate -g''/g' is exact up to exponentially small corrections, so its median over
+    # the settled last quarter is a sharper rate than the slope of the line fit.
+    settled_rate = jnp.nanmedian(jnp.where(window & last_quarter, local_rate, jnp.nan))
+    settled_rate = jnp.where(jnp.isfinite(settled_rate), settled_rate, -exp_slope)
+    rate = jnp.where(is_exponential, settled_rate, jnp.nan)
+    power = jnp.where(
+        (verdict == POLY) | (verdict == LINEAR), jnp.where(verdict == LINEAR, 1.0, pow_slope + 1.0), jnp.nan
+    )
+    residual = jnp.where(is_exponential, exp_residual, pow_residual)
+    residual = jnp.where((verdict == OSCILLATORY) | (verdict == UNRESOLVED), jnp.nan, residual)
+
+    # Limit with tail correction: g - g_inf ~ C e^{-kappa r} gives g_inf = g + g'/kappa.
+    g_last, g1_last = g[last_finite], g1[last_finite]
+    corrected = g_last + jnp.where(resolvable[last_finite], g1_last, 0.0) / jnp.where(
+        rate > 0, rate, 1.0
+    )
+    unbounded = jnp.sign(g1_last) * jnp.inf
+    limit = jnp.where(
+        verdict == CONSTANT_EXP,
+        corrected,
+        jnp.where(
+            (verdict == LINEAR) | (verdict == POLY) | (verdict == EXP_GROWTH),
+            unbounded,
+            jnp.where((verdict == UNRESOLVED) & (scale == 0), g_last, jnp.nan),
+        ),
+    )
+    # Radius where |g'| ~ e^{a - kappa r} sinks below what float32 (and the run's dtype) resolve.
+    log_floor32 = jnp.log(RESOLUTION_FACTOR * FLOAT32_EPS * jnp.where(scale > 0, scale, 1.0))
+    float32_radius = jnp.where(
+        verdict == CONSTANT_EXP, (log_floor32 - exp_intercept) / jnp.where(exp_slope < 0, exp_slope, -1.0), jnp.inf
+    )
+    return dict(
+        verdict_code=verdict.astype(jnp.int32),
+        limit=limit,
+        rate=rate,
+        power=power,
+        onset=onset,
+        fit_residual=residual,
+        num_fit_points=jnp.sum(window).astype(jnp.int32),
+        float32_radius=float32_radius,
+        tail_sign_changes=oscillations.astype(jnp.int32),
+        final_slope=g1_last,
+    )
+
+
+@eqx.filter_jit
+def _ray_limit_core(model, base_points, directions, radii, settle_rtol, min_points, min_oscillations, chunk_size):
+    analyse = jax.vmap(analyse_tail, in_axes=(None, 1, 1, 1, None, None, None))
+
+    def one_ray(x0, direction):
+        g, g1, g2 = ray_derivatives(model, x0, direction, radii)
+        return analyse(radii, g, g1, g2, settle_rtol, min_points, min_oscillations)
+
+    def one_direction(direction):
+        return jax.vmap(one_ray, in_axes=(0, None))(base_points, direction)
+
+    # lax.map in chunks bounds memory: every radius of every ray in a chunk is one batch element.
+    if chunk_size is None:
+        out = jax.vmap(one_direction)(directions)
+    else:
+        out = jax.lax.map(one_direction, directions, batch_size=chunk_size)
+    # (num_directions, num_base, out) -> (num_base, num_directions, out)
+    return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), out)
+
+
+@dataclasses.dataclass(frozen=True)
+class RayLimitResult(ProbeResult):
+    """Asymptotics of every output along every ray; arrays of shape (num_base, num_directions, out_size).
+
+    **Fields:**
+
+    - `verdict_code`: integer verdicts (see `verdicts` for names: `CONSTANT_EXP`, `LINEAR`,
+      `POLY(p)`, `EXP_GROWTH`, `OSCILLATORY`, `UNRESOLVED`).
+    - `limit`: $g_\\infty$ for `CONSTANT_EXP` (with tail correction $g + g'/\\kappa$), $\\pm\\infty$
+      for growing outputs, `nan` otherwise.
+    - `rate`: $\\kappa$ in $|g'(r)| \\sim e^{-\\kappa r}$ ($> 0$ converging, $< 0$ exponential growth),
+      `nan` when the tail is not exponential.
+    - `power`: $p$ in $g \\sim r^p$ for `POLY(p)` and `LINEAR`, `nan` otherwise.
+    - `onset`: radius from which the local exponent ($-g''/g'$ or $1 + r g''/g'$) stays within
+      `settle_rtol` of its asymptotic value.
+    - `fit_residual`: RMS residual of the tail fit, in units of $\\log|g'|$.
+    - `num_fit_points`: points in the fit window.
+    - `float32_radius`: radius beyond which float32 cannot resolve $g'$ (inf if not exponential).
+    - `tail_sign_changes`: sign changes of $g'$ over the second half of the resolvable radii.
+    - `final_slope`: $g'$ at the last radius.
+    - `precision`: dtype the probe ran in; `notes`: warnings (float32 runs).
+    """
+
+    verdict_code: np.ndarray
+    limit: np.ndarray
+    rate: np.ndarray
+    power: np.ndarray
+    onset: np.ndarray
+    fit_residual: np.ndarray
+    num_fit_points: np.ndarray
+    float32_radius: np.ndarray
+    tail_sign_changes: np.ndarray
+    final_slope: np.ndarray
+    precision: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def verdicts(self) -> np.ndarray:
+        """Verdict names, same shape as `verdict_code`."""
+        return verdict_names(self.verdict_code, self.power)
+
+    def as_dict(self) -> dict:
+        out = super().as_dict()
+        out["verdicts"] = self.verdicts.tolist()
+        return out
+
+    def _table(self):
+        header = ["base", "direction", "output", "verdict", "limit", "rate", "power", "onset", "residual"]
+        names = self.verdicts
+        rows = []
+        for b, d, o in np.ndindex(self.verdict_code.shape):
+            if len(rows) >= 40:
+                break
+            rows.append([b, d, o, names[b, d, o], self.limit[b, d, o], self.rate[b, d, o],
+                         self.power[b, d, o], self.onset[b, d, o], self.fit_residual[b, d, o]])
+        return header, rows
+
+    def __str__(self):
+        text = super().__str__()
+        shown = min(40, self.verdict_code.size)
+        if shown < self.verdict_code.size:
+            text += f"\n({shown} of {self.verdict_code.size} rays shown)"
+        return text
+
+
+def _model_dtype(model, in_size):
+    probe = jax.eval_shape(model, jax.ShapeDtypeStruct((in_size,), jnp.zeros(()).dtype))
+    return probe.dtype
+
+
+def ray_limit(
+    model: Model,
+    base_points: Float[Array, "num_base in_size"] | Float[Array, " in_size"],
+    directions: Float[Array, "num_directions in_size"] | Float[Array, " in_size"],
+    radii: Float[Array, " num_radii"],
+    *,
+    settle_rtol: float = 0.05,
+    min_points: int = 4,
+    min_oscillations: int = 3,
+    chunk_size: int | None = None,
+) -> RayLimitResult:
+    """Limit value, exponential rate, onset radius, fit quality and verdict of every output
+    of `model` along the rays $x_0 + r d$, for every base point and direction at once.
+
+    The rate is fitted to $\\log|g'(r)|$ (not to $g - g_\\infty$) on the resolvable tail,
+    $|g'| > 10^3 \\varepsilon \\max|g'|$, from the onset radius where the local rate $-g''/g'$
+    has settled. Directions are normalised to unit length, so radii are distances.
+
+    **Arguments:**
+
+    - `model`: a function of one input vector, returning a scalar or a vector (a `Surrogate`,
+      an `eqx.nn.MLP`, any jittable callable).
+    - `base_points`: ray origins $x_0$, one per row (or a single vector).
+    - `directions`: ray directions $d$, one per row (or a single vector).
+    - `radii`: increasing radii $r \\ge 0$ (at least 8), reaching far past the training data.
+    - `settle_rtol`: relative tolerance on the local exponent that defines the onset.
+    - `min_points`: fewest resolvable tail points for a verdict other than `UNRESOLVED`.
+    - `min_oscillations`: sign changes of $g'$ in the tail that make a ray `OSCILLATORY`.
+    - `chunk_size`: directions evaluated together (bounds memory); `None` does all at once.
+
+    **Returns:**
+
+    A `RayLimitResult` with arrays of shape (num_base, num_directions, out_size).
+
+    **Raises:**
+
+    `ValueError` for mismatched shapes, NaN or infinite inputs, zero directions, or radii that
+    are negative, too few or not strictly increasing.
+    """
+    directions = check_directions(directions)
+    in_size = directions.shape[1]
+    base_points = check_base_points(base_points, in_size)
+    radii = check_radii(radii)
+    settle_rtol = check_positive("settle_rtol", settle_rtol)
+    min_points = check_count("min_points", min_points, 2)
+    min_oscillations = check_count("min_oscillations", min_oscillations, 1)
+    if chunk_size is not None:
+        chunk_size = check_count("chunk_size", chunk_size)
+    dtype = _model_dtype(model, in_size)
+    out = _ray_limit_core(
+        model,
+        jnp.asarray(base_points, dtype),
+        jnp.asarray(directions, dtype),
+        jnp.asarray(radii, dtype),
+        settle_rtol,
+        min_points,
+        min_oscillations,
+        chunk_size,
+    )
+    out = {k: np.asarray(v) for k, v in out.items()}
+    return RayLimitResult(
+        **out,
+        precision=np.dtype(dtype).name,
+        notes=precision_notes(dtype, out["float32_radius"]),
+    )

@@ -1,0 +1,216 @@
+"""Run configuration as frozen dataclasses, with dictionary/TOML round trips and checks."""
+
+import dataclasses
+import json
+import tomllib
+import typing
+
+PRECISIONS = ("float32", "float64")
+
+
+def _check_choice(section: str, name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"unknown {section}.{name} {value!r}; valid values: {', '.join(map(str, choices))}."
+        )
+
+
+def _positive(section: str, name: str, value, allow_none=False, integer=False) -> None:
+    if value is None and allow_none:
+        return
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"{section}.{name} must be {what} > 0, got {value!r}.")
+
+
+def _non_negative(section: str, name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{section}.{name} must be a number >= 0, got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which data set: `dataset` is `"elm"`, `"cdr"` or a path to a `.npz`/`.csv` file;
+    `split_seed` seeds random splits (CDR, user files without a stored split)."""
+
+    dataset: str = "elm"
+    split_seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The surrogate: opening -> `model` over `field` with time `basis` of `degree` -> readout.
+
+    `model` is `"node"` (neural ODE), `"resnet"` or `"hamiltonian"`; `field` is `"mlp"`,
+    `"layer"`, `"antisymmetric"` or `"hamiltonian"`; `basis` is `"static"`, `"monomial"`,
+    `"legendre"`, `"chebyshev"`, `"fourier"` or `"piecewise"` (`degree` is the polynomial
+    degree, the number of frequencies, or the number of pieces). `solver`, `rtol`, `atol`,
+    `max_steps`, `paradigm` apply to the neural ODE; `steps` to the discrete models.
+    """
+
+    model: str = "node"
+    field: str = "mlp"
+    basis: str = "legendre"
+    degree: int = 3
+    width: int = 32
+    hidden: int = 64
+    t1: float = 1.0
+    solver: str = "dopri5"
+    rtol: float = 1e-3
+    atol: float = 1e-5
+    max_steps: int = 4096
+    paradigm: str = "discretize"
+    steps: int = 12
+    opening_activation: str = "tanh"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation: `optimiser` (`"adam"`, `"adamw"`, `"rmsprop"`, `"sgd"`) with
+    `learning_rate` and `schedule` (`"cosine"`, `"step"`: times `decay_factor` every
+    `decay_every` steps, `"constant"`); `epochs` over minibatches of `batch_size`; `clip_norm`
+    (global-norm gradient clipping, `None` for off); `loss` (`"mse"`, `"l1"`, `"relative"`);
+    regularisers `tikhonov` (dynamics and opening weights), `readout_tikhonov`, `gram` (the
+    L2-in-time Gram penalty); `patience` (evaluations without validation improvement before
+    stopping, `None` for off); `ridge` (ridge parameter of the closed-form readout warm start,
+    `None` for off); `seed`; `precision` (`"float32"` or `"float64"`)."""
+
+    optimiser: str = "adam"
+    learning_rate: float = 3e-3
+    schedule: str = "cosine"
+    decay_every: int = 500
+    decay_factor: float = 0.5
+    epochs: int = 80
+    batch_size: int = 32
+    clip_norm: float | None = 1.0
+    loss: str = "mse"
+    tikhonov: float = 0.0
+    readout_tikhonov: float = 0.0
+    gram: float = 0.0
+    patience: int | None = None
+    eval_every: int = 1
+    ridge: float | None = None
+    seed: int = 0
+    precision: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs: `data`, `model`, `train` sections."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    def __post_init__(self):
+        check_config(self)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        """Builds a config from nested dictionaries; unknown sections or keys are errors."""
+        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+        unknown = set(d) - set(sections)
+        if unknown:
+            raise ValueError(
+                f"unknown config section(s) {sorted(unknown)}; valid sections: {sorted(sections)}."
+            )
+        built = {}
+        for name, klass in sections.items():
+            values = dict(d.get(name, {}))
+            fields = {f.name: f for f in dataclasses.fields(klass)}
+            bad = set(values) - set(fields)
+            if bad:
+                raise ValueError(
+                    f"unknown key(s) {sorted(bad)} in [{name}]; valid keys: {', '.join(fields)}."
+                )
+            hints = typing.get_type_hints(klass)
+            for key, value in values.items():
+                values[key] = _coerce(name, key, value, hints[key])
+            built[name] = klass(**values)
+        return cls(**built)
+
+    def to_toml(self) -> str:
+        """TOML text readable by `from_toml` (`None` values are written as comments)."""
+        lines = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            for key, value in values.items():
+                if value is None:
+                    lines.append(f"# {key} = (none)")
+                else:
+                    lines.append(f"{key} = {json.dumps(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+    @classmethod
+    def from_toml(cls, text: str) -> "RunConfig":
+        return cls.from_dict(tomllib.loads(text))
+
+    def replace(self, section: str, **changes) -> "RunConfig":
+        """A copy with `changes` applied to one section."""
+        return dataclasses.replace(
+            self, **{section: dataclasses.replace(getattr(self, section), **changes)}
+        )
+
+
+def _coerce(section, key, value, hint):
+    """Numbers from TOML/CLI into the field's type (int -> float, "none" -> None)."""
+    optional = type(None) in typing.get_args(hint)
+    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    if isinstance(value, str) and value.lower() in ("none", "off") and optional:
+        return None
+    if value is None and optional:
+        return None
+    try:
+        if base is float and not isinstance(value, bool):
+            return float(value)
+        if base is int and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{section}.{key} must be {'an integer' if base is int else 'a number'}, got {value!r}."
+        ) from None
+    return value
+
+
+def check_config(config: RunConfig) -> None:
+    """Raises a `ValueError` naming the first invalid field and what is allowed."""
+    m, t = config.model, config.train
+    _check_choice("model", "model", m.model, ("node", "resnet", "hamiltonian"))
+    _check_choice("model", "field", m.field, ("mlp", "layer", "antisymmetric", "hamiltonian"))
+    _check_choice(
+        "model", "basis", m.basis,
+        ("static", "monomial", "legendre", "chebyshev", "fourier", "piecewise"),
+    )
+    _check_choice("model", "solver", m.solver, ("dopri5", "tsit5", "bosh3", "heun", "euler", "dopri8"))
+    _check_choice("model", "paradigm", m.paradigm, ("discretize", "optimize"))
+    _check_choice("model", "opening_activation", m.opening_activation, ("tanh", "none"))
+    if isinstance(m.degree, bool) or not isinstance(m.degree, int) or m.degree < 0:
+        raise ValueError(f"model.degree must be an integer >= 0, got {m.degree!r}.")
+    for name in ("width", "hidden", "max_steps", "steps"):
+        _positive("model", name, getattr(m, name), integer=True)
+    for name in ("t1", "rtol", "atol"):
+        _positive("model", name, getattr(m, name))
+    if m.model == "hamiltonian" and m.field != "hamiltonian":
+        raise ValueError("model.model 'hamiltonian' needs model.field 'hamiltonian'; set --field hamiltonian.")
+    _check_choice("train", "optimiser", t.optimiser, ("adam", "adamw", "rmsprop", "sgd"))
+    _check_choice("train", "schedule", t.schedule, ("cosine", "step", "constant"))
+    _check_choice("train", "loss", t.loss, ("mse", "l1", "relative"))
+    _check_choice("train", "precision", t.precision, PRECISIONS)
+    _positive("train", "learning_rate", t.learning_rate)
+    for name in ("epochs", "batch_size", "decay_every", "eval_every"):
+        _positive("train", name, getattr(t, name), integer=True)
+    _positive("train", "decay_factor", t.decay_factor)
+    _positive("train", "clip_norm", t.clip_norm, allow_none=True)
+    _positive("train", "patience", t.patience, allow_none=True, integer=True)
+    _positive("train", "ridge", t.ridge, allow_none=True)
+    for name in ("tikhonov", "readout_tikhonov", "gram"):
+        _non_negative("train", name, getattr(t, name))
+    if isinstance(t.seed, bool) or not isinstance(t.seed, int):
+        raise ValueError(f"train.seed must be an integer, got {t.seed!r}.")

@@ -1,0 +1,106 @@
+"""Relative errors (computed in float64 NumPy) and the closed-form ridge readout."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from .._surrogate import Surrogate
+
+
+def global_relative_error(
+    predictions: Float[np.ndarray, "n out"], targets: Float[np.ndarray, "n out"]
+) -> float:
+    """$\\|P - Y\\|_F / \\|Y\\|_F$ over all samples."""
+    p, y = np.asarray(predictions, np.float64), np.asarray(targets, np.float64)
+    return float(np.linalg.norm(p - y) / np.linalg.norm(y))
+
+
+def mean_relative_error(
+    predictions: Float[np.ndarray, "n out"], targets: Float[np.ndarray, "n out"]
+) -> float:
+    """$\\frac{1}{n}\\sum_i \\|p_i - y_i\\| / \\|y_i\\|$ (samples with $y_i = 0$ use 1)."""
+    p, y = np.asarray(predictions, np.float64), np.asarray(targets, np.float64)
+    norms = np.linalg.norm(y, axis=1)
+    return float(np.mean(np.linalg.norm(p - y, axis=1) / np.where(norms > 0, norms, 1.0)))
+
+
+def error_metrics(predictions, targets, prefix: str = "") -> dict:
+    """`{prefix}global` and `{prefix}per_sample` relative errors."""
+    return {
+        f"{prefix}global": global_relative_error(predictions, targets),
+        f"{prefix}per_sample": mean_relative_error(predictions, targets),
+    }
+
+
+def forward(model: Surrogate, xs: Float[Array, "batch in"]):
+    """Predictions of a batch and whether each sample's solve succeeded."""
+
+    def one(x):
+        trajectory = model.dynamics.solve(model.features(x))
+        return model.readout(trajectory.final), trajectory.succeeded
+
+    return jax.vmap(one)(xs)
+
+
+@eqx.filter_jit
+def _features_at_t1(model: Surrogate, xs):
+    return jax.vmap(lambda x: model.dynamics(model.features(x)))(xs)
+
+
+def predict_in_chunks(model: Surrogate, xs: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """`model.predict` in fixed-size chunks (one compilation), as float64 NumPy."""
+    return _chunked(_predict, model, xs, chunk)
+
+
+@eqx.filter_jit
+def _predict(model, xs):
+    return forward(model, xs)[0]
+
+
+def _chunked(function, model, xs, chunk):
+    xs = np.asarray(xs)
+    dtype = model.readout.weight.dtype
+    out = []
+    for start in range(0, len(xs), chunk):
+        part = xs[start : start + chunk]
+        pad = chunk - len(part) if len(xs) > chunk else 0
+        padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
+        out.append(np.asarray(function(model, jnp.asarray(padded, dtype)))[: len(part)])
+    return np.concatenate(out).astype(np.float64)
+
+
+def ridge_readout(
+    features: Float[np.ndarray, "n width"], targets: Float[np.ndarray, "n out"], ridge: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The affine readout minimising $\\|Z W^T + 1 w^T - Y\\|_F^2 + \\lambda \\|W\\|_F^2$ (the
+    bias $w$ unpenalised), in float64 by centring and a Cholesky-free `solve`.
+
+    **Returns:** `(W, w)` with shapes `(out, width)` and `(out,)`.
+    """
+    z = np.asarray(features, np.float64)
+    y = np.asarray(targets, np.float64)
+    z_mean, y_mean = z.mean(axis=0), y.mean(axis=0)
+    zc, yc = z - z_mean, y - y_mean
+    gram = zc.T @ zc + ridge * np.eye(z.shape[1])
+    weight = np.linalg.solve(gram, zc.T @ yc).T
+    bias = y_mean - weight @ z_mean
+    return weight, bias
+
+
+def ridge_warm_start(model: Surrogate, xs, ys, ridge: float) -> Surrogate:
+    """`model` with its readout replaced by `ridge_readout` of its features at $t_1$ on
+    `(xs, ys)` (the variable-projection warm start of the study's discrete nets)."""
+    if not ridge > 0:
+        raise ValueError(f"`ridge` must be > 0, got {ridge!r}.")
+    features = _chunked(_features_at_t1, model, xs, 512)
+    if not np.all(np.isfinite(features)):
+        raise ValueError("ridge warm start: the initial model's features are not finite.")
+    weight, bias = ridge_readout(features, ys, ridge)
+    dtype = model.readout.weight.dtype
+    return eqx.tree_at(
+        lambda m: (m.readout.weight, m.readout.bias),
+        model,
+        (jnp.asarray(weight, dtype), jnp.asarray(bias, dtype)),
+    )

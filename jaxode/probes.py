@@ -1,0 +1,23 @@
+"""Asymptotic probes: how trained models behave far outside their training domain.
+
+Usage: `from jaxode import probes`; every probe returns a small result object that prints as a
+table and converts to JSON (`as_dict`, `to_json`).
+"""
+
+from ._probes._common import (
+    CONSTANT_EXP as CONSTANT_EXP,
+    EXP_GROWTH as EXP_GROWTH,
+    LINEAR as LINEAR,
+    OSCILLATORY as OSCILLATORY,
+    POLY as POLY,
+    UNRESOLVED as UNRESOLVED,
+    verdict_name as verdict_name,
+)
+from ._probes._maps import LimitMapResult as LimitMapResult, limit_map as limit_map
+from ._probes._rays import RayLimitResult as RayLimitResult, ray_limit as ray_limit
+from ._probes._slopes import (
+    OscillationResult as OscillationResult,
+    SlopeResult as SlopeResult,
+    asymptotic_slope as asymptotic_slope,
+    tail_oscillations as tail_oscillations,
+)

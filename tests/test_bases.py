@@ -1,0 +1,185 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpy.polynomial as npoly
+import pytest
+from scipy import integrate
+
+import jaxode
+from helpers import all_bases
+
+T0, T1 = -0.5, 2.0
+
+
+def _values(basis, ts):
+    return np.asarray(jax.vmap(basis)(jnp.asarray(ts, dtype=jnp.float64)))
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 5])
+@pytest.mark.parametrize("cls", [jaxode.MonomialBasis, jaxode.LegendreBasis, jaxode.ChebyshevBasis])
+def test_degree_d_gives_d_plus_one_functions(cls, degree):
+    basis = cls(degree)
+    assert basis.num_basis == degree + 1
+    assert basis(0.3).shape == (degree + 1,)
+
+
+def test_counts_of_fourier_piecewise_constant():
+    assert jaxode.FourierBasis(3).num_basis == 7
+    assert jaxode.FourierBasis(3)(0.2).shape == (7,)
+    assert jaxode.PiecewiseConstantBasis(12).num_basis == 12
+    assert jaxode.ConstantBasis().num_basis == 1
+
+
+def test_polynomial_values_match_numpy():
+    ts = np.linspace(T0 - 1.0, T1 + 1.0, 41)  # inside and outside the window
+    tau = (ts - T0) / (T1 - T0)
+    x = 2 * tau - 1
+    eye = np.eye(6)
+    mono = _values(jaxode.MonomialBasis(5, t0=T0, t1=T1), ts)
+    np.testing.assert_allclose(mono, np.stack([tau**k for k in range(6)], 1), rtol=1e-13)
+    leg = _values(jaxode.LegendreBasis(5, t0=T0, t1=T1), ts)
+    ref = np.stack([npoly.legendre.legval(x, eye[k]) for k in range(6)], 1)
+    np.testing.assert_allclose(leg, ref, rtol=1e-12, atol=1e-12)
+    leg_on = _values(jaxode.LegendreBasis(5, t0=T0, t1=T1, orthonormal=True), ts)
+    np.testing.assert_allclose(leg_on, ref * np.sqrt(2 * np.arange(6) + 1), rtol=1e-12, atol=1e-12)
+    cheb = _values(jaxode.ChebyshevBasis(5, t0=T0, t1=T1), ts)
+    ref = np.stack([npoly.chebyshev.chebval(x, eye[k]) for k in range(6)], 1)
+    np.testing.assert_allclose(cheb, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_legendre_classical_normalisation_and_fourier_values():
+    leg = jaxode.LegendreBasis(4)
+    np.testing.assert_allclose(leg(1.0), np.ones(5), rtol=1e-14)
+    np.testing.assert_allclose(leg(0.0), (-1.0) ** np.arange(5), rtol=1e-14)
+    fourier = jaxode.FourierBasis(2, t0=T0, t1=T1)
+    tau = 0.3
+    expect = [1, np.cos(2 * np.pi * tau), np.cos(4 * np.pi * tau), np.sin(2 * np.pi * tau), np.sin(4 * np.pi * tau)]
+    np.testing.assert_allclose(fourier(T0 + tau * (T1 - T0)), expect, rtol=1e-12)
+
+
+def test_piecewise_constant_selects_step_weights_on_a_step_grid():
+    basis = jaxode.PiecewiseConstantBasis(12, t0=0.0, t1=10.0)
+    h = 10.0 / 12
+    for j in range(12):
+        np.testing.assert_array_equal(basis(j * h), np.eye(12)[j])
+    np.testing.assert_array_equal(basis(10.0), np.eye(12)[11])
+    np.testing.assert_array_equal(basis(25.0), np.eye(12)[11])
+    np.testing.assert_array_equal(basis(-3.0), np.eye(12)[0])
+
+
+@pytest.mark.parametrize("basis", all_bases(T0, T1), ids=lambda b: type(b).__name__)
+def test_gram_equals_quadrature(basis):
+    gram = np.asarray(basis.gram())
+    n = basis.num_basis
+    points = [T0 + b * (T1 - T0) for b in basis.breakpoints()]
+    ref = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            ref[i, j] = integrate.quad(
+                lambda t: float(basis(t)[i] * basis(t)[j]), T0, T1, points=points[1:-1] or None, limit=200
+            )[0]
+    np.testing.assert_allclose(gram, ref, rtol=1e-9, atol=1e-11)
+
+
+def test_gram_closed_forms():
+    np.testing.assert_allclose(
+        jaxode.MonomialBasis(3).gram(), [[1 / (i + j + 1) for j in range(4)] for i in range(4)], rtol=1e-15
+    )
+    np.testing.assert_allclose(jaxode.LegendreBasis(3).gram(), np.diag([1, 1 / 3, 1 / 5, 1 / 7]), rtol=1e-15)
+
+
+def test_evaluate_outside_window_by_default_and_clamp_on_request():
+    mono = jaxode.MonomialBasis(3, t0=0.0, t1=2.0)
+    np.testing.assert_allclose(mono(6.0), [1, 3, 9, 27], rtol=1e-14)
+    frozen = jaxode.MonomialBasis(3, t0=0.0, t1=2.0, clamp=True)
+    np.testing.assert_allclose(frozen(6.0), mono(2.0), rtol=1e-14)
+    np.testing.assert_allclose(frozen(-1.0), mono(0.0), rtol=1e-14)
+    np.testing.assert_allclose(frozen(1.3), mono(1.3), rtol=1e-14)
+
+
+def test_condition_number_gap_of_the_study():
+    grid = jnp.linspace(0.0, 10.0, 12)
+    raw_monomial = jaxode.condition_number(jaxode.MonomialBasis(6, t0=0.0, t1=1.0), grid)
+    assert 5e6 < raw_monomial < 7e6
+    ref = np.linalg.cond(np.vander(np.linspace(0, 10, 12), 7, increasing=True))
+    np.testing.assert_allclose(raw_monomial, ref, rtol=1e-6)
+    for horizon in (1.0, 5.0, 10.0):
+        grid = jnp.linspace(0.0, horizon, 12)
+        for degree in (3, 4, 5, 6):
+            kappa = jaxode.condition_number(jaxode.LegendreBasis(degree, t0=0.0, t1=horizon), grid)
+            assert 1.5 < kappa < 4.0
+
+
+@pytest.mark.parametrize(
+    "source,target",
+    [
+        (jaxode.MonomialBasis(3, t0=T0, t1=T1), jaxode.LegendreBasis(5, t0=T0, t1=T1)),
+        (jaxode.LegendreBasis(4, t0=T0, t1=T1), jaxode.ChebyshevBasis(4, t0=T0, t1=T1)),
+        (jaxode.ChebyshevBasis(2, t0=T0, t1=T1), jaxode.MonomialBasis(6, t0=T0, t1=T1)),
+        (jaxode.ConstantBasis(t0=T0, t1=T1), jaxode.PiecewiseConstantBasis(3, t0=T0, t1=T1)),
+        (jaxode.LegendreBasis(3, t0=0.0, t1=1.0), jaxode.LegendreBasis(3, t0=-1.0, t1=4.0)),
+    ],
+)
+def test_projection_is_exact_when_target_contains_source(source, target, getkey):
+    coeffs = jax.random.normal(getkey(), (source.num_basis, 3, 2))
+    projected = jaxode.project_coefficients(coeffs, source, target)
+    assert projected.shape == (target.num_basis, 3, 2)
+    ts = np.linspace(target.t0, target.t1, 17)
+    theta_source = np.einsum("tk,k...->t...", _values(source, ts), coeffs)
+    theta_target = np.einsum("tk,k...->t...", _values(target, ts), projected)
+    np.testing.assert_allclose(theta_target, theta_source, rtol=1e-9, atol=1e-9)
+
+
+def test_projection_residual_is_orthogonal_to_target(getkey):
+    source = jaxode.MonomialBasis(5, t0=T0, t1=T1)
+    target = jaxode.LegendreBasis(2, t0=T0, t1=T1)
+    coeffs = np.asarray(jax.random.normal(getkey(), (6,)))
+    projected = np.asarray(jaxode.project_coefficients(coeffs, source, target))
+
+    def residual(t):
+        return float(source(t) @ coeffs - target(t) @ projected)
+
+    for k in range(3):
+        inner = integrate.quad(lambda t: residual(t) * float(target(t)[k]), T0, T1)[0]
+        assert abs(inner) < 1e-10
+    # Fourier to a coarse polynomial: same property through a non-polynomial source.
+    fourier = jaxode.FourierBasis(2, t0=T0, t1=T1)
+    coeffs = np.asarray(jax.random.normal(getkey(), (5,)))
+    projected = np.asarray(jaxode.project_coefficients(coeffs, fourier, target))
+    for k in range(3):
+        inner = integrate.quad(
+            lambda t: float(fourier(t) @ coeffs - target(t) @ projected) * float(target(t)[k]), T0, T1
+        )[0]
+        assert abs(inner) < 1e-10
+
+
+def test_l2_in_time_equals_integral(getkey):
+    basis = jaxode.MonomialBasis(3, t0=T0, t1=T1)
+    coeffs = np.asarray(jax.random.normal(getkey(), (4, 2, 3)))
+    value = float(jaxode.l2_in_time(coeffs, basis))
+    integrand = lambda t: float(np.sum(np.einsum("k,k...->...", np.asarray(basis(t)), coeffs) ** 2))
+    ref = integrate.quad(integrand, T0, T1)[0] / (T1 - T0)
+    np.testing.assert_allclose(value, ref, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: jaxode.MonomialBasis(-1), "`degree` must be an integer >= 0, got -1"),
+        (lambda: jaxode.LegendreBasis(2.5), "`degree`"),
+        (lambda: jaxode.ChebyshevBasis(True), "`degree`"),
+        (lambda: jaxode.PiecewiseConstantBasis(0), "`pieces` must be an integer >= 1"),
+        (lambda: jaxode.FourierBasis(-2), "`num_frequencies`"),
+        (lambda: jaxode.LegendreBasis(3, t0=1.0, t1=1.0), "`t1` must be greater than `t0`"),
+        (lambda: jaxode.ConstantBasis(t0=2.0, t1=1.0), "`t1` must be greater than `t0`"),
+        (lambda: jaxode.MonomialBasis(2, t1=float("nan")), "finite"),
+    ],
+)
+def test_bad_arguments_name_the_argument(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_projection_rejects_wrong_coefficient_shape():
+    with pytest.raises(ValueError, match="`coefficients` must have leading axis of length source.num_basis=4"):
+        jaxode.project_coefficients(np.ones((3, 2)), jaxode.MonomialBasis(3), jaxode.LegendreBasis(3))

@@ -1,0 +1,59 @@
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxode
+
+
+def _loss(model, xs):
+    return jnp.sum(model.predict(xs) ** 2)
+
+
+def test_dopri5_forward_evaluations_follow_its_tableau(getkey):
+    # Dopri5 is FSAL: one evaluation at t0, then six new stages per attempted step.
+    field = jaxode.MLPField(4, 6, jaxode.LegendreBasis(2), key=getkey())
+    dynamics = jaxode.NeuralODE(field, 3.0, stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-9))
+    model = jaxode.Surrogate(3, 2, dynamics, key=getkey())
+    xs = jax.random.normal(getkey(), (1, 3))
+    counts = jaxode.EvaluationCounter(_loss)(model, xs)
+    trajectory = dynamics.solve(model.features(xs[0]))
+    steps = int(trajectory.num_accepted_steps) + int(trajectory.num_rejected_steps)
+    assert counts.solves == 1
+    assert counts.accepted_steps == int(trajectory.num_accepted_steps)
+    assert counts.rejected_steps == int(trajectory.num_rejected_steps)
+    assert counts.forward_evaluations == 1 + 6 * steps
+    # Recursive checkpointing recomputes the forward stages and takes one VJP per stage.
+    assert counts.backward_evaluations >= counts.forward_evaluations - 1
+
+
+def test_fixed_step_euler_and_resnet_counts(getkey):
+    field = jaxode.LayerField(3, jaxode.MonomialBasis(1), key=getkey())
+    xs = jax.random.normal(getkey(), (4, 3))
+    euler = jaxode.NeuralODE(field, 1.0, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.1)
+    counts = jaxode.EvaluationCounter(_loss)(jaxode.Surrogate(3, 2, euler, key=getkey()), xs)
+    assert counts.forward_evaluations == 10 and counts.accepted_steps == 10 and counts.rejected_steps == 0
+    resnet = jaxode.Surrogate(3, 2, jaxode.ResNet(field, 1.0, 12), key=getkey())
+    counts = jaxode.EvaluationCounter(_loss)(resnet, xs)
+    assert counts.forward_evaluations == 12 and counts.accepted_steps == 12
+    ham = jaxode.HamiltonianField(3, jaxode.MonomialBasis(1), key=getkey())
+    hamnet = jaxode.Surrogate(3, 2, jaxode.HamiltonianNet(ham, 1.0, 7), key=getkey())
+    assert jaxode.EvaluationCounter(_loss)(hamnet, xs).forward_evaluations == 7
+
+
+def test_continuous_adjoint_backward_evaluations_come_from_its_own_solve(getkey):
+    field = jaxode.MLPField(4, 6, jaxode.LegendreBasis(2), key=getkey())
+    controller = diffrax.PIDController(rtol=1e-8, atol=1e-8)
+    xs = jax.random.normal(getkey(), (1, 3))
+    key = getkey()
+    dto = jaxode.Surrogate(3, 2, jaxode.NeuralODE(field, 2.0, stepsize_controller=controller), key=key)
+    otd = jaxode.Surrogate(
+        3, 2, jaxode.NeuralODE(field, 2.0, stepsize_controller=controller, paradigm=jaxode.OptimizeThenDiscretize()), key=key
+    )
+    a = jaxode.EvaluationCounter(_loss)(dto, xs)
+    b = jaxode.EvaluationCounter(_loss)(otd, xs)
+    assert a.forward_evaluations == b.forward_evaluations
+    # The backward adjoint solve has its own step count: a multiple of Dopri5's 6 stages, plus
+    # the initial evaluations of the adaptive solve (one FSAL start, and step-size selection).
+    assert b.backward_evaluations > 0
+    assert b.backward_evaluations != a.backward_evaluations

@@ -1,0 +1,142 @@
+import dataclasses
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpy.polynomial as npoly
+import pytest
+
+import jaxode
+from helpers import all_fields, randomize
+
+T1 = 1.5
+
+
+def _tight(field, **kwargs):
+    return jaxode.NeuralODE(
+        field, T1, solver=diffrax.Tsit5(),
+        stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12), max_steps=100_000, **kwargs
+    )
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_resnet_equals_diffrax_euler(index, getkey):
+    field = randomize(all_fields(4, jaxode.LegendreBasis(2, t1=T1), getkey())[index], getkey())
+    z0 = jax.random.normal(getkey(), (4,))
+    for steps in (1, 7, 20):
+        resnet = jaxode.ResNet(field, T1, steps)
+        euler = jaxode.NeuralODE(
+            field, T1, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=T1 / steps
+        )
+        np.testing.assert_allclose(resnet(z0), euler(z0), rtol=1e-10, atol=1e-10)
+        trajectory = resnet.solve(z0)
+        assert trajectory.states.shape == (steps + 1, field.state_size)
+        np.testing.assert_allclose(trajectory.ts[-1], T1, rtol=1e-14)
+
+
+def _order(step_sizes, errors):
+    return np.polyfit(np.log(step_sizes), np.log(errors), 1)[0]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_resnet_converges_to_neural_ode_at_first_order(index, getkey):
+    field = randomize(all_fields(3, jaxode.LegendreBasis(2, t1=T1), getkey())[index], getkey(), 0.4)
+    z0 = jax.random.normal(getkey(), (3,))
+    exact = _tight(field)(z0)
+    steps = np.array([40, 80, 160, 320])
+    errors = [float(jnp.max(jnp.abs(jaxode.ResNet(field, T1, int(n))(z0) - exact))) for n in steps]
+    assert 0.9 < _order(T1 / steps, errors) < 1.1
+
+
+def test_hamiltonian_net_matches_its_scheme_and_converges(getkey):
+    width, steps = 3, 9
+    field = randomize(jaxode.HamiltonianField(width, jaxode.MonomialBasis(2, t1=T1), key=getkey()), getkey())
+    start = jax.random.normal(getkey(), (width,))
+    y, z, h = np.asarray(start), np.zeros(width), T1 / steps
+    for j in range(steps):
+        t = j * h
+        k, b = np.asarray(field.layer.weight_at(t)), np.asarray(field.layer.bias_at(t))
+        z = z - h * np.tanh(k.T @ y + b)
+        y = y + h * np.tanh(k @ z + b)
+    trajectory = jaxode.HamiltonianNet(field, T1, steps).solve(start)
+    np.testing.assert_allclose(trajectory.final, y, rtol=1e-12)
+    np.testing.assert_allclose(trajectory.states[-1, width:], z, rtol=1e-12)
+    exact = _tight(field)(start)
+    counts = np.array([50, 100, 200, 400])
+    errors = [float(jnp.max(jnp.abs(jaxode.HamiltonianNet(field, T1, int(n))(start) - exact))) for n in counts]
+    assert 0.9 < _order(T1 / counts, errors) < 1.1
+
+
+def test_linear_time_varying_ode_with_known_solution(getkey):
+    # dz/dt = a(t) z with a(t) = sum_k c_k P_k(2t/T - 1): z(t) = z0 exp(int_0^t a).
+    basis = jaxode.LegendreBasis(3, t1=T1)
+    field = jaxode.LayerField(2, basis, activation=lambda x: x, key=getkey())
+    c = np.array([0.3, -0.8, 0.5, 0.4])
+    field = eqx.tree_at(lambda f: (f.layer.weight, f.layer.bias), field,
+                        (jnp.asarray(c[:, None, None] * np.eye(2)), jnp.zeros((4, 2))))
+    ts = np.linspace(0.0, T1, 7)[1:]
+    z0 = jnp.array([1.0, -2.0])
+    trajectory = _tight(field, ts=ts).solve(z0)
+    a = npoly.Legendre(c, domain=[0.0, T1])
+    exponent = a.integ(lbnd=0.0)(ts)
+    np.testing.assert_allclose(trajectory.states, np.exp(exponent)[:, None] * np.asarray(z0), rtol=1e-9)
+    np.testing.assert_allclose(trajectory.ts, ts, rtol=1e-14)
+    assert bool(trajectory.succeeded)
+
+
+def test_max_steps_raises_or_returns_status(getkey):
+    field = randomize(jaxode.MLPField(3, 5, jaxode.LegendreBasis(2), key=getkey()), getkey())
+    z0 = jnp.ones(3)
+    strict = jaxode.NeuralODE(field, 1.0, stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12), max_steps=3)
+    with pytest.raises(Exception, match="increase `max_steps`"):
+        jax.block_until_ready(strict(z0))
+    lenient = dataclasses.replace(strict, throw=False)
+    trajectory = lenient.solve(z0)
+    assert not bool(trajectory.succeeded)
+    assert trajectory.result == diffrax.RESULTS.max_steps_reached
+    assert int(trajectory.num_steps) == 3
+
+
+def test_dynamics_argument_errors(getkey):
+    field = jaxode.LayerField(3, jaxode.ConstantBasis(), key=getkey())
+    with pytest.raises(ValueError, match="`t1` must be greater than `t0`"):
+        jaxode.NeuralODE(field, 0.0)
+    with pytest.raises(ValueError, match="`t1` must be greater than `t0`"):
+        jaxode.ResNet(field, 1.0, 4, t0=2.0)
+    with pytest.raises(ValueError, match="`steps` must be an integer >= 1"):
+        jaxode.ResNet(field, 1.0, 0)
+    with pytest.raises(TypeError, match="HamiltonianField"):
+        jaxode.HamiltonianNet(field, 1.0, 4)
+    with pytest.raises(ValueError, match="`dt0` is required"):
+        jaxode.NeuralODE(field, 1.0, stepsize_controller=diffrax.ConstantStepSize())
+    with pytest.raises(ValueError, match="`ts` must lie in"):
+        jaxode.NeuralODE(field, 1.0, ts=[0.5, 2.0])
+    with pytest.raises(TypeError, match="`paradigm` must be"):
+        jaxode.NeuralODE(field, 1.0, paradigm="adjoint")
+    with pytest.raises(ValueError, match="`features` must have shape \\(3,\\)"):
+        jaxode.ResNet(field, 1.0, 2)(jnp.ones(4))
+
+
+def test_surrogate_shapes_and_input_errors(getkey):
+    dynamics = jaxode.NeuralODE(jaxode.LayerField(4, jaxode.LegendreBasis(1), key=getkey()), 1.0)
+    model = jaxode.Surrogate(3, 2, dynamics, key=getkey())
+    xs = jax.random.normal(getkey(), (5, 3))
+    out = model.predict(xs)
+    assert out.shape == (5, 2)
+    np.testing.assert_allclose(out[2], model(xs[2]), rtol=1e-12)
+    z0 = np.tanh(np.asarray(model.opening.weight) @ np.asarray(xs[2]) + np.asarray(model.opening.bias))
+    np.testing.assert_allclose(model.features(xs[2]), z0, rtol=1e-12)
+    with pytest.raises(ValueError, match="`x` must have shape \\(3,\\)"):
+        model(jnp.ones(4))
+    with pytest.raises(ValueError, match="`xs` must have shape \\(batch, 3\\)"):
+        model.predict(jnp.ones((5, 2)))
+    with pytest.raises(Exception, match="`x` contains NaN or infinite values"):
+        jax.block_until_ready(model(jnp.array([1.0, jnp.nan, 0.0])))
+    with pytest.raises(Exception, match="`x` contains NaN or infinite values"):
+        jax.block_until_ready(eqx.filter_jit(lambda m, x: m.predict(x))(model, xs.at[1, 1].set(jnp.inf)))
+    with pytest.raises(TypeError, match="`dynamics` must be"):
+        jaxode.Surrogate(3, 2, dynamics.field, key=getkey())
+    with pytest.raises(ValueError, match="`in_size` must be an integer >= 1"):
+        jaxode.Surrogate(0, 2, dynamics, key=getkey())

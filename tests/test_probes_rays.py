@@ -1,0 +1,168 @@
+"""Ray limit and rate against closed forms: one-hidden-layer tanh and sigmoid nets, deeper nets,
+negative controls (sin, x^2, exp), float32 resolution, bad input."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxode import probes
+
+
+def example(x):
+    return 0.3 + 2.0 * jnp.tanh(0.5 * x[0] + 1.0) - jnp.tanh(3.0 * x[0])
+
+
+def test_closed_form_example_both_directions():
+    result = probes.ray_limit(example, [0.0], [[1.0], [-1.0]], np.linspace(0.0, 60.0, 241))
+    assert result.limit.shape == (1, 2, 1)
+    # Direction +1: 0.3 + 2 - 1; direction -1: 0.3 - 2 + 1; rate 2 min|alpha| = 1.
+    np.testing.assert_allclose(result.limit[0, :, 0], [1.3, -0.7], atol=1e-10)
+    np.testing.assert_allclose(result.rate[0, :, 0], [1.0, 1.0], rtol=1e-6)
+    assert list(result.verdicts.ravel()) == ["CONSTANT_EXP", "CONSTANT_EXP"]
+    # The onset lies where the tanh(3x) term (rate 6) has died out against the rate-1 term.
+    assert 0.5 <= result.onset[0, 0, 0] <= 8.0
+    assert result.fit_residual[0, 0, 0] < 0.05
+    assert result.precision == "float64" and result.notes == ()
+
+
+def _net_with_separated_alphas(key, in_size, hidden, out_size, activation):
+    """A one-hidden-layer net and a ray along which the slopes alpha_i = w_i . d are prescribed
+    and well separated (so the slowest exponential dominates the resolvable tail)."""
+    keys = jax.random.split(key, 8)
+    direction = jax.random.normal(keys[0], (in_size,))
+    direction = direction / jnp.linalg.norm(direction)
+    magnitudes = 0.4 * 1.7 ** jnp.arange(hidden)
+    signs = jnp.where(jax.random.bernoulli(keys[1], 0.5, (hidden,)), 1.0, -1.0)
+    alphas = jax.random.permutation(keys[2], magnitudes * signs)
+    other = jax.random.normal(keys[3], (hidden, in_size))
+    other = other - (other @ direction)[:, None] * direction[None, :]
+    w1 = alphas[:, None] * direction[None, :] + other
+    b1 = jax.random.normal(keys[4], (hidden,))
+    a = jax.random.normal(keys[5], (out_size, hidden))
+    c = jax.random.normal(keys[6], (out_size,))
+    x0 = jax.random.normal(keys[7], (in_size,))
+
+    def model(x):
+        return a @ activation(w1 @ x + b1) + c
+
+    return model, direction, x0, np.asarray(alphas), np.asarray(w1 @ x0 + b1), np.asarray(a), np.asarray(c)
+
+
+@pytest.mark.parametrize("repeat", range(3))
+def test_tanh_net_limits_and_rates_over_seeds(getkey, repeat):
+    model, direction, x0, alphas, betas, a, c = _net_with_separated_alphas(getkey(), 3, 4, 2, jnp.tanh)
+    result = probes.ray_limit(model, x0, direction, np.linspace(0.0, 150.0, 400))
+    expected_limit = c + a @ np.sign(alphas)
+    np.testing.assert_allclose(result.limit[0, 0], expected_limit, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(result.rate[0, 0], 2 * np.min(np.abs(alphas)), rtol=1e-4)
+    assert np.all(result.verdict_code == probes.CONSTANT_EXP)
+
+
+@pytest.mark.parametrize("repeat", range(2))
+def test_sigmoid_net_limits_and_rates_over_seeds(getkey, repeat):
+    model, direction, x0, alphas, betas, a, c = _net_with_separated_alphas(
+        getkey(), 2, 3, 2, jax.nn.sigmoid
+    )
+    result = probes.ray_limit(model, x0, direction, np.linspace(0.0, 250.0, 400))
+    expected_limit = c + a @ (alphas > 0).astype(float)
+    np.testing.assert_allclose(result.limit[0, 0], expected_limit, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(result.rate[0, 0], np.min(np.abs(alphas)), rtol=1e-4)
+
+
+def test_zero_alpha_neuron_keeps_its_value():
+    # A neuron whose weight is orthogonal to the direction contributes a tanh(beta) forever.
+    def model(x):
+        return 1.5 * jnp.tanh(x[1] + 0.7) - 0.5 * jnp.tanh(2.0 * x[0] - 1.0)
+
+    result = probes.ray_limit(model, [0.0, 0.0], [1.0, 0.0], np.linspace(0.0, 40.0, 200))
+    np.testing.assert_allclose(result.limit[0, 0, 0], 1.5 * math.tanh(0.7) - 0.5, atol=1e-12)
+    np.testing.assert_allclose(result.rate[0, 0, 0], 4.0, rtol=1e-4)
+
+
+def test_deeper_tanh_net_limit_is_rest_of_net_at_saturated_signs(getkey):
+    model1, direction, x0, alphas, betas, a, c = _net_with_separated_alphas(getkey(), 2, 3, 3, jnp.tanh)
+    w2 = np.asarray(jax.random.normal(getkey(), (2, 3)))
+    b2 = np.asarray(jax.random.normal(getkey(), (2,)))
+
+    def deep(x):
+        return jnp.tanh(w2 @ model1(x) + b2)
+
+    result = probes.ray_limit(deep, x0, direction, np.linspace(0.0, 150.0, 400))
+    expected = np.tanh(w2 @ (c + a @ np.sign(alphas)) + b2)
+    np.testing.assert_allclose(result.limit[0, 0], expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(result.rate[0, 0], 2 * np.min(np.abs(alphas)), rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "function, verdict, rate, power",
+    [
+        (lambda x: jnp.sin(x[0]), "OSCILLATORY", math.nan, math.nan),
+        (lambda x: x[0] ** 2 + 1.0, "POLY(2)", math.nan, 2.0),
+        (lambda x: x[0] ** 3, "POLY(3)", math.nan, 3.0),
+        (lambda x: jnp.exp(0.5 * x[0]), "EXP_GROWTH", -0.5, math.nan),
+        (lambda x: 3.0 * x[0] - 2.0 + jnp.exp(-x[0]), "LINEAR", math.nan, 1.0),
+        (lambda x: 3.0 + 2.0 * jnp.exp(-0.5 * x[0]) * jnp.cos(2.0 * x[0]), "OSCILLATORY", math.nan, math.nan),
+    ],
+)
+def test_negative_controls(function, verdict, rate, power):
+    result = probes.ray_limit(function, [0.0], [1.0], np.linspace(1.0, 60.0, 300))
+    assert result.verdicts[0, 0, 0] == verdict
+    np.testing.assert_allclose(result.rate[0, 0, 0], rate, rtol=1e-6)
+    np.testing.assert_allclose(result.power[0, 0, 0], power, rtol=1e-3)
+    if verdict in ("POLY(2)", "EXP_GROWTH", "LINEAR"):
+        assert result.limit[0, 0, 0] == np.inf
+
+
+def test_float32_run_reports_its_resolution_radius():
+    def model32(x):
+        return example(x.astype(jnp.float32))
+
+    radii = np.linspace(0.0, 60.0, 241)
+    result = probes.ray_limit(model32, [0.0], [1.0], radii)
+    assert result.precision == "float32"
+    assert len(result.notes) == 1 and "float32" in result.notes[0]
+    # |g'(r)| ~ 4 e^{-2} e^{-r} falls below 1e3 eps32 max|g'|, max|g'| = |g'(0)| = 3 - sech(1)^2.
+    max_slope = 3.0 - 1.0 / math.cosh(1.0) ** 2
+    expected = math.log(4 * math.exp(-2.0) / (1e3 * np.finfo(np.float32).eps * max_slope))
+    assert abs(result.float32_radius[0, 0, 0] - expected) < 0.2
+    np.testing.assert_allclose(result.limit[0, 0, 0], 1.3, atol=1e-5)
+
+
+def test_result_prints_table_and_round_trips_json():
+    import json
+
+    result = probes.ray_limit(example, [0.0], [1.0], np.linspace(0.0, 40.0, 100))
+    text = str(result)
+    assert "CONSTANT_EXP" in text and "limit" in text
+    data = json.loads(result.to_json())
+    np.testing.assert_allclose(data["limit"][0][0][0], 1.3, atol=1e-10)
+    assert data["verdicts"] == [[["CONSTANT_EXP"]]]
+
+
+def test_chunked_evaluation_matches_full():
+    directions = np.array([[1.0], [-1.0], [2.0]])
+    full = probes.ray_limit(example, [0.0], directions, np.linspace(0.0, 40.0, 100))
+    chunked = probes.ray_limit(example, [0.0], directions, np.linspace(0.0, 40.0, 100), chunk_size=2)
+    np.testing.assert_array_equal(full.limit, chunked.limit)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(radii=np.array([0.0, 1.0, 0.5, 2, 3, 4, 5, 6])), "strictly increasing"),
+        (dict(radii=np.linspace(-1.0, 1.0, 10)), ">= 0"),
+        (dict(radii=np.linspace(0.0, 1.0, 3)), "at least 8"),
+        (dict(directions=np.array([[0.0]])), "zero vector"),
+        (dict(base_points=np.array([np.nan])), "NaN"),
+        (dict(base_points=np.zeros((1, 2))), "columns"),
+        (dict(settle_rtol=-1.0), "settle_rtol"),
+    ],
+)
+def test_bad_input_names_the_argument(kwargs, match):
+    arguments = dict(base_points=[0.0], directions=[[1.0]], radii=np.linspace(0.0, 10.0, 20))
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        probes.ray_limit(example, **arguments)
