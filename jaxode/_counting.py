@@ -1,9 +1,11 @@
 """Measured counts of right-hand-side evaluations and solver steps."""
 
 import dataclasses
+import functools
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._fields import AbstractField
@@ -22,8 +24,9 @@ class _Tally:
         self.accepted = 0
         self.rejected = 0
 
-    def add_evaluations(self, t):
-        self.evaluations += int(np.size(t))
+    def add_evaluations(self, state, *, size):
+        # One evaluation per state in the (possibly batched) argument.
+        self.evaluations += int(np.size(state)) // size
 
     def add_solve(self, accepted, rejected):
         self.solves += int(np.size(accepted))
@@ -53,7 +56,7 @@ class _CountedField(AbstractField):
         return self.inner.bases()
 
     def __call__(self, t, z, args=None):
-        jax.debug.callback(self.tally.add_evaluations, t)
+        jax.debug.callback(functools.partial(self.tally.add_evaluations, size=self.state_size), z)
         return self.inner(t, z, args)
 
     def __getattr__(self, name):
@@ -61,7 +64,7 @@ class _CountedField(AbstractField):
         attr = getattr(self.inner, name)
         if name == "rate_z":
             def counted(t, x):
-                jax.debug.callback(self.tally.add_evaluations, t)
+                jax.debug.callback(functools.partial(self.tally.add_evaluations, size=self.width), x)
                 return attr(t, x)
             return counted
         return attr
@@ -98,22 +101,36 @@ class _CountedDynamics(AbstractDynamics):
     def t1(self):
         return self.inner.t1
 
-    def solve(self, features):
-        trajectory = self.inner.solve(features)
+    def _report(self, trajectory):
         jax.debug.callback(
             self.tally.add_solve, trajectory.num_accepted_steps, trajectory.num_rejected_steps
+        )
+        return trajectory
+
+    def solve(self, features):
+        return self._report(self.inner.solve(features))
+
+    def solve_batch(self, features):
+        # Shared steps give scalar counts for the whole batch: one solve per sample all the same.
+        trajectory = self.inner.solve_batch(features)
+        lanes = (features.shape[0],)
+        jax.debug.callback(
+            self.tally.add_solve,
+            jnp.broadcast_to(trajectory.num_accepted_steps, lanes),
+            jnp.broadcast_to(trajectory.num_rejected_steps, lanes),
         )
         return trajectory
 
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationCounts:
-    """Counts per solve (averaged over the solves of one call, e.g. a vmapped batch).
+    """Counts per solve, that is per sample (averaged over the samples of one call).
 
     `forward_evaluations` are right-hand-side evaluations of the loss alone;
     `backward_evaluations` are the extra ones the gradient costs (recomputation and the
     vector-Jacobian products of the adjoint). Under `vmap`, every lane runs as many steps as
-    the slowest one, and the counts say so.
+    the slowest one, and the counts say so; with shared steps every sample takes the batch's
+    steps.
     """
 
     forward_evaluations: float

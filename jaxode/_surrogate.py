@@ -23,7 +23,8 @@ class Surrogate(eqx.Module):
     - `opening_activation`: $\\sigma_0$, default `jnp.tanh`; `None` makes the opening linear.
     - `key`: a `jax.random` key.
 
-    Call on one sample; `predict` maps a batch.
+    Call on one sample; `predict` maps a batch through the dynamics' `solve_batch` (for a
+    `NeuralODE` with `shared_steps=True`, one solve with shared steps).
     """
 
     opening: eqx.nn.Linear
@@ -73,7 +74,8 @@ class Surrogate(eqx.Module):
             raise ValueError(
                 f"`xs` must have shape (batch, {self.in_size}), got {jnp.shape(xs)}."
             )
-        return jax.vmap(self)(xs)
+        features = jax.vmap(self.features)(xs)
+        return jax.vmap(self.readout)(self.dynamics.solve_batch(features).final)
 
 
 def count_parameters(model) -> int:

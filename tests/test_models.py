@@ -125,7 +125,11 @@ def test_surrogate_shapes_and_input_errors(getkey):
     xs = jax.random.normal(getkey(), (5, 3))
     out = model.predict(xs)
     assert out.shape == (5, 2)
-    np.testing.assert_allclose(out[2], model(xs[2]), rtol=1e-12)
+    # Shared steps: the batch is one ODE, equal to per-sample solves up to the tolerance.
+    np.testing.assert_allclose(out[2], model(xs[2]), rtol=1e-5, atol=1e-6)
+    per_sample = dataclasses.replace(dynamics, shared_steps=False)
+    separate = eqx.tree_at(lambda m: m.dynamics, model, per_sample)
+    np.testing.assert_allclose(separate.predict(xs)[2], model(xs[2]), rtol=1e-13)
     z0 = np.tanh(np.asarray(model.opening.weight) @ np.asarray(xs[2]) + np.asarray(model.opening.bias))
     np.testing.assert_allclose(model.features(xs[2]), z0, rtol=1e-12)
     with pytest.raises(ValueError, match="`x` must have shape \\(3,\\)"):
@@ -140,3 +144,34 @@ def test_surrogate_shapes_and_input_errors(getkey):
         jaxode.Surrogate(3, 2, dynamics.field, key=getkey())
     with pytest.raises(ValueError, match="`in_size` must be an integer >= 1"):
         jaxode.Surrogate(0, 2, dynamics, key=getkey())
+
+
+def test_library_defaults_to_float32_without_x64():
+    # conftest enables x64 for this process; the library's own default is checked in a fresh one.
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, jax.numpy as jnp, jaxode\n"
+        "k = jax.random.PRNGKey(0)\n"
+        "m = jaxode.Surrogate(3, 2, jaxode.NeuralODE(jaxode.MLPField(4, 5, jaxode.LegendreBasis(2), key=k), 1.0), key=k)\n"
+        "out = m.predict(jnp.ones((2, 3)))\n"
+        "assert not jax.config.jax_enable_x64\n"
+        "print(out.dtype, m.dynamics.field.inner.weight.dtype, jaxode.project_coefficients(jnp.ones(3), jaxode.LegendreBasis(2), jaxode.MonomialBasis(2)).dtype)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["float32", "float32", "float32"]
+
+
+def test_shared_step_batch_solve_agrees_with_separate_solves(getkey):
+    field = randomize(jaxode.MLPField(4, 6, jaxode.LegendreBasis(3), key=getkey()), getkey())
+    z0 = jax.random.normal(getkey(), (6, 4))
+    for field_ in (field, randomize(jaxode.HamiltonianField(4, jaxode.LegendreBasis(1), key=getkey()), getkey())):
+        ode = _tight(field_, ts=[0.5, 1.0, T1])
+        shared = ode.solve_batch(z0)
+        separate = dataclasses.replace(ode, shared_steps=False).solve_batch(z0)
+        assert shared.states.shape == separate.states.shape == (6, 3, field_.state_size)
+        np.testing.assert_allclose(shared.states, separate.states, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(shared.final, jax.vmap(ode)(z0), rtol=1e-9, atol=1e-10)
+        assert shared.num_steps.shape == () and separate.num_steps.shape == (6,)
