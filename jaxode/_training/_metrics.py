@@ -49,8 +49,9 @@ def _features_at_t1(model: Surrogate, xs):
     return jax.vmap(lambda x: model.dynamics(model.features(x)))(xs)
 
 
-def predict_in_chunks(model: Surrogate, xs: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """`model.predict` in fixed-size chunks (one compilation), as float64 NumPy."""
+def predict_in_chunks(model: Surrogate, xs: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """`model.predict` in fixed-size chunks (one compilation for any number of samples),
+    as float64 NumPy."""
     return _chunked(_predict, model, xs, chunk)
 
 
@@ -65,7 +66,7 @@ def _chunked(function, model, xs, chunk):
     out = []
     for start in range(0, len(xs), chunk):
         part = xs[start : start + chunk]
-        pad = chunk - len(part) if len(xs) > chunk else 0
+        pad = chunk - len(part)
         padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
         out.append(np.asarray(function(model, jnp.asarray(padded, dtype)))[: len(part)])
     return np.concatenate(out).astype(np.float64)
@@ -94,7 +95,7 @@ def ridge_warm_start(model: Surrogate, xs, ys, ridge: float) -> Surrogate:
     `(xs, ys)` (the variable-projection warm start of the study's discrete nets)."""
     if not ridge > 0:
         raise ValueError(f"`ridge` must be > 0, got {ridge!r}.")
-    features = _chunked(_features_at_t1, model, xs, 512)
+    features = _chunked(_features_at_t1, model, xs, 256)
     if not np.all(np.isfinite(features)):
         raise ValueError("ridge warm start: the initial model's features are not finite.")
     weight, bias = ridge_readout(features, ys, ridge)
