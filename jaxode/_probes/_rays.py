@@ -30,6 +30,7 @@ from ._common import (
     check_radii,
     masked_line_fit,
     precision_notes,
+    sign_change_flags,
     sign_changes,
     verdict_names,
 )
@@ -84,15 +85,21 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
     resolvable = finite & (size > floor) & (scale > 0)
     num_resolvable = jnp.sum(resolvable)
     rank = jnp.cumsum(resolvable) - 1
-    tail = resolvable & (rank >= num_resolvable // 2)
-    last_quarter = resolvable & (rank >= (3 * num_resolvable) // 4)
+    second_half = resolvable & (rank >= num_resolvable // 2)
+    oscillations = sign_changes(g1, second_half)
+    # A few sign changes of g' belong to the pre-asymptotic part: classify after the last one.
+    last_change = _last_true_index(sign_change_flags(g1, resolvable))
+    settled_sign = resolvable & (index >= last_change)
+    num_settled_sign = jnp.sum(settled_sign)
+    rank = jnp.cumsum(settled_sign) - 1
+    tail = settled_sign & (rank >= num_settled_sign // 2)
+    last_quarter = settled_sign & (rank >= (3 * num_settled_sign) // 4)
     log_size = jnp.log(jnp.where(resolvable, size, 1.0))
     positive = radii > 0
     log_radii = jnp.log(jnp.where(positive, radii, 1.0))
     safe_g1 = jnp.where(resolvable, g1, 1.0)
 
-    # Classify on the second half of the resolvable points.
-    oscillations = sign_changes(g1, tail)
+    # Classify on the second half of the resolvable points after the last sign change of g'.
     exp_slope, _, exp_residual = masked_line_fit(radii, log_size, tail)
     pow_slope, _, pow_residual = masked_line_fit(log_radii, log_size, tail & positive)
     log_range = jnp.max(jnp.where(tail, log_size, -jnp.inf)) - jnp.min(
@@ -101,11 +108,11 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
     is_linear = log_range < 1e-3
     exp_wins = exp_residual <= pow_residual
     verdict = jnp.where(
-        jnp.sum(tail) < min_points,
-        UNRESOLVED,
+        oscillations >= min_oscillations,
+        OSCILLATORY,
         jnp.where(
-            oscillations >= min_oscillations,
-            OSCILLATORY,
+            jnp.sum(tail) < min_points,
+            UNRESOLVED,
             jnp.where(
                 is_linear,
                 LINEAR,
@@ -117,6 +124,11 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
             ),
         ),
     )
+    # Too few tail points to fit, but g' has sunk below the resolution floor by the last
+    # radius: the output has converged to rounding, so the limit is known even if the rate is not.
+    last_finite = jnp.maximum(_last_true_index(finite), 0)
+    converged = (scale > 0) & finite[last_finite] & ~resolvable[last_finite]
+    verdict = jnp.where((verdict == UNRESOLVED) & converged, CONSTANT_EXP, verdict)
     is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
 
     # Local exponents: rate kappa(r) = -g''/g' (|g'| ~ e^{-kappa r}), power
@@ -129,7 +141,6 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
     settled = jnp.where(
         is_exponential, settled, jnp.abs(local - reference) <= settle_rtol * jnp.maximum(jnp.abs(reference), 1.0)
     )
-    last_finite = jnp.maximum(_last_true_index(finite), 0)
     slope_settled = jnp.abs(g1 - g1[last_finite]) <= settle_rtol * jnp.abs(g1[last_finite])
     settled = jnp.where(verdict == LINEAR, slope_settled, settled)
     onset_index = _onset_index(resolvable, settled)
@@ -145,7 +156,11 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
     # The local rate -g''/g' is exact up to exponentially small corrections, so its median over
     # the settled last quarter is a sharper rate than the slope of the line fit.
     settled_rate = jnp.nanmedian(jnp.where(window & last_quarter, local_rate, jnp.nan))
-    settled_rate = jnp.where(jnp.isfinite(settled_rate), settled_rate, -exp_slope)
+    short_rate = jnp.nanmedian(jnp.where(tail, local_rate, jnp.nan))
+    settled_rate = jnp.where(enough, settled_rate, short_rate)
+    settled_rate = jnp.where(
+        jnp.isfinite(settled_rate), settled_rate, jnp.where(jnp.sum(window) >= 2, -exp_slope, jnp.nan)
+    )
     rate = jnp.where(is_exponential, settled_rate, jnp.nan)
     power = jnp.where(
         (verdict == POLY) | (verdict == LINEAR), jnp.where(verdict == LINEAR, 1.0, pow_slope + 1.0), jnp.nan
