@@ -44,3 +44,40 @@ from ._surrogate import (
 )
 
 __version__ = "0.1.0"
+
+# Data sets, training engine and run directories (issue 3).
+from ._datasets import (
+    Affine as Affine,
+    Dataset as Dataset,
+    SpiralData as SpiralData,
+    load_cdr as load_cdr,
+    load_dataset as load_dataset,
+    load_elm as load_elm,
+    load_file as load_file,
+    spiral as spiral,
+    spiral_batch as spiral_batch,
+)
+from ._training import (
+    AbstractLoss as AbstractLoss,
+    AbstractRegulariser as AbstractRegulariser,
+    DataConfig as DataConfig,
+    FitResult as FitResult,
+    GramRegulariser as GramRegulariser,
+    L1Loss as L1Loss,
+    ModelConfig as ModelConfig,
+    MSELoss as MSELoss,
+    RelativeL2Loss as RelativeL2Loss,
+    RunConfig as RunConfig,
+    TikhonovRegulariser as TikhonovRegulariser,
+    TrainConfig as TrainConfig,
+    TrainedSurrogate as TrainedSurrogate,
+    build_model as build_model,
+    evaluate_model as evaluate_model,
+    fit as fit,
+    global_relative_error as global_relative_error,
+    load as load,
+    mean_relative_error as mean_relative_error,
+    ridge_readout as ridge_readout,
+    ridge_warm_start as ridge_warm_start,
+    train as train,
+)

@@ -35,18 +35,17 @@ def error_metrics(predictions, targets, prefix: str = "") -> dict:
 
 
 def forward(model: Surrogate, xs: Float[Array, "batch in"]):
-    """Predictions of a batch and whether each sample's solve succeeded."""
-
-    def one(x):
-        trajectory = model.dynamics.solve(model.features(x))
-        return model.readout(trajectory.final), trajectory.succeeded
-
-    return jax.vmap(one)(xs)
+    """Predictions of a batch (through the dynamics' `solve_batch`) and whether each sample's
+    solve succeeded (with shared steps, a failure fails the whole batch)."""
+    trajectory = model.dynamics.solve_batch(jax.vmap(model.features)(xs))
+    predictions = jax.vmap(model.readout)(trajectory.final)
+    succeeded = jnp.broadcast_to(trajectory.succeeded, (xs.shape[0],))
+    return predictions, succeeded
 
 
 @eqx.filter_jit
 def _features_at_t1(model: Surrogate, xs):
-    return jax.vmap(lambda x: model.dynamics(model.features(x)))(xs)
+    return model.dynamics.solve_batch(jax.vmap(model.features)(xs)).final
 
 
 def predict_in_chunks(model: Surrogate, xs: np.ndarray, chunk: int = 256) -> np.ndarray:
