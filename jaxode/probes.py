@@ -21,3 +21,4 @@ from ._probes._slopes import (
     asymptotic_slope as asymptotic_slope,
     tail_oscillations as tail_oscillations,
 )
+from ._probes._spectrum import TailSpectrumResult as TailSpectrumResult, tail_spectrum as tail_spectrum
