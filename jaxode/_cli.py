@@ -112,7 +112,6 @@ def _train(args) -> int:
     _set_precision(config.train.precision)
     from ._training._run import train
 
-    print(f"run directory: {out}", file=sys.stderr)
     trained, result, metrics = train(config, out, resume=args.resume is not None,
                                      progress=not args.no_progress)
     if result.status == "interrupted":

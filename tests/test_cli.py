@@ -1,0 +1,99 @@
+"""The `jaxode` command: train, evaluate and predict end to end on a tiny model; errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+import jaxode
+from jaxode._cli import OPTIONS, build_parser, main
+
+# float64 keeps the test session's x64 setting; resnet compiles fast
+TINY = ["--data", "cdr", "--model", "resnet", "--field", "layer", "--width", "4", "--steps", "2",
+        "--degree", "1", "--epochs", "2", "--batch-size", "100", "--precision", "float64",
+        "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_metrics_that_match_the_model(run_dir, capsys):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    trained = jaxode.load(run_dir)
+    data = jaxode.load_cdr(0)
+    x, y = data.arrays("test", normalised=False)
+    p = trained.predict(x)
+    assert metrics["test_physical_global"] == pytest.approx(
+        np.linalg.norm(p - y) / np.linalg.norm(y), rel=1e-10)
+    assert trained.config.model.width == 4 and trained.config.train.epochs == 2
+    lines = (run_dir / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("step,epoch,train_loss") and len(lines) == 3
+
+
+def test_evaluate_and_predict(run_dir, tmp_path, capsys):
+    assert main(["evaluate", str(run_dir)]) == 0
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test_global", "test_per_sample", "val_physical_global"):
+        assert evaluation[key] == pytest.approx(metrics[key], rel=1e-9)
+    assert f"{metrics['test_global']:.4f}" in capsys.readouterr().out
+    x = jaxode.load_cdr(0).x[:5]
+    np.savez(tmp_path / "inputs.npz", x=x)
+    assert main(["predict", str(run_dir), str(tmp_path / "inputs.npz")]) == 0
+    written = np.loadtxt(tmp_path / "inputs_predictions.csv", delimiter=",")
+    np.testing.assert_allclose(written, jaxode.load(run_dir).predict(x), rtol=1e-15)
+
+
+def test_config_file_and_override(tmp_path):
+    config = jaxode.RunConfig().replace("model", basis="monomial", degree=2)
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml())
+    from jaxode._cli import _config_from_args
+
+    args = build_parser().parse_args(["train", "--config", str(path), "--degree", "4"])
+    built = _config_from_args(args)
+    assert built.model.basis == "monomial" and built.model.degree == 4
+    assert built.train == jaxode.TrainConfig()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--basis", "hermite"], "invalid choice: 'hermite'"),
+    (["train", "--epochs", "many"], "invalid int value: 'many'"),
+    (["train", "--config", "missing.toml"], "--config file 'missing.toml' does not exist"),
+    (["train", "--data", "nope.npz", "--no-progress"], "data file 'nope.npz' does not exist"),
+    (["train", "--data", "mnist", "--no-progress"], "unknown data set 'mnist'"),
+    (["train", "--width", "0"], "model.width must be an integer > 0"),
+    (["evaluate", "nowhere"], "not a run directory"),
+])
+def test_errors_are_one_line_and_non_zero(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code != 0
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_config_key_names_valid_keys(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text("[model]\nbasiz = 'legendre'\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['basiz'] in [model]" in err and "basis" in err
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["train", "--help"])
+    assert exit.value.code == 0
+    text = capsys.readouterr().out
+    for flag, *_ in OPTIONS:
+        assert flag in text
+    for flag in ("--config", "--out", "--resume", "--no-progress"):
+        assert flag in text
