@@ -22,3 +22,8 @@ from ._probes._slopes import (
     tail_oscillations as tail_oscillations,
 )
 from ._probes._spectrum import TailSpectrumResult as TailSpectrumResult, tail_spectrum as tail_spectrum
+from ._probes._weights import (
+    WeightAsymptoticsResult as WeightAsymptoticsResult,
+    coefficient_asymptotics as coefficient_asymptotics,
+    weight_asymptotics as weight_asymptotics,
+)
