@@ -1,6 +1,9 @@
 """One training step (forward + gradient) of a surrogate: jaxode against the same model written
 directly on Diffrax and Equinox, measured side by side in one process.
 
+Both ways of solving a batch are measured: per-sample steps (vmapped solves) and shared steps
+(the batch as one ODE, `Surrogate.predict`'s default).
+
 Model: width 15, MLP field with hidden 50, Legendre degree 3 weights, batch 256, Dopri5,
 rtol 1e-6 / atol 1e-8, both paradigms. Prints a table and writes JSON.
 
@@ -40,19 +43,32 @@ class DirectField(eqx.Module):
         return w2 @ jnp.tanh(w1 @ z + phi @ self.b1) + phi @ self.b2
 
 
+class DirectBatchField(eqx.Module):
+    field: DirectField
+
+    def __call__(self, t, z, args):
+        return jax.vmap(self.field, in_axes=(None, 0, None))(t, z, args)
+
+
 class DirectSurrogate(eqx.Module):
     opening: eqx.nn.Linear
     field: DirectField
     readout: eqx.nn.Linear
     adjoint: diffrax.AbstractAdjoint
 
-    def __call__(self, x):
-        z0 = jnp.tanh(self.opening(x))
+    def _solve(self, field, z0):
         solution = diffrax.diffeqsolve(
-            diffrax.ODETerm(self.field), diffrax.Dopri5(), 0.0, 1.0, None, z0,
+            diffrax.ODETerm(field), diffrax.Dopri5(), 0.0, 1.0, None, z0,
             stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8), adjoint=self.adjoint,
         )
-        return self.readout(solution.ys[-1])
+        return solution.ys[-1]
+
+    def __call__(self, x):
+        return self.readout(self._solve(self.field, jnp.tanh(self.opening(x))))
+
+    def predict(self, xs):
+        z0 = jnp.tanh(jax.vmap(self.opening)(xs))
+        return jax.vmap(self.readout)(self._solve(DirectBatchField(self.field), z0))
 
 
 def make_models(paradigm, key):
@@ -77,14 +93,21 @@ def make_models(paradigm, key):
     return model, direct
 
 
-def loss(model, xs, ys):
+def per_sample_loss(model, xs, ys):
     return jnp.mean((jax.vmap(model)(xs) - ys) ** 2)
 
 
-step = eqx.filter_jit(eqx.filter_value_and_grad(loss))
+def shared_steps_loss(model, xs, ys):
+    return jnp.mean((model.predict(xs) - ys) ** 2)
 
 
-def time_call(model, xs, ys):
+STEPS = {
+    "per-sample steps": eqx.filter_jit(eqx.filter_value_and_grad(per_sample_loss)),
+    "shared steps": eqx.filter_jit(eqx.filter_value_and_grad(shared_steps_loss)),
+}
+
+
+def time_call(step, model, xs, ys):
     start = time.perf_counter()
     value, grads = step(model, xs, ys)
     jax.block_until_ready(grads)
@@ -103,27 +126,29 @@ def main():
     for name, paradigm in [("discretize-then-optimize", jaxode.DiscretizeThenOptimize()),
                            ("optimize-then-discretize", jaxode.OptimizeThenDiscretize())]:
         ours, direct = make_models(paradigm, key)
-        compile_ours, loss_ours = time_call(ours, xs, ys)
-        compile_direct, loss_direct = time_call(direct, xs, ys)
-        if not np.isclose(loss_ours, loss_direct, rtol=1e-5):
-            raise RuntimeError(f"models differ: loss {loss_ours} vs {loss_direct}")
-        times = {"jaxode": [], "direct": []}
-        for _ in range(args.repeats):  # interleaved, so load changes hit both alike
-            times["jaxode"].append(time_call(ours, xs, ys)[0])
-            times["direct"].append(time_call(direct, xs, ys)[0])
-        med = {k: float(np.median(v)) for k, v in times.items()}
-        rows.append({
-            "paradigm": name,
-            "jaxode_ms": 1e3 * med["jaxode"],
-            "direct_ms": 1e3 * med["direct"],
-            "ratio": med["jaxode"] / med["direct"],
-            "jaxode_compile_s": compile_ours,
-            "direct_compile_s": compile_direct,
-            "repeats": args.repeats,
-        })
-    print(f"{'paradigm':28s} {'jaxode ms':>10s} {'direct ms':>10s} {'ratio':>7s} {'compile s (j/d)':>16s}")
+        for mode, step in STEPS.items():
+            compile_ours, loss_ours = time_call(step, ours, xs, ys)
+            compile_direct, loss_direct = time_call(step, direct, xs, ys)
+            if not np.isclose(loss_ours, loss_direct, rtol=1e-5):
+                raise RuntimeError(f"models differ: loss {loss_ours} vs {loss_direct}")
+            times = {"jaxode": [], "direct": []}
+            for _ in range(args.repeats):  # interleaved, so load changes hit both alike
+                times["jaxode"].append(time_call(step, ours, xs, ys)[0])
+                times["direct"].append(time_call(step, direct, xs, ys)[0])
+            med = {k: float(np.median(v)) for k, v in times.items()}
+            rows.append({
+                "paradigm": name,
+                "mode": mode,
+                "jaxode_ms": 1e3 * med["jaxode"],
+                "direct_ms": 1e3 * med["direct"],
+                "ratio": med["jaxode"] / med["direct"],
+                "jaxode_compile_s": compile_ours,
+                "direct_compile_s": compile_direct,
+                "repeats": args.repeats,
+            })
+    print(f"{'paradigm':28s} {'mode':18s} {'jaxode ms':>10s} {'direct ms':>10s} {'ratio':>7s} {'compile s (j/d)':>16s}")
     for r in rows:
-        print(f"{r['paradigm']:28s} {r['jaxode_ms']:10.2f} {r['direct_ms']:10.2f} {r['ratio']:7.3f} "
+        print(f"{r['paradigm']:28s} {r['mode']:18s} {r['jaxode_ms']:10.2f} {r['direct_ms']:10.2f} {r['ratio']:7.3f} "
               f"{r['jaxode_compile_s']:7.1f}/{r['direct_compile_s']:.1f}")
     result = {"benchmark": "core_step", "backend": jax.default_backend(), "device": str(jax.devices()[0]),
               "machine": platform.platform(), "batch": BATCH, "rows": rows}
