@@ -27,3 +27,8 @@ from ._probes._weights import (
     coefficient_asymptotics as coefficient_asymptotics,
     weight_asymptotics as weight_asymptotics,
 )
+from ._probes._minimal_ode import (
+    MinimalODEResult as MinimalODEResult,
+    minimal_ode as minimal_ode,
+    minimal_ode_along_rays as minimal_ode_along_rays,
+)
