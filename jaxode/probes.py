@@ -32,3 +32,16 @@ from ._probes._minimal_ode import (
     minimal_ode as minimal_ode,
     minimal_ode_along_rays as minimal_ode_along_rays,
 )
+from ._probes._laws import (
+    AbstractLaw as AbstractLaw,
+    DampedOscillator as DampedOscillator,
+    ExponentialDecay as ExponentialDecay,
+    ExponentialGrowth as ExponentialGrowth,
+    FreeFall as FreeFall,
+    HarmonicOscillator as HarmonicOscillator,
+    LogisticGrowth as LogisticGrowth,
+    Lorenz63 as Lorenz63,
+    LotkaVolterra as LotkaVolterra,
+    Roessler as Roessler,
+    largest_lyapunov_exponent as largest_lyapunov_exponent,
+)
