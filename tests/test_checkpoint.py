@@ -117,3 +117,31 @@ def test_run_directory_loads_for_prediction(tmp_path):
         train(config, tmp_path / "run", progress=False)
     with pytest.raises(FileNotFoundError, match="not a jaxode run directory"):
         load(tmp_path)
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    import jaxode._training._run as run_module
+
+    config = RunConfig.from_dict({
+        "data": {"dataset": "cdr"},
+        "model": {"model": "resnet", "field": "layer", "width": 3, "steps": 2, "degree": 1},
+        "train": {"epochs": 3, "batch_size": 100, "precision": "float64"},
+    })
+    straight, _, _ = train(config, tmp_path / "a", progress=False)
+    original_fit = run_module.fit
+
+    def interrupted_fit(*args, **kwargs):
+        def stop(row):
+            if row["step"] == 8:  # after the second of three epochs (4 steps each)
+                raise KeyboardInterrupt
+
+        return original_fit(*args, **kwargs, callback=stop)
+
+    monkeypatch.setattr(run_module, "fit", interrupted_fit)
+    _, result, _ = train(config, tmp_path / "b", progress=False)
+    assert result.status == "interrupted" and not (tmp_path / "b" / "model.eqx").exists()
+    monkeypatch.setattr(run_module, "fit", original_fit)
+    resumed, result, _ = train(None, tmp_path / "b", resume=True, progress=False)
+    assert result.steps == 12
+    for a, b in zip(_leaves(straight.model), _leaves(load(tmp_path / "b").model)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

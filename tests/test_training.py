@@ -188,3 +188,16 @@ def test_fit_rejects_mismatched_data(getkey):
     x, y = tiny_data()
     with pytest.raises(ValueError, match=r"shapes \(n, 2\) and \(n, 2\)"):
         fit(tiny_resnet(getkey()), (x, y[:, :1]), optax.adam(1e-2), key=getkey(), epochs=1)
+
+
+def test_progress_without_tqdm(monkeypatch, capsys):
+    import sys
+
+    from jaxode._training._progress import progress_bar
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # makes `import tqdm.auto` fail
+    bar = progress_bar(10, 0, True)
+    bar.update(4)
+    bar.set_postfix_str("loss 0.5")
+    bar.close()
+    assert "step 4/10" in capsys.readouterr().err and "loss 0.5" in bar.postfix
