@@ -99,6 +99,13 @@ def _print_metrics(metrics: dict) -> None:
 
 def _train(args) -> int:
     if args.resume is not None:
+        changed = [flag for flag, section, name, *_ in OPTIONS
+                   if getattr(args, f"{section}.{name}") is not None]
+        if changed or args.config is not None or args.out is not None:
+            raise ValueError(
+                f"--resume continues a run with its stored configuration; drop "
+                f"{', '.join(changed + (['--config'] if args.config else []) + (['--out'] if args.out else []))}."
+            )
         stored = args.resume / "config.toml"
         if not stored.is_file():
             raise FileNotFoundError(f"--resume {str(args.resume)!r} holds no run (no config.toml).")

@@ -68,6 +68,7 @@ def test_config_file_and_override(tmp_path):
     (["train", "--data", "mnist", "--no-progress"], "unknown data set 'mnist'"),
     (["train", "--width", "0"], "model.width must be an integer > 0"),
     (["evaluate", "nowhere"], "not a run directory"),
+    (["train", "--resume", "somewhere", "--lr", "1"], "drop --lr"),
 ])
 def test_errors_are_one_line_and_non_zero(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
