@@ -179,7 +179,9 @@ def fit(
     original = model
     model = _no_throw(model)
     dtype = model.readout.weight.dtype
-    if ridge is not None and not resume:
+    path = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir) / CHECKPOINT
+    resuming = resume and path.is_file()
+    if ridge is not None and not resuming:
         model = ridge_warm_start(model, x, y, ridge)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = optimiser.init(params)
@@ -209,8 +211,7 @@ def fit(
     state = dict(step=0, best_step=0, best_val=math.inf, bad=0, failures=0, failed_batches=0,
                  history=[], wall=0.0, compile_time=0.0)
     best, last_good = params, params
-    path = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir) / CHECKPOINT
-    if resume and path.is_file():
+    if resuming:
         meta, (params, opt_state, best, last_good) = load_checkpoint(
             path, (params, opt_state, best, last_good)
         )
@@ -220,11 +221,13 @@ def fit(
     bar = progress_bar(total, state["step"], progress)
     status, message, running, count, first = "completed", "", 0.0, 0, True
     start = time.perf_counter() - state["wall"]
+    order_epoch, order = -1, None
     try:
         while state["step"] < total:
             s = state["step"]
             epoch, offset = divmod(s, per_epoch)
-            order = epoch_order(key, epoch, len(x))
+            if epoch != order_epoch:
+                order_epoch, order = epoch, epoch_order(key, epoch, len(x))
             index = jnp.asarray(order[offset * batch_size : (offset + 1) * batch_size])
             tic = time.perf_counter()
             params, opt_state, misfit, failed, finite = train_step(params, opt_state, xs, ys, index)
