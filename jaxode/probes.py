@@ -45,3 +45,9 @@ from ._probes._laws import (
     Roessler as Roessler,
     largest_lyapunov_exponent as largest_lyapunov_exponent,
 )
+from ._probes._extrapolation import (
+    ExtrapolationResult as ExtrapolationResult,
+    relative_error as relative_error,
+    symmetric_mape as symmetric_mape,
+    trajectory_extrapolation as trajectory_extrapolation,
+)

@@ -1,0 +1,147 @@
+"""Trajectory extrapolation against exact solutions, the bounded-field bound and solver failure."""
+
+import math
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxode
+from jaxode import probes
+
+TIGHT = diffrax.PIDController(rtol=1e-10, atol=1e-12)
+
+
+def _linear_field(matrix, key):
+    """A LayerField with identity activation and constant weights: dz/dt = A z."""
+    basis = jaxode.ConstantBasis()
+    field = jaxode.LayerField(len(matrix), basis, activation=lambda u: u, key=key)
+    field = eqx.tree_at(lambda f: f.layer.weight, field, jnp.asarray(matrix)[None])
+    return eqx.tree_at(lambda f: f.layer.bias, field, jnp.zeros((1, len(matrix))))
+
+
+def test_detuned_oscillator_valid_prediction_time_is_closed_form(getkey):
+    omega = 1.1
+    field = _linear_field([[0.0, omega], [-omega, 0.0]], getkey())
+    dynamics = jaxode.NeuralODE(field, t1=1.0, stepsize_controller=TIGHT)
+    result = probes.trajectory_extrapolation(
+        dynamics, np.array([[1.0, 0.0]]), probes.HarmonicOscillator(omega=1.0), t_train=1.0, t_ext=20.0, num_times=2001
+    )
+    # Both rotate at unit radius: the relative error is 2 |sin((omega - 1) t / 2)|.
+    expected_errors = 2 * np.abs(np.sin((omega - 1.0) * result.ts / 2))
+    np.testing.assert_allclose(result.errors[0], expected_errors, atol=1e-8)
+    crossing = 2 * math.asin(0.15) / (omega - 1.0)
+    assert crossing - 1.0 <= result.valid_prediction_time[0] <= crossing - 1.0 + 0.01
+    assert np.isnan(result.in_lyapunov_times[0])
+    assert result.succeeded.all()
+
+
+def test_exact_model_never_leaves_and_growth_rates_match(getkey):
+    field = _linear_field([[0.5]], getkey())
+    dynamics = jaxode.NeuralODE(field, t1=2.0, stepsize_controller=TIGHT)
+    result = probes.trajectory_extrapolation(
+        dynamics, np.array([[1.0], [2.0]]), probes.ExponentialGrowth(rate=0.5), t_train=2.0, t_ext=10.0
+    )
+    assert np.all(result.errors < 1e-8)
+    np.testing.assert_allclose(result.valid_prediction_time, 8.0)
+    np.testing.assert_allclose(result.model_rate, 0.5, rtol=1e-8)
+    np.testing.assert_allclose(result.truth_rate, 0.5, rtol=1e-8)
+    # Not a tanh field: the bounded-field check does not apply and says so.
+    assert not result.bound_holds.any() and "not applicable" in result.notes[0]
+
+
+def test_tanh_field_is_bounded_and_cannot_follow_exponential_growth(getkey):
+    field = jaxode.LayerField(1, jaxode.ConstantBasis(), key=getkey())
+    field = eqx.tree_at(lambda f: f.layer.weight, field, jnp.array([[[2.0]]]))
+    dynamics = jaxode.NeuralODE(field, t1=1.0)
+    result = probes.trajectory_extrapolation(
+        dynamics, np.array([[1.0]]), probes.ExponentialGrowth(rate=1.0), t_train=1.0, t_ext=8.0
+    )
+    # |h'| <= 1: the displacement is at most t, so growth is at most linear.
+    np.testing.assert_allclose(result.displacement_bound, result.ts)
+    assert result.bound_holds.all() and np.all(result.displacement[0] <= result.ts + 1e-9)
+    assert result.model_power[0] <= 1.05 and result.truth_rate[0] == pytest.approx(1.0, rel=1e-6)
+    assert result.valid_prediction_time[0] < 7.0
+
+
+def test_mlp_field_bound_saturation_and_jacobian(getkey):
+    basis = jaxode.LegendreBasis(degree=2, t0=0.0, t1=1.0)
+    field = jaxode.MLPField(2, 6, basis, key=getkey())
+    field = eqx.tree_at(lambda f: f.inner.weight, field, 2.5 * field.inner.weight)
+    field = eqx.tree_at(lambda f: f.outer.weight, field, field.outer.weight.at[2].set(0.3))
+    dynamics = jaxode.NeuralODE(field, t1=1.0)
+    result = probes.trajectory_extrapolation(
+        dynamics, np.array([[0.5, -0.5]]), probes.HarmonicOscillator(), t_train=1.0, t_ext=4.0, num_times=21
+    )
+    assert result.bound_holds.all()
+    # The bound integrates ||W_o(t)||_inf + ||b_o(t)||_inf; check it at the end by quadrature.
+    ts = np.linspace(0.0, 4.0, 4001)
+    weights = np.asarray(jax.vmap(field.outer.weight_at)(ts))
+    biases = np.asarray(jax.vmap(field.outer.bias_at)(ts))
+    speeds = np.abs(weights).sum(axis=2).max(axis=1) + np.abs(biases).max(axis=1)
+    assert result.displacement_bound[-1] >= np.trapezoid(speeds, ts) * (1 - 1e-3)
+    # Saturation and Jacobian norm recomputed from the returned states.
+    for i in (0, 10, 20):
+        t, z = result.ts[i], result.model_states[0, i]
+        pre = np.asarray(field.inner.weight_at(t)) @ z + np.asarray(field.inner.bias_at(t))
+        np.testing.assert_allclose(result.saturated_fraction[0, i], np.mean(np.abs(np.tanh(pre)) > 0.99))
+        jac = np.asarray(field.outer.weight_at(t)) @ np.diag(1 - np.tanh(pre) ** 2) @ np.asarray(field.inner.weight_at(t))
+        np.testing.assert_allclose(result.jacobian_norm[0, i], np.linalg.norm(jac, 2), rtol=1e-7, atol=1e-12)
+
+
+class _Quadratic(jaxode.AbstractField):
+    width: int = 1
+
+    def __call__(self, t, z, args=None):
+        return z**2
+
+    def bases(self):
+        return ()
+
+
+def test_failing_solve_is_reported_not_raised():
+    # z' = z^2 from z = 1 blows up at t = 1: the long solve must fail and say so.
+    dynamics = jaxode.NeuralODE(_Quadratic(), t1=0.5)
+    truth = np.ones((1, 41, 1))
+    result = probes.trajectory_extrapolation(dynamics, np.array([[1.0]]), truth, t_train=0.5, t_ext=2.0, num_times=41, max_steps=2000)
+    assert not result.succeeded[0] and result.solver_result[0] != 0
+    assert np.isinf(result.errors[0, -1])
+    assert result.valid_prediction_time[0] <= 0.5 + 1e-9
+    assert any("failed" in note for note in result.notes)
+    assert "failed" in str(result)
+
+
+def test_lorenz_valid_time_in_lyapunov_times():
+    law = probes.Lorenz63()
+
+    class Detuned(jaxode.AbstractField):
+        width: int = 3
+
+        def __call__(self, t, z, args=None):
+            return probes.Lorenz63(rho=28.05).vector_field(t, z)
+
+        def bases(self):
+            return ()
+
+    dynamics = jaxode.NeuralODE(Detuned(), t1=1.0, stepsize_controller=TIGHT)
+    result = probes.trajectory_extrapolation(
+        dynamics, law.default_initial_state()[None], law, t_train=1.0, t_ext=15.0, num_times=301, max_steps=200000
+    )
+    assert 0.0 < result.valid_prediction_time[0] < 14.0
+    np.testing.assert_allclose(result.in_lyapunov_times[0], result.valid_prediction_time[0] * 0.9056)
+
+
+def test_bad_input(getkey):
+    field = _linear_field([[0.5]], getkey())
+    dynamics = jaxode.NeuralODE(field, t1=1.0)
+    with pytest.raises(ValueError, match="t_train"):
+        probes.trajectory_extrapolation(dynamics, np.ones((1, 1)), probes.ExponentialGrowth(), t_train=2.0, t_ext=1.0)
+    with pytest.raises(ValueError, match="columns"):
+        probes.trajectory_extrapolation(dynamics, np.ones((1, 2)), probes.ExponentialGrowth(), t_train=1.0, t_ext=2.0)
+    with pytest.raises(ValueError, match="state size"):
+        probes.trajectory_extrapolation(dynamics, np.ones((1, 1)), probes.Lorenz63(), t_train=1.0, t_ext=2.0)
+    with pytest.raises(ValueError, match="truth"):
+        probes.trajectory_extrapolation(dynamics, np.ones((1, 1)), np.ones((1, 5, 1)), t_train=1.0, t_ext=2.0)
