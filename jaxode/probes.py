@@ -51,3 +51,4 @@ from ._probes._extrapolation import (
     symmetric_mape as symmetric_mape,
     trajectory_extrapolation as trajectory_extrapolation,
 )
+from ._probes._distance import ErrorDistanceResult as ErrorDistanceResult, error_vs_distance as error_vs_distance
