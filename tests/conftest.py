@@ -22,3 +22,11 @@ def getkey():
         return sub
 
     return next_key
+
+
+@pytest.fixture(autouse=True)
+def _float64_for_every_test():
+    """The CLI may switch precision in-process (`--precision float32`); no test leaks it."""
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", True)
