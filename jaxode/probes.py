@@ -52,3 +52,4 @@ from ._probes._extrapolation import (
     trajectory_extrapolation as trajectory_extrapolation,
 )
 from ._probes._distance import ErrorDistanceResult as ErrorDistanceResult, error_vs_distance as error_vs_distance
+from ._probes._report import probe_report as probe_report
