@@ -114,6 +114,7 @@ def test_failing_solve_is_reported_not_raised():
     assert "failed" in str(result)
 
 
+@pytest.mark.slow
 def test_lorenz_valid_time_in_lyapunov_times():
     law = probes.Lorenz63()
 

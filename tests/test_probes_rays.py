@@ -54,9 +54,12 @@ def _net_with_separated_alphas(key, in_size, hidden, out_size, activation):
     other = jax.random.normal(keys[3], (hidden, in_size))
     other = other - (other @ direction)[:, None] * direction[None, :]
     w1 = alphas[:, None] * direction[None, :] + other
-    b1 = jax.random.normal(keys[4], (hidden,))
-    a = jax.random.normal(keys[5], (out_size, hidden))
-    c = jax.random.normal(keys[6], (out_size,))
+    # Every neuron starts unsaturated at r = 0 (|beta| ~ 1) with an amplitude of order one, so
+    # that the slowest exponential rises above float64 rounding before the tail ends.
+    b1 = jax.random.normal(keys[4], (hidden,)) - w1 @ jax.random.normal(keys[7], (in_size,))
+    magnitude = jax.random.uniform(keys[5], (out_size, hidden), minval=0.5, maxval=2.0)
+    a = magnitude * jnp.where(jax.random.bernoulli(keys[6], 0.5, (out_size, hidden)), 1.0, -1.0)
+    c = jax.random.normal(jax.random.fold_in(key, 99), (out_size,))
     x0 = jax.random.normal(keys[7], (in_size,))
 
     model = OneHiddenLayer(w1, b1, a, c, activation)
@@ -69,7 +72,9 @@ def test_tanh_net_limits_and_rates_over_seeds(getkey, repeat):
     result = probes.ray_limit(model, x0, direction, np.linspace(0.0, 150.0, 400))
     expected_limit = c + a @ np.sign(alphas)
     np.testing.assert_allclose(result.limit[0, 0], expected_limit, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(result.rate[0, 0], 2 * np.min(np.abs(alphas)), rtol=1e-4)
+    # The next exponential (rate >= 1.36 kappa_min here) leaves a small bias within the float64-
+    # resolvable tail, hence a relative tolerance of 5e-3 on random nets.
+    np.testing.assert_allclose(result.rate[0, 0], 2 * np.min(np.abs(alphas)), rtol=5e-3)
     assert np.all(result.verdict_code == probes.CONSTANT_EXP)
 
 
@@ -81,7 +86,7 @@ def test_sigmoid_net_limits_and_rates_over_seeds(getkey, repeat):
     result = probes.ray_limit(model, x0, direction, np.linspace(0.0, 250.0, 400))
     expected_limit = c + a @ (alphas > 0).astype(float)
     np.testing.assert_allclose(result.limit[0, 0], expected_limit, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(result.rate[0, 0], np.min(np.abs(alphas)), rtol=1e-4)
+    np.testing.assert_allclose(result.rate[0, 0], np.min(np.abs(alphas)), rtol=5e-3)
 
 
 def test_zero_alpha_neuron_keeps_its_value():
