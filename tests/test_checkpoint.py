@@ -92,33 +92,6 @@ def test_interrupted_fit_resumes_to_identical_parameters(tmp_path, getkey):
     assert [r["val_global"] for r in resumed.history] == [r["val_global"] for r in straight.history]
 
 
-def test_run_directory_loads_for_prediction(tmp_path):
-    config = RunConfig.from_dict({
-        "data": {"dataset": "cdr"},
-        "model": {"model": "resnet", "field": "layer", "width": 4, "steps": 2, "degree": 1},
-        "train": {"epochs": 2, "batch_size": 100, "precision": "float64", "ridge": 1e-3},
-    })
-    trained, result, metrics = train(config, tmp_path / "run", progress=False)
-    names = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"config.toml", "normalisation.json", "checkpoint.eqx", "model.eqx", "history.csv",
-            "metrics.json", "loss.png"} <= names
-    loaded = load(tmp_path / "run")
-    assert loaded.config == config
-    data = jaxode.load_dataset("cdr")
-    x, y = data.arrays("test", normalised=False)
-    p = loaded.predict(x)
-    # physical predictions from the normalised model, by hand
-    xn = (x - data.x_norm.shift) / data.x_norm.scale
-    by_hand = np.asarray(trained.model.predict(jnp.asarray(xn))) * data.y_norm.scale + data.y_norm.shift
-    np.testing.assert_allclose(p, by_hand, rtol=1e-12, atol=1e-14)
-    assert metrics["test_physical_global"] == pytest.approx(
-        np.linalg.norm(p - y) / np.linalg.norm(y), rel=1e-10)
-    with pytest.raises(FileExistsError, match="--resume"):
-        train(config, tmp_path / "run", progress=False)
-    with pytest.raises(FileNotFoundError, match="not a jaxode run directory"):
-        load(tmp_path)
-
-
 def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
     import jaxode._training._run as run_module
 
@@ -127,7 +100,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch)
         "model": {"model": "resnet", "field": "layer", "width": 3, "steps": 2, "degree": 1},
         "train": {"epochs": 3, "batch_size": 100, "precision": "float64"},
     })
-    straight, _, _ = train(config, tmp_path / "a", progress=False)
+    straight, _, metrics = train(config, tmp_path / "a", progress=False)
+    _check_run_directory(tmp_path / "a", config, straight, metrics)
     original_fit = run_module.fit
 
     def interrupted_fit(*args, **kwargs):
@@ -145,3 +119,25 @@ def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch)
     assert result.steps == 12
     for a, b in zip(_leaves(straight.model), _leaves(load(tmp_path / "b").model)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _check_run_directory(run, config, trained, metrics):
+    """A finished run holds every file and loads back for prediction in physical units."""
+    names = {p.name for p in run.iterdir()}
+    assert {"config.toml", "normalisation.json", "checkpoint.eqx", "model.eqx", "history.csv",
+            "metrics.json", "loss.png"} <= names
+    loaded = load(run)
+    assert loaded.config == config
+    data = jaxode.load_dataset("cdr")
+    x, y = data.arrays("test", normalised=False)
+    p = loaded.predict(x)
+    # physical predictions from the normalised model, by hand
+    xn = (x - data.x_norm.shift) / data.x_norm.scale
+    by_hand = np.asarray(trained.model.predict(jnp.asarray(xn))) * data.y_norm.scale + data.y_norm.shift
+    np.testing.assert_allclose(p, by_hand, rtol=1e-12, atol=1e-14)
+    assert metrics["test_physical_global"] == pytest.approx(
+        np.linalg.norm(p - y) / np.linalg.norm(y), rel=1e-10)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config, run, progress=False)
+    with pytest.raises(FileNotFoundError, match="not a jaxode run directory"):
+        load(run.parent)

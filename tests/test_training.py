@@ -106,10 +106,10 @@ def test_ridge_readout_matches_lstsq():
 
 
 def test_ridge_warm_start_sets_readout(getkey):
-    model = tiny_model(getkey())
+    model = tiny_resnet(getkey())  # features independent of the batch they are computed in
     x, y = tiny_data()
     warm = ridge_warm_start(model, x, y, 1e-3)
-    z = np.asarray(jax.vmap(lambda v: model.dynamics(model.features(v)))(jnp.asarray(x)))
+    z = np.asarray(model.dynamics.solve_batch(jax.vmap(model.features)(jnp.asarray(x))).final)
     weight, bias = ridge_readout(z, y, 1e-3)
     np.testing.assert_allclose(np.asarray(warm.readout.weight), weight, rtol=1e-8)
     np.testing.assert_allclose(np.asarray(warm.readout.bias), bias, rtol=1e-8, atol=1e-12)
