@@ -32,6 +32,7 @@ from ._paradigms import (
 )
 from ._projection import (
     basis_matrix as basis_matrix,
+    change_basis as change_basis,
     condition_number as condition_number,
     l2_in_time as l2_in_time,
     project_coefficients as project_coefficients,

@@ -1,5 +1,6 @@
 """Conditioning, change of basis and the L2-in-time penalty of time bases."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,3 +105,36 @@ def l2_in_time(
     flat = coefficients.reshape(coefficients.shape[0], -1)
     gram = jnp.asarray(basis.unit_gram(), dtype=flat.dtype)
     return jnp.sum(gram * (flat @ flat.T))
+
+
+def change_basis(model, target: AbstractTimeBasis):
+    """`model` with every `TimeVaryingLinear` moved to the time basis `target` by L2 projection
+    of its weight and bias on the target's window: change basis or degree without retraining.
+
+    Exact (the model computes the same function on the window) when the target space contains
+    each layer's current basis; otherwise the closest weights in $L^2([t_0, t_1])$.
+
+    **Arguments:**
+
+    - `model`: any Equinox model holding `TimeVaryingLinear` layers (a field, dynamics,
+      `Surrogate`).
+    - `target`: the new time basis.
+    """
+    from ._layers import TimeVaryingLinear
+
+    if not isinstance(target, AbstractTimeBasis):
+        raise TypeError(f"`target` must be an AbstractTimeBasis, got {type(target).__name__}.")
+
+    def move(node):
+        if not isinstance(node, TimeVaryingLinear):
+            return node
+        weight = project_coefficients(node.weight, node.basis, target)
+        bias = None if node.bias is None else project_coefficients(node.bias, node.basis, target)
+        return eqx.tree_at(
+            lambda layer: (layer.weight, layer.bias, layer.basis),
+            node,
+            (weight, bias, target),
+            is_leaf=lambda x: x is None,
+        )
+
+    return jax.tree_util.tree_map(move, model, is_leaf=lambda n: isinstance(n, TimeVaryingLinear))

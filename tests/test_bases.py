@@ -183,3 +183,29 @@ def test_bad_arguments_name_the_argument(make, match):
 def test_projection_rejects_wrong_coefficient_shape():
     with pytest.raises(ValueError, match="`coefficients` must have leading axis of length source.num_basis=4"):
         jaxode.project_coefficients(np.ones((3, 2)), jaxode.MonomialBasis(3), jaxode.LegendreBasis(3))
+
+
+def test_change_basis_of_a_trained_model(getkey):
+    from helpers import randomize
+
+    legendre = jaxode.LegendreBasis(3, t1=2.0)
+    field = jaxode.MLPField(4, 6, legendre, key=getkey())
+    model = randomize(jaxode.Surrogate(3, 2, jaxode.ResNet(field, 2.0, 10), key=getkey()), getkey(), 0.4)
+    xs = jax.random.normal(getkey(), (5, 3))
+    reference = model.predict(xs)
+    for target in (jaxode.MonomialBasis(3, t1=2.0), jaxode.LegendreBasis(5, t1=2.0), jaxode.ChebyshevBasis(4, t1=2.0)):
+        moved = jaxode.change_basis(model, target)
+        assert moved.dynamics.field.inner.basis == target
+        assert moved.dynamics.field.outer.weight.shape[0] == target.num_basis
+        np.testing.assert_allclose(moved.predict(xs), reference, rtol=1e-9, atol=1e-10)
+    # Down to degree 1: the weights become the L2-closest lines, no longer the same function.
+    line = jaxode.LegendreBasis(1, t1=2.0)
+    lowered = jaxode.change_basis(model, line)
+    ts = np.linspace(0.0, 2.0, 9)
+    w_full = np.stack([np.asarray(model.dynamics.field.inner.weight_at(t)) for t in ts])
+    w_line = np.stack([np.asarray(lowered.dynamics.field.inner.weight_at(t)) for t in ts])
+    coeffs = np.asarray(model.dynamics.field.inner.weight)
+    np.testing.assert_allclose(np.asarray(lowered.dynamics.field.inner.weight), coeffs[:2], rtol=1e-10, atol=1e-12)
+    assert np.max(np.abs(w_full - w_line)) > 1e-3
+    with pytest.raises(TypeError, match="`target` must be an AbstractTimeBasis"):
+        jaxode.change_basis(model, "legendre")
