@@ -1,6 +1,7 @@
 """jaxode: continuous-time neural networks with time-parameterized weights, in JAX."""
 
 from ._bases import (
+    AbstractPolynomialBasis as AbstractPolynomialBasis,
     AbstractTimeBasis as AbstractTimeBasis,
     ChebyshevBasis as ChebyshevBasis,
     ConstantBasis as ConstantBasis,

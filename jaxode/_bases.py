@@ -88,13 +88,10 @@ def _check_degree(degree: int) -> None:
         raise ValueError(f"`degree` must be an integer >= 0, got {degree!r}.")
 
 
-class MonomialBasis(AbstractTimeBasis):
-    """Monomials $\\phi_k = \\tau^k$, $k = 0, \\dots, d$: `degree + 1` functions."""
+class AbstractPolynomialBasis(AbstractTimeBasis):
+    """Polynomials of degree at most `degree` in $\\tau$: `degree + 1` functions."""
 
-    degree: int
-    t0: float = 0.0
-    t1: float = 1.0
-    clamp: bool = False
+    degree: eqx.AbstractVar[int]
 
     def __check_init__(self):
         _check_degree(self.degree)
@@ -103,6 +100,15 @@ class MonomialBasis(AbstractTimeBasis):
     @property
     def num_basis(self) -> int:
         return self.degree + 1
+
+
+class MonomialBasis(AbstractPolynomialBasis):
+    """Monomials $\\phi_k = \\tau^k$, $k = 0, \\dots, d$: `degree + 1` functions."""
+
+    degree: int
+    t0: float = 0.0
+    t1: float = 1.0
+    clamp: bool = False
 
     def evaluate_tau(self, tau):
         tau = jnp.asarray(tau, dtype=jnp.result_type(tau, float))
@@ -123,7 +129,7 @@ def _three_term(tau, num: int, first, step):
     return jnp.stack(values[:num])
 
 
-class LegendreBasis(AbstractTimeBasis):
+class LegendreBasis(AbstractPolynomialBasis):
     """Shifted Legendre polynomials $\\phi_k = P_k(2\\tau - 1)$, $k = 0, \\dots, d$.
 
     Classical normalisation $P_k(1) = 1$ by default; with `orthonormal=True` each is scaled by
@@ -135,14 +141,6 @@ class LegendreBasis(AbstractTimeBasis):
     t1: float = 1.0
     clamp: bool = False
     orthonormal: bool = False
-
-    def __check_init__(self):
-        _check_degree(self.degree)
-        _check_window(self.t0, self.t1)
-
-    @property
-    def num_basis(self) -> int:
-        return self.degree + 1
 
     def evaluate_tau(self, tau):
         tau = jnp.asarray(tau, dtype=jnp.result_type(tau, float))
@@ -161,21 +159,13 @@ class LegendreBasis(AbstractTimeBasis):
         return np.diag(1.0 / (2.0 * np.arange(self.num_basis) + 1.0))
 
 
-class ChebyshevBasis(AbstractTimeBasis):
+class ChebyshevBasis(AbstractPolynomialBasis):
     """Shifted Chebyshev polynomials of the first kind $\\phi_k = T_k(2\\tau - 1)$."""
 
     degree: int
     t0: float = 0.0
     t1: float = 1.0
     clamp: bool = False
-
-    def __check_init__(self):
-        _check_degree(self.degree)
-        _check_window(self.t0, self.t1)
-
-    @property
-    def num_basis(self) -> int:
-        return self.degree + 1
 
     def evaluate_tau(self, tau):
         tau = jnp.asarray(tau, dtype=jnp.result_type(tau, float))

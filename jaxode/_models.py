@@ -223,7 +223,21 @@ def _discrete_trajectory(dynamics, states, steps):
     )
 
 
-class ResNet(AbstractDynamics):
+class _AbstractSteppedDynamics(AbstractDynamics):
+    """A fixed-step scheme with `steps` steps of size $h = (t_1 - t_0)/\\text{steps}$."""
+
+    steps: eqx.AbstractVar[int]
+
+    def __check_init__(self):
+        _check_horizon(self.t0, self.t1)
+        _check_steps(self.steps)
+
+    @property
+    def step_size(self) -> float:
+        return (self.t1 - self.t0) / self.steps
+
+
+class ResNet(_AbstractSteppedDynamics):
     """Forward Euler, $z_{j+1} = z_j + h f(t_j, z_j)$, $h = (t_1 - t_0)/n$, $t_j = t_0 + jh$.
 
     Gradients go through the steps (discretize-then-optimize). Equal to Diffrax `Euler` with
@@ -234,14 +248,6 @@ class ResNet(AbstractDynamics):
     t1: float
     steps: int = eqx.field(static=True)
     t0: float = 0.0
-
-    def __check_init__(self):
-        _check_horizon(self.t0, self.t1)
-        _check_steps(self.steps)
-
-    @property
-    def step_size(self) -> float:
-        return (self.t1 - self.t0) / self.steps
 
     def solve(self, features):
         state = self._initial_state(features)
@@ -255,7 +261,7 @@ class ResNet(AbstractDynamics):
         return _discrete_trajectory(self, (state, states[1]), self.steps)
 
 
-class HamiltonianNet(AbstractDynamics):
+class HamiltonianNet(_AbstractSteppedDynamics):
     """The symplectic two-state scheme of Chang et al. (2018) for a `HamiltonianField`:
 
     $Z_{j+1} = Z_j - h\\,\\sigma(K(t_j)^T Y_j + b(t_j))$,
@@ -268,16 +274,10 @@ class HamiltonianNet(AbstractDynamics):
     t0: float = 0.0
 
     def __check_init__(self):
-        _check_horizon(self.t0, self.t1)
-        _check_steps(self.steps)
         if not isinstance(self.field, HamiltonianField):
             raise TypeError(
                 f"`field` of HamiltonianNet must be a HamiltonianField, got {type(self.field).__name__}."
             )
-
-    @property
-    def step_size(self) -> float:
-        return (self.t1 - self.t0) / self.steps
 
     def solve(self, features):
         state = self._initial_state(features)
