@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PyTree
 
+from ._rays import forward_mode
 from ._common import ProbeResult, as_float_array, check_count, check_positive, check_radii, format_table
 
 
@@ -231,6 +232,7 @@ def minimal_ode_along_rays(
     if norm == 0:
         raise ValueError("`direction` must be non-zero.")
     unit = jnp.asarray(direction / norm)
+    model = forward_mode(model)
 
     def family(x0, r):
         return jnp.atleast_1d(model(x0 + r * unit))[output]

@@ -7,6 +7,7 @@ Insights from Physical Laws", arXiv 2510.04102 (2025).
 import dataclasses
 from collections.abc import Callable
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,22 @@ from ._common import (
 )
 
 Model = Callable[[Float[Array, " in_size"]], Float[Array, "..."]]
+
+
+def forward_mode(model):
+    """`model` with every `NeuralODE` inside differentiated in forward mode.
+
+    Derivatives along a ray are forward-mode (`jax.jvp`); Diffrax's default reverse-mode adjoint
+    (checkpointed, with a custom VJP) does not support that, `diffrax.ForwardMode()` does.
+    """
+    from .._models import NeuralODE
+
+    is_ode = lambda x: isinstance(x, NeuralODE)  # noqa: E731
+
+    def convert(leaf):
+        return eqx.tree_at(lambda m: m.paradigm, leaf, diffrax.ForwardMode()) if is_ode(leaf) else leaf
+
+    return jax.tree_util.tree_map(convert, model, is_leaf=is_ode)
 
 
 def ray_derivatives(model: Model, x0, direction, radii):
@@ -150,6 +167,17 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
     onset_index = jnp.where(enough, onset_index, jnp.argmax(tail))
     onset = radii[jnp.clip(onset_index, 0, num - 1)]
 
+    # A growth verdict needs a settled local exponent over enough points (and a power law a
+    # window spanning a factor 2 in radius); otherwise the tail is pre-asymptotic: say so.
+    first_radius = radii[jnp.clip(onset_index, 0, num - 1)]
+    last_radius = radii[jnp.maximum(_last_true_index(window), 0)]
+    spans = last_radius >= 2.0 * jnp.maximum(first_radius, 1e-12)
+    growth = (verdict == POLY) | (verdict == EXP_GROWTH)
+    unsettled = growth & ~(enough & ((verdict != POLY) | spans))
+    unsettled = unsettled | ((verdict == CONSTANT_EXP) & ~enough & ~converged)
+    verdict = jnp.where(unsettled, UNRESOLVED, verdict)
+    is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
+
     # Final fits on the settled window.
     exp_slope, exp_intercept, exp_residual = masked_line_fit(radii, log_size, window)
     pow_slope, _, pow_residual = masked_line_fit(log_radii, log_size, window & positive)
@@ -202,22 +230,61 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
     )
 
 
+def batch_function(model):
+    """`model` mapped over a batch of inputs. A `Surrogate` uses its own `predict`, which
+    solves the whole batch as one ODE (its weights $\\theta(t)$ are computed once per stage,
+    not once per ray point)."""
+    from .._surrogate import Surrogate
+
+    if isinstance(model, Surrogate):
+        return model.predict
+    return jax.vmap(model)
+
+
+def rays_derivatives(batch, base_points, directions, radii):
+    """$g, g', g''$ on every ray, each (num_directions, num_base, num_radii, out_size).
+
+    All ray points go through `batch` at once; since output $i$ depends only on radius $i$,
+    one `jvp` with an all-ones tangent gives every $g'(r_i)$ (and a nested one every $g''$).
+    """
+    num_directions, num_base, num_radii = directions.shape[0], base_points.shape[0], radii.shape[0]
+    grid = jnp.broadcast_to(radii, (num_directions, num_base, num_radii))
+
+    def values(r):
+        points = base_points[None, :, None, :] + r[..., None] * directions[:, None, None, :]
+        out = batch(points.reshape(-1, points.shape[-1]))
+        return out.reshape(num_directions, num_base, num_radii, -1)
+
+    ones = jnp.ones_like(grid)
+
+    def first(r):
+        return jax.jvp(values, (r,), (ones,))
+
+    (g, g1), (_, g2) = jax.jvp(first, (grid,), (ones,))
+    return g, g1, g2
+
+
 @eqx.filter_jit
 def _ray_limit_core(model, base_points, directions, radii, settle_rtol, min_points, min_oscillations, chunk_size):
-    analyse = jax.vmap(analyse_tail, in_axes=(None, 1, 1, 1, None, None, None))
+    batch = batch_function(model)
+    per_output = jax.vmap(analyse_tail, in_axes=(None, 1, 1, 1, None, None, None))
+    per_ray = jax.vmap(jax.vmap(per_output, in_axes=(None, 0, 0, 0, None, None, None)), in_axes=(None, 0, 0, 0, None, None, None))
 
-    def one_ray(x0, direction):
-        g, g1, g2 = ray_derivatives(model, x0, direction, radii)
-        return analyse(radii, g, g1, g2, settle_rtol, min_points, min_oscillations)
+    def chunk(chunk_directions):
+        g, g1, g2 = rays_derivatives(batch, base_points, chunk_directions, radii)
+        return per_ray(radii, g, g1, g2, settle_rtol, min_points, min_oscillations)
 
-    def one_direction(direction):
-        return jax.vmap(one_ray, in_axes=(0, None))(base_points, direction)
-
-    # lax.map in chunks bounds memory: every radius of every ray in a chunk is one batch element.
-    if chunk_size is None:
-        out = jax.vmap(one_direction)(directions)
+    num_directions = directions.shape[0]
+    if chunk_size is None or chunk_size >= num_directions:
+        out = chunk(directions)
     else:
-        out = jax.lax.map(one_direction, directions, batch_size=chunk_size)
+        # Chunks bound memory: every ray point of a chunk is one batch element. Pad the last
+        # chunk with copies of the first direction and drop them afterwards.
+        num_chunks = -(-num_directions // chunk_size)
+        padding = num_chunks * chunk_size - num_directions
+        padded = jnp.concatenate([directions, jnp.broadcast_to(directions[:1], (padding, directions.shape[1]))])
+        out = jax.lax.map(chunk, padded.reshape(num_chunks, chunk_size, -1))
+        out = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:])[:num_directions], out)
     # (num_directions, num_base, out) -> (num_base, num_directions, out)
     return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), out)
 
@@ -340,6 +407,7 @@ def ray_limit(
     min_oscillations = check_count("min_oscillations", min_oscillations, 1)
     if chunk_size is not None:
         chunk_size = check_count("chunk_size", chunk_size)
+    model = forward_mode(model)
     dtype = _model_dtype(model, in_size)
     out = _ray_limit_core(
         model,

@@ -18,7 +18,7 @@ from ._common import as_float_array, check_count
 from ._extrapolation import trajectory_extrapolation
 from ._laws import AbstractLaw
 from ._maps import limit_map
-from ._rays import ray_derivatives, ray_limit
+from ._rays import forward_mode, ray_derivatives, ray_limit
 from ._weights import weight_asymptotics
 
 
@@ -154,7 +154,7 @@ def _input_space_probes(model, report, out_dir, plt, inputs_train, targets_train
         center, data_radius = np.zeros(in_size), 1.0
     directions = np.asarray(jax.random.normal(key, (num_directions, in_size)))
     radii = np.linspace(0.0, radius_factor * data_radius, num_radii)
-    model_function: Callable = model
+    model_function: Callable = forward_mode(model)
     rays = ray_limit(model_function, center, directions, radii)
     report["ray_limit"] = rays.as_dict()
     report["ray_limit_summary"] = {

@@ -16,7 +16,7 @@ from ._common import (
     check_radii,
     sign_changes,
 )
-from ._rays import Model, _model_dtype, ray_derivatives
+from ._rays import Model, _model_dtype, forward_mode, ray_derivatives
 
 
 def _slope_of_ray(radii, g, g1):
@@ -110,6 +110,7 @@ def asymptotic_slope(
     directions = check_directions(directions)
     base_points = check_base_points(base_points, directions.shape[1])
     radii = check_radii(radii)
+    model = forward_mode(model)
     dtype = _model_dtype(model, directions.shape[1])
     slope, kink, residual = _slope_core(
         model, jnp.asarray(base_points, dtype), jnp.asarray(directions, dtype), jnp.asarray(radii, dtype)
@@ -194,6 +195,7 @@ def tail_oscillations(
         raise ValueError(
             f"`start_radius` must be finite and below the last radius {radii[-1]}, got {start_radius}."
         )
+    model = forward_mode(model)
     dtype = _model_dtype(model, directions.shape[1])
     count, spacing = _oscillation_core(
         model,

@@ -1,0 +1,197 @@
+"""Speed of the ray limit and rate probe against a plain NumPy loop over directions.
+
+Model: an ELM-sized surrogate, 15 inputs -> 10 outputs, width 15, MLPField with 50 hidden units
+and Legendre degree-3 weights, a NeuralODE with 10 fixed Tsit5 steps on [0, 1] (untrained,
+random weights; speed does not depend on training). Probe: 1024 directions x 512 radii.
+
+The NumPy baseline computes the same quantities per direction (output, first and second
+derivative along the ray, resolvable tail, log-slope fit, onset, tail-corrected limit): the
+radii of one direction are vectorised, directions are a Python loop, derivatives are central
+finite differences (NumPy has no automatic differentiation). It runs the same Tsit5 tableau with
+the same weights. Its time is measured on a subset of directions and scaled to all of them.
+
+Run: `python benchmarks/probe_speed.py [--directions 1024] [--radii 512] [--numpy-directions 8]`.
+Writes benchmarks/results/probe_speed.json.
+"""
+
+import argparse
+import json
+import math
+import pathlib
+import platform
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # a script, not the library: it chooses precision
+
+import diffrax  # noqa: E402
+import equinox as eqx  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxode  # noqa: E402
+from jaxode import probes  # noqa: E402
+
+IN_SIZE, OUT_SIZE, WIDTH, HIDDEN, DEGREE, STEPS = 15, 10, 15, 50, 3, 10
+
+
+def build_model(key):
+    k_field, k_surrogate, k_coefficients = jax.random.split(key, 3)
+    basis = jaxode.LegendreBasis(degree=DEGREE)
+    field = jaxode.MLPField(WIDTH, HIDDEN, basis, key=k_field)
+    # Give the higher Legendre coefficients random values, as a trained model would have.
+    keys = jax.random.split(k_coefficients, 4)
+    for i, where in enumerate(
+        [lambda f: f.inner.weight, lambda f: f.inner.bias, lambda f: f.outer.weight, lambda f: f.outer.bias]
+    ):
+        value = where(field)
+        noise = 0.1 * jax.random.normal(keys[i], value.shape)
+        field = eqx.tree_at(where, field, value + noise.at[0].set(0.0))
+    dynamics = jaxode.NeuralODE(
+        field, t1=1.0, solver=diffrax.Tsit5(), stepsize_controller=diffrax.ConstantStepSize(), dt0=1.0 / STEPS
+    )
+    return jaxode.Surrogate(IN_SIZE, OUT_SIZE, dynamics, key=k_surrogate)
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy reference implementation of the same model and the same probe quantities.
+
+
+def numpy_parameters(model):
+    field = model.dynamics.field
+    as_np = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+    return dict(
+        opening_w=as_np(model.opening.weight), opening_b=as_np(model.opening.bias),
+        readout_w=as_np(model.readout.weight), readout_b=as_np(model.readout.bias),
+        inner_w=as_np(field.inner.weight), inner_b=as_np(field.inner.bias),
+        outer_w=as_np(field.outer.weight), outer_b=as_np(field.outer.bias),
+    )
+
+
+def legendre(t):
+    x = 2.0 * t - 1.0
+    values = [1.0, x]
+    for k in range(1, DEGREE):
+        values.append(((2 * k + 1) * x * values[-1] - k * values[-2]) / (k + 1))
+    return np.array(values[: DEGREE + 1])
+
+
+def numpy_model(p, xs, tableau):
+    """Surrogate outputs for a batch of inputs xs (batch, IN_SIZE)."""
+    z = np.tanh(xs @ p["opening_w"].T + p["opening_b"])
+
+    def field(t, z):
+        phi = legendre(t)
+        w1, b1 = np.tensordot(phi, p["inner_w"], 1), phi @ p["inner_b"]
+        w2, b2 = np.tensordot(phi, p["outer_w"], 1), phi @ p["outer_b"]
+        return np.tanh(z @ w1.T + b1) @ w2.T + b2
+
+    h = 1.0 / STEPS
+    c = np.concatenate([[0.0], tableau.c])
+    for step in range(STEPS):
+        t = step * h
+        stages = [field(t, z)]
+        for i, row in enumerate(tableau.a_lower):
+            increment = sum(a * k for a, k in zip(row, stages))
+            stages.append(field(t + c[i + 1] * h, z + h * increment))
+        z = z + h * sum(b * k for b, k in zip(tableau.b_sol, stages))
+    return z @ p["readout_w"].T + p["readout_b"]
+
+
+def numpy_probe_direction(p, tableau, x0, direction, radii, step=1e-4):
+    """Limit, rate and onset of every output along one ray, with finite differences."""
+    r = np.concatenate([radii - step, radii, radii + step])
+    values = numpy_model(p, x0[None] + r[:, None] * direction[None], tableau).reshape(3, len(radii), -1)
+    g_minus, g, g_plus = values
+    g1 = (g_plus - g_minus) / (2 * step)
+    g2 = (g_plus - 2 * g + g_minus) / step**2
+    out = []
+    for o in range(g.shape[1]):
+        size = np.abs(g1[:, o])
+        resolvable = size > 1e3 * np.finfo(float).eps * size.max() * 1e4  # FD noise floor
+        index = np.flatnonzero(resolvable)
+        if index.size < 4:
+            out.append((g[-1, o], math.nan, math.nan))
+            continue
+        tail = index[index.size // 2 :]
+        slope = np.polyfit(radii[tail], np.log(size[tail]), 1)[0]
+        local = -g2[tail, o] / g1[tail, o]
+        rate = float(np.median(local[len(local) // 2 :]))
+        settled = np.abs(local - rate) <= 0.05 * abs(rate)
+        unsettled = np.flatnonzero(~settled)
+        onset = radii[tail[unsettled[-1] + 1]] if unsettled.size and unsettled[-1] + 1 < tail.size else radii[tail[0]]
+        limit = g[-1, o] + g1[-1, o] / rate if rate > 0 and slope < 0 else math.copysign(math.inf, g1[-1, o])
+        out.append((limit, rate, onset))
+    return np.array(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--directions", type=int, default=1024)
+    parser.add_argument("--radii", type=int, default=512)
+    parser.add_argument("--numpy-directions", type=int, default=8)
+    parser.add_argument("--chunk-size", type=int, default=32)
+    parser.add_argument("--max-radius", type=float, default=40.0)
+    arguments = parser.parse_args()
+
+    model = build_model(jax.random.PRNGKey(0))
+    directions = np.array(jax.random.normal(jax.random.PRNGKey(1), (arguments.directions, IN_SIZE)))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    radii = np.linspace(0.0, arguments.max_radius, arguments.radii)
+    x0 = np.zeros(IN_SIZE)
+    evaluations = arguments.directions * arguments.radii
+
+    start = time.perf_counter()
+    result = probes.ray_limit(model, x0, directions, radii, chunk_size=arguments.chunk_size)
+    first_call = time.perf_counter() - start
+    start = time.perf_counter()
+    result = probes.ray_limit(model, x0, directions, radii, chunk_size=arguments.chunk_size)
+    jax_time = time.perf_counter() - start
+
+    parameters = numpy_parameters(model)
+    tableau = diffrax.Tsit5().tableau
+    subset = arguments.numpy_directions
+    start = time.perf_counter()
+    numpy_out = [numpy_probe_direction(parameters, tableau, x0, d, radii) for d in directions[:subset]]
+    numpy_time_subset = time.perf_counter() - start
+    numpy_time = numpy_time_subset * arguments.directions / subset
+
+    # The two implementations must agree where both see a converging tail.
+    numpy_limits = np.array([o[:, 0] for o in numpy_out])
+    jax_limits = result.limit[0, :subset]
+    both = np.isfinite(numpy_limits) & np.isfinite(jax_limits)
+    agreement = float(np.max(np.abs(numpy_limits[both] - jax_limits[both]))) if both.any() else math.nan
+
+    verdicts, counts = np.unique(result.verdicts, return_counts=True)
+    table = [
+        ("implementation", "time (s)", "ray points / s", "speed-up"),
+        ("jaxode.probes (jit + vmap)", f"{jax_time:.2f}", f"{evaluations / jax_time:.3e}", f"{numpy_time / jax_time:.1f}x"),
+        (f"NumPy loop (scaled from {subset} dirs)", f"{numpy_time:.2f}", f"{evaluations / numpy_time:.3e}", "1.0x"),
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    print(f"first call (with compilation): {first_call:.2f} s")
+    print(f"max |limit difference| JAX vs NumPy on {subset} directions: {agreement:.2e}")
+    print("verdicts:", dict(zip(verdicts.tolist(), counts.tolist())))
+
+    record = dict(
+        directions=arguments.directions, radii=arguments.radii, ray_points=evaluations,
+        model="Surrogate 15->10, width 15, MLPField hidden 50, Legendre degree 3, 10 Tsit5 steps",
+        jax_seconds=jax_time, jax_first_call_seconds=first_call, jax_points_per_second=evaluations / jax_time,
+        numpy_seconds_scaled=numpy_time, numpy_subset_directions=subset, numpy_subset_seconds=numpy_time_subset,
+        numpy_points_per_second=evaluations / numpy_time, speedup=numpy_time / jax_time,
+        limit_agreement=agreement, verdict_counts=dict(zip(verdicts.tolist(), counts.tolist())),
+        jax_version=jax.__version__, backend=jax.default_backend(), machine=platform.machine(),
+        note="JAX computes g, g', g'' exactly by nested jvp; NumPy uses 3 evaluations per radius "
+        "(central differences), so it does comparable work per ray point.",
+    )
+    path = pathlib.Path(__file__).parent / "results" / "probe_speed.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
