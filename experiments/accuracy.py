@@ -42,6 +42,9 @@ def run_one(config: jaxode.RunConfig) -> dict:
     start = time.perf_counter()
     try:
         _, result, metrics = jaxode.train(config, directory / "run", progress=False)
+        physical = config.data.dataset == "cdr"  # the study reports CDR in physical units
+        metrics["test_global"] = metrics["test_physical_global" if physical else "test_global"]
+        metrics["test_per_sample"] = metrics["test_physical_per_sample" if physical else "test_per_sample"]
         keep = ("test_global", "test_per_sample", "val_global", "train_global",
                 "forward_evaluations", "backward_evaluations", "compile_time", "train_time",
                 "steps", "best_step", "solver_failures", "status", "parameters")
@@ -73,7 +76,7 @@ def table(rows: list) -> str:
                 return f"{values.mean():{fmt}} ± {values.std():{fmt}}"
 
             lines.append(
-                f"| {dataset} | {basis} | {len(done)}{f' (+{failed} failed)' if failed else ''} | "
+                f"| {dataset}{' (physical)' if dataset == 'cdr' else ''} | {basis} | {len(done)}{f' (+{failed} failed)' if failed else ''} | "
                 f"{stat('test_global', '.4f')} | {stat('test_per_sample', '.4f')} | "
                 f"{stat('forward_evaluations', '.0f')} | {stat('backward_evaluations', '.0f')} | "
                 f"{stat('train_time', '.0f')} |"
@@ -84,16 +87,25 @@ def table(rows: list) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--merge", nargs="+", type=pathlib.Path, default=None,
+                        help="only merge the accuracy.json files of these directories into --out")
     parser.add_argument("--datasets", nargs="+", default=list(OVERRIDES), choices=list(OVERRIDES))
     parser.add_argument("--bases", nargs="+", default=list(BASES), choices=list(BASES))
     parser.add_argument("--epochs", type=int, default=None, help="override (for quick checks)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiments/results"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        rows = [row for d in args.merge for row in json.loads((d / "accuracy.json").read_text())]
+        (args.out / "accuracy.json").write_text(json.dumps(rows, indent=1))
+        (args.out / "accuracy.md").write_text(table(rows))
+        print(table(rows))
+        return
     rows = []
     for dataset in args.datasets:
         for basis in args.bases:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 row = run_one(config_for(dataset, basis, seed, args.epochs))
                 row.update(dataset=dataset, basis=basis, seed=seed)
                 rows.append(row)

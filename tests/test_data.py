@@ -33,9 +33,13 @@ def test_cdr_seeded_split_and_zscore():
     assert not np.array_equal(a.splits["test"], c.splits["test"])
     order = np.random.default_rng(0).permutation(800)
     np.testing.assert_array_equal(a.splits["val"], order[400:600])
-    x, _ = a.arrays("train")
+    x, y = a.arrays("train")
     np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-10)
     np.testing.assert_allclose(x.std(0), 1.0, atol=1e-10)
+    np.testing.assert_allclose(y.mean(0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(y.std(0), 1.0, atol=1e-10)
+    raw = np.load(DATA_DIR / "cdr.npz")["y"]
+    np.testing.assert_allclose(a.y_norm.invert(a.arrays("test")[1]), raw[order[600:]], rtol=1e-12)
 
 
 def test_unknown_name_lists_valid_names():
