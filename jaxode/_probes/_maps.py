@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
@@ -125,9 +127,9 @@ def limit_map(
         base_point = np.zeros(directions.shape[1])
     base_point = as_float_array("base_point", base_point, (1,))
     distinct_atol = check_positive("distinct_atol", distinct_atol)
-    rays = ray_limit(model, base_point, directions, radii, chunk_size=chunk_size)
-    limit = rays.limit[0]
-    out_size = limit.shape[1]
+    # Check the targets before the (expensive) rays.
+    probe = jax.eval_shape(model, jax.ShapeDtypeStruct((directions.shape[1],), jnp.zeros(()).dtype))
+    out_size = int(np.prod(probe.shape)) if probe.shape else 1
     if targets_train is None:
         target_range = np.full((out_size, 2), np.nan)
     else:
@@ -139,6 +141,8 @@ def limit_map(
                 f"{targets.shape}."
             )
         target_range = np.stack([targets.min(axis=0), targets.max(axis=0)], axis=1)
+    rays = ray_limit(model, base_point, directions, radii, chunk_size=chunk_size)
+    limit = rays.limit[0]
     converging = rays.verdict_code[0] == CONSTANT_EXP
     finite = np.where(converging, limit, np.nan)
     with np.errstate(all="ignore"):
