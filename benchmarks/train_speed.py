@@ -8,7 +8,6 @@ measurement.
 """
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -49,7 +48,9 @@ def main() -> None:
     for precision in ("float32", "float64"):
         out = subprocess.run(
             [sys.executable, "-c", CHILD, repr(time.time()), precision, str(args.epochs)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         print(out.stdout.strip().splitlines()[-1], flush=True)
 

@@ -41,17 +41,34 @@ def run_one(config: jaxode.RunConfig) -> dict:
     directory = pathlib.Path(tempfile.mkdtemp(prefix="jaxode-accuracy-"))
     start = time.perf_counter()
     try:
-        _, result, metrics = jaxode.train(config, directory / "run", progress=False)
+        _, _, metrics = jaxode.train(config, directory / "run", progress=False)
         physical = config.data.dataset == "cdr"  # the study reports CDR in physical units
         metrics["test_global"] = metrics["test_physical_global" if physical else "test_global"]
-        metrics["test_per_sample"] = metrics["test_physical_per_sample" if physical else "test_per_sample"]
-        keep = ("test_global", "test_per_sample", "val_global", "train_global",
-                "forward_evaluations", "backward_evaluations", "compile_time", "train_time",
-                "steps", "best_step", "solver_failures", "status", "parameters")
+        metrics["test_per_sample"] = metrics[
+            "test_physical_per_sample" if physical else "test_per_sample"
+        ]
+        keep = (
+            "test_global",
+            "test_per_sample",
+            "val_global",
+            "train_global",
+            "forward_evaluations",
+            "backward_evaluations",
+            "compile_time",
+            "train_time",
+            "steps",
+            "best_step",
+            "solver_failures",
+            "status",
+            "parameters",
+        )
         row = {k: metrics[k] for k in keep}
     except Exception as error:  # a failed run is data
-        row = {"status": "failed", "error": f"{type(error).__name__}: {error}",
-               "traceback": traceback.format_exc(limit=3)}
+        row = {
+            "status": "failed",
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(limit=3),
+        }
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     row["wall_time"] = time.perf_counter() - start
@@ -59,19 +76,27 @@ def run_one(config: jaxode.RunConfig) -> dict:
 
 
 def table(rows: list) -> str:
-    lines = ["| data | basis | seeds | global test error | per-sample test error | "
-             "forward evals / solve | backward evals / solve | train time (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | basis | seeds | global test error | per-sample test error | "
+        "forward evals / solve | backward evals / solve | train time (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for dataset in OVERRIDES:
         for basis in BASES:
-            done = [r for r in rows if r["dataset"] == dataset and r["basis"] == basis
-                    and r["status"] != "failed"]
-            failed = sum(1 for r in rows if r["dataset"] == dataset and r["basis"] == basis
-                         and r["status"] == "failed")
+            done = [
+                r
+                for r in rows
+                if r["dataset"] == dataset and r["basis"] == basis and r["status"] != "failed"
+            ]
+            failed = sum(
+                1
+                for r in rows
+                if r["dataset"] == dataset and r["basis"] == basis and r["status"] == "failed"
+            )
             if not done:
                 continue
 
-            def stat(key, fmt):
+            def stat(key, fmt, done=done):
                 values = np.array([r[key] for r in done], dtype=float)
                 return f"{values.mean():{fmt}} ± {values.std():{fmt}}"
 
@@ -88,8 +113,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--merge", nargs="+", type=pathlib.Path, default=None,
-                        help="only merge the accuracy.json files of these directories into --out")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=pathlib.Path,
+        default=None,
+        help="only merge the accuracy.json files of these directories into --out",
+    )
     parser.add_argument("--datasets", nargs="+", default=list(OVERRIDES), choices=list(OVERRIDES))
     parser.add_argument("--bases", nargs="+", default=list(BASES), choices=list(BASES))
     parser.add_argument("--epochs", type=int, default=None, help="override (for quick checks)")
@@ -109,9 +139,23 @@ def main() -> None:
                 row = run_one(config_for(dataset, basis, seed, args.epochs))
                 row.update(dataset=dataset, basis=basis, seed=seed)
                 rows.append(row)
-                print(json.dumps({k: row.get(k) for k in (
-                    "dataset", "basis", "seed", "status", "test_global", "forward_evaluations",
-                    "wall_time")}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            k: row.get(k)
+                            for k in (
+                                "dataset",
+                                "basis",
+                                "seed",
+                                "status",
+                                "test_global",
+                                "forward_evaluations",
+                                "wall_time",
+                            )
+                        }
+                    ),
+                    flush=True,
+                )
                 (args.out / "accuracy.json").write_text(json.dumps(rows, indent=1))
                 (args.out / "accuracy.md").write_text(table(rows))
     print(table(rows))

@@ -1,7 +1,6 @@
 """The `jaxode` command: train, evaluate and predict with time-parameterized surrogates."""
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import sys
@@ -14,37 +13,125 @@ OPTIONS = [
     ("--data", "data", "dataset", str, None, "data set: elm, cdr, or a path to a .npz/.csv file"),
     ("--split-seed", "data", "split_seed", int, None, "seed of random splits (cdr, user files)"),
     ("--model", "model", "model", str, ("node", "resnet", "hamiltonian"), "dynamics"),
-    ("--field", "model", "field", str, ("mlp", "layer", "antisymmetric", "hamiltonian"), "vector field"),
-    ("--basis", "model", "basis", str,
-     ("static", "monomial", "legendre", "chebyshev", "fourier", "piecewise"), "time basis of the weights"),
-    ("--degree", "model", "degree", int, None, "polynomial degree (frequencies / pieces for fourier / piecewise)"),
+    (
+        "--field",
+        "model",
+        "field",
+        str,
+        ("mlp", "layer", "antisymmetric", "hamiltonian"),
+        "vector field",
+    ),
+    (
+        "--basis",
+        "model",
+        "basis",
+        str,
+        ("static", "monomial", "legendre", "chebyshev", "fourier", "piecewise"),
+        "time basis of the weights",
+    ),
+    (
+        "--degree",
+        "model",
+        "degree",
+        int,
+        None,
+        "polynomial degree (frequencies / pieces for fourier / piecewise)",
+    ),
     ("--width", "model", "width", int, None, "feature width of the dynamics"),
     ("--hidden", "model", "hidden", int, None, "hidden size of the mlp field"),
     ("--t1", "model", "t1", float, None, "final time of the dynamics"),
-    ("--solver", "model", "solver", str, ("dopri5", "tsit5", "bosh3", "heun", "euler", "dopri8"),
-     "ODE solver (heun/euler use --steps fixed steps)"),
+    (
+        "--solver",
+        "model",
+        "solver",
+        str,
+        ("dopri5", "tsit5", "bosh3", "heun", "euler", "dopri8"),
+        "ODE solver (heun/euler use --steps fixed steps)",
+    ),
     ("--rtol", "model", "rtol", float, None, "relative tolerance of the adaptive solver"),
     ("--atol", "model", "atol", float, None, "absolute tolerance of the adaptive solver"),
     ("--max-steps", "model", "max_steps", int, None, "step budget of one ODE solve"),
-    ("--paradigm", "model", "paradigm", str, ("discretize", "optimize"),
-     "gradients: discretize-then-optimize or optimize-then-discretize (adjoint)"),
-    ("--steps", "model", "steps", int, None, "time steps of resnet/hamiltonian models and fixed-step solvers"),
-    ("--opening-activation", "model", "opening_activation", str, ("tanh", "none"), "activation of the opening layer"),
+    (
+        "--paradigm",
+        "model",
+        "paradigm",
+        str,
+        ("discretize", "optimize"),
+        "gradients: discretize-then-optimize or optimize-then-discretize (adjoint)",
+    ),
+    (
+        "--steps",
+        "model",
+        "steps",
+        int,
+        None,
+        "time steps of resnet/hamiltonian models and fixed-step solvers",
+    ),
+    (
+        "--opening-activation",
+        "model",
+        "opening_activation",
+        str,
+        ("tanh", "none"),
+        "activation of the opening layer",
+    ),
     ("--optimiser", "train", "optimiser", str, ("adam", "adamw", "rmsprop", "sgd"), "optimiser"),
     ("--lr", "train", "learning_rate", float, None, "learning rate"),
-    ("--schedule", "train", "schedule", str, ("cosine", "step", "constant"), "learning-rate schedule"),
-    ("--decay-every", "train", "decay_every", int, None, "steps between decays of the step schedule"),
+    (
+        "--schedule",
+        "train",
+        "schedule",
+        str,
+        ("cosine", "step", "constant"),
+        "learning-rate schedule",
+    ),
+    (
+        "--decay-every",
+        "train",
+        "decay_every",
+        int,
+        None,
+        "steps between decays of the step schedule",
+    ),
     ("--decay-factor", "train", "decay_factor", float, None, "factor of the step schedule"),
     ("--epochs", "train", "epochs", int, None, "passes over the training data"),
     ("--batch-size", "train", "batch_size", int, None, "samples per step"),
     ("--clip-norm", "train", "clip_norm", str, None, "gradient clipping norm, or 'none'"),
     ("--loss", "train", "loss", str, ("mse", "l1", "relative"), "training loss"),
-    ("--tikhonov", "train", "tikhonov", float, None, "Tikhonov weight on opening and dynamics parameters"),
-    ("--readout-tikhonov", "train", "readout_tikhonov", float, None, "Tikhonov weight on the readout"),
+    (
+        "--tikhonov",
+        "train",
+        "tikhonov",
+        float,
+        None,
+        "Tikhonov weight on opening and dynamics parameters",
+    ),
+    (
+        "--readout-tikhonov",
+        "train",
+        "readout_tikhonov",
+        float,
+        None,
+        "Tikhonov weight on the readout",
+    ),
     ("--gram", "train", "gram", float, None, "weight of the L2-in-time Gram regulariser"),
-    ("--patience", "train", "patience", str, None, "early-stopping patience in evaluations, or 'none'"),
+    (
+        "--patience",
+        "train",
+        "patience",
+        str,
+        None,
+        "early-stopping patience in evaluations, or 'none'",
+    ),
     ("--eval-every", "train", "eval_every", int, None, "epochs between evaluations/checkpoints"),
-    ("--ridge", "train", "ridge", str, None, "ridge parameter of the readout warm start, or 'none'"),
+    (
+        "--ridge",
+        "train",
+        "ridge",
+        str,
+        None,
+        "ridge parameter of the readout warm start, or 'none'",
+    ),
     ("--seed", "train", "seed", int, None, "seed of initialisation and minibatches"),
     ("--precision", "train", "precision", str, ("float32", "float64"), "floating-point precision"),
 ]
@@ -57,17 +144,32 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a surrogate and write a run directory",
-                       description="Train a time-parameterized surrogate. Options override the "
-                       "values of --config, which override the defaults shown.")
-    p.add_argument("--config", type=pathlib.Path, help="TOML file with [data], [model], [train] sections")
-    p.add_argument("--out", type=pathlib.Path, help="run directory (default runs/<data>-<basis>-<time>)")
-    p.add_argument("--resume", type=pathlib.Path, metavar="RUN_DIR", help="continue an interrupted run")
+    p = sub.add_parser(
+        "train",
+        help="train a surrogate and write a run directory",
+        description="Train a time-parameterized surrogate. Options override the "
+        "values of --config, which override the defaults shown.",
+    )
+    p.add_argument(
+        "--config", type=pathlib.Path, help="TOML file with [data], [model], [train] sections"
+    )
+    p.add_argument(
+        "--out", type=pathlib.Path, help="run directory (default runs/<data>-<basis>-<time>)"
+    )
+    p.add_argument(
+        "--resume", type=pathlib.Path, metavar="RUN_DIR", help="continue an interrupted run"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, section, name, kind, choices, text in OPTIONS:
         default = getattr(DEFAULTS[section], name)
-        p.add_argument(flag, dest=f"{section}.{name}", type=kind, choices=choices, default=None,
-                       help=f"{text} (default {default})")
+        p.add_argument(
+            flag,
+            dest=f"{section}.{name}",
+            type=kind,
+            choices=choices,
+            default=None,
+            help=f"{text} (default {default})",
+        )
 
 
 def _config_from_args(args) -> RunConfig:
@@ -90,17 +192,24 @@ def _set_precision(precision: str) -> None:
 
 
 def _print_metrics(metrics: dict) -> None:
-    print(f"{'split':<6} {'global':>10} {'per-sample':>11} {'global (phys)':>14} {'per-sample (phys)':>18}")
+    print(
+        f"{'split':<6} {'global':>10} {'per-sample':>11} {'global (phys)':>14} {'per-sample (phys)':>18}"
+    )
     for split in ("train", "val", "test"):
         if f"{split}_global" in metrics:
-            print(f"{split:<6} {metrics[f'{split}_global']:>10.4f} {metrics[f'{split}_per_sample']:>11.4f} "
-                  f"{metrics[f'{split}_physical_global']:>14.4f} {metrics[f'{split}_physical_per_sample']:>18.4f}")
+            print(
+                f"{split:<6} {metrics[f'{split}_global']:>10.4f} {metrics[f'{split}_per_sample']:>11.4f} "
+                f"{metrics[f'{split}_physical_global']:>14.4f} {metrics[f'{split}_physical_per_sample']:>18.4f}"
+            )
 
 
 def _train(args) -> int:
     if args.resume is not None:
-        changed = [flag for flag, section, name, *_ in OPTIONS
-                   if getattr(args, f"{section}.{name}") is not None]
+        changed = [
+            flag
+            for flag, section, name, *_ in OPTIONS
+            if getattr(args, f"{section}.{name}") is not None
+        ]
         if changed or args.config is not None or args.out is not None:
             raise ValueError(
                 f"--resume continues a run with its stored configuration; drop "
@@ -119,8 +228,9 @@ def _train(args) -> int:
     _set_precision(config.train.precision)
     from ._training._run import train
 
-    trained, result, metrics = train(config, out, resume=args.resume is not None,
-                                     progress=not args.no_progress)
+    _, result, metrics = train(
+        config, out, resume=args.resume is not None, progress=not args.no_progress
+    )
     if result.status == "interrupted":
         print(f"interrupted at step {result.steps}; continue with: jaxode train --resume {out}")
         return 130
@@ -133,7 +243,9 @@ def _train(args) -> int:
 def _load_run(run_dir: pathlib.Path):
     stored = run_dir / "config.toml"
     if not stored.is_file():
-        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.toml); pass a directory written by `jaxode train`.")
+        raise FileNotFoundError(
+            f"{str(run_dir)!r} is not a run directory (no config.toml); pass a directory written by `jaxode train`."
+        )
     _set_precision(RunConfig.from_toml(stored.read_text()).train.precision)
     from ._training._run import load
 
@@ -148,14 +260,18 @@ def _evaluate(args) -> int:
     name = args.data or trained.config.data.dataset
     data = load_dataset(name, seed=trained.config.data.split_seed)
     if (data.in_size, data.out_size) != (trained.model.in_size, trained.model.out_size):
-        raise ValueError(f"--data {name!r} has {data.in_size} inputs/{data.out_size} outputs; "
-                         f"the model needs {trained.model.in_size}/{trained.model.out_size}.")
+        raise ValueError(
+            f"--data {name!r} has {data.in_size} inputs/{data.out_size} outputs; "
+            f"the model needs {trained.model.in_size}/{trained.model.out_size}."
+        )
     metrics = {}
     for split in ("train", "val", "test"):
         x, y = data.arrays(split, normalised=False)
         if len(x):
             p = trained.predict(x)
-            metrics.update(error_metrics(trained.y_norm.apply(p), trained.y_norm.apply(y), f"{split}_"))
+            metrics.update(
+                error_metrics(trained.y_norm.apply(p), trained.y_norm.apply(y), f"{split}_")
+            )
             metrics.update(error_metrics(p, y, f"{split}_physical_"))
     from ._training._checkpoint import atomic_write_text
 
@@ -176,7 +292,9 @@ def _predict(args) -> int:
     if path.suffix == ".npz":
         with np.load(path) as f:
             if "x" not in f:
-                raise ValueError(f"INPUT {str(path)!r} has no array 'x'; store the inputs under 'x'.")
+                raise ValueError(
+                    f"INPUT {str(path)!r} has no array 'x'; store the inputs under 'x'."
+                )
             x = f["x"]
     elif path.suffix == ".csv":
         x = np.loadtxt(path, delimiter=",", ndmin=2)
@@ -211,19 +329,27 @@ def _probe(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="jaxode", description="Continuous-time surrogates with time-parameterized weights.")
+    parser = _Parser(
+        prog="jaxode", description="Continuous-time surrogates with time-parameterized weights."
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     _train_parser(sub)
     sub.choices["train"].set_defaults(handler=_train)
     e = sub.add_parser("evaluate", help="metrics of a trained run on its data or --data")
     e.add_argument("run_dir", type=pathlib.Path, metavar="RUN_DIR")
     e.add_argument("--data", help="data set name or file (default: the run's)")
-    e.add_argument("--output", type=pathlib.Path, help="metrics JSON (default RUN_DIR/evaluation.json)")
+    e.add_argument(
+        "--output", type=pathlib.Path, help="metrics JSON (default RUN_DIR/evaluation.json)"
+    )
     e.set_defaults(handler=_evaluate)
     p = sub.add_parser("predict", help="predictions in physical units for the inputs of a file")
     p.add_argument("run_dir", type=pathlib.Path, metavar="RUN_DIR")
-    p.add_argument("input", type=pathlib.Path, metavar="INPUT", help=".npz with array 'x' or .csv of inputs")
-    p.add_argument("--output", type=pathlib.Path, help="CSV of predictions (default INPUT_predictions.csv)")
+    p.add_argument(
+        "input", type=pathlib.Path, metavar="INPUT", help=".npz with array 'x' or .csv of inputs"
+    )
+    p.add_argument(
+        "--output", type=pathlib.Path, help="CSV of predictions (default INPUT_predictions.csv)"
+    )
     p.set_defaults(handler=_predict)
     _add_probe(sub)
     return parser

@@ -53,7 +53,9 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, getkey):
     for a, b in zip(_leaves(model), _leaves(back)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     other = jaxode.Surrogate(
-        2, 2, jaxode.ResNet(jaxode.MLPField(5, 4, jaxode.LegendreBasis(1), key=getkey()), 1.0, 3),
+        2,
+        2,
+        jaxode.ResNet(jaxode.MLPField(5, 4, jaxode.LegendreBasis(1), key=getkey()), 1.0, 3),
         key=getkey(),
     )
     with pytest.raises(ValueError, match="does not match"):
@@ -73,9 +75,20 @@ def test_interrupted_fit_resumes_to_identical_parameters(tmp_path, getkey):
     optimiser = optax.adam(optax.cosine_decay_schedule(1e-2, 30))
 
     def run(directory, callback=None, resume=False):
-        return fit(model, (x[:32], y[:32]), optimiser, key=key, val=(x[32:], y[32:]), epochs=6,
-                   batch_size=5, clip_norm=1.0, checkpoint_dir=directory, resume=resume,
-                   callback=callback, count_evaluations=False)
+        return fit(
+            model,
+            (x[:32], y[:32]),
+            optimiser,
+            key=key,
+            val=(x[32:], y[32:]),
+            epochs=6,
+            batch_size=5,
+            clip_norm=1.0,
+            checkpoint_dir=directory,
+            resume=resume,
+            callback=callback,
+            count_evaluations=False,
+        )
 
     straight = run(tmp_path / "a")
 
@@ -95,11 +108,13 @@ def test_interrupted_fit_resumes_to_identical_parameters(tmp_path, getkey):
 def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
     import jaxode._training._run as run_module
 
-    config = RunConfig.from_dict({
-        "data": {"dataset": "cdr"},
-        "model": {"model": "resnet", "field": "layer", "width": 3, "steps": 2, "degree": 1},
-        "train": {"epochs": 3, "batch_size": 100, "precision": "float64"},
-    })
+    config = RunConfig.from_dict(
+        {
+            "data": {"dataset": "cdr"},
+            "model": {"model": "resnet", "field": "layer", "width": 3, "steps": 2, "degree": 1},
+            "train": {"epochs": 3, "batch_size": 100, "precision": "float64"},
+        }
+    )
     straight, _, metrics = train(config, tmp_path / "a", progress=False)
     _check_run_directory(tmp_path / "a", config, straight, metrics)
     original_fit = run_module.fit
@@ -115,7 +130,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch)
     _, result, _ = train(config, tmp_path / "b", progress=False)
     assert result.status == "interrupted" and not (tmp_path / "b" / "model.eqx").exists()
     monkeypatch.setattr(run_module, "fit", original_fit)
-    resumed, result, _ = train(None, tmp_path / "b", resume=True, progress=False)
+    _, result, _ = train(None, tmp_path / "b", resume=True, progress=False)
     assert result.steps == 12
     for a, b in zip(_leaves(straight.model), _leaves(load(tmp_path / "b").model)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -124,8 +139,15 @@ def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch)
 def _check_run_directory(run, config, trained, metrics):
     """A finished run holds every file and loads back for prediction in physical units."""
     names = {p.name for p in run.iterdir()}
-    assert {"config.toml", "normalisation.json", "checkpoint.eqx", "model.eqx", "history.csv",
-            "metrics.json", "loss.png"} <= names
+    assert {
+        "config.toml",
+        "normalisation.json",
+        "checkpoint.eqx",
+        "model.eqx",
+        "history.csv",
+        "metrics.json",
+        "loss.png",
+    } <= names
     loaded = load(run)
     assert loaded.config == config
     data = jaxode.load_dataset("cdr")
@@ -133,10 +155,13 @@ def _check_run_directory(run, config, trained, metrics):
     p = loaded.predict(x)
     # physical predictions from the normalised model, by hand
     xn = (x - data.x_norm.shift) / data.x_norm.scale
-    by_hand = np.asarray(trained.model.predict(jnp.asarray(xn))) * data.y_norm.scale + data.y_norm.shift
+    by_hand = (
+        np.asarray(trained.model.predict(jnp.asarray(xn))) * data.y_norm.scale + data.y_norm.shift
+    )
     np.testing.assert_allclose(p, by_hand, rtol=1e-12, atol=1e-14)
     assert metrics["test_physical_global"] == pytest.approx(
-        np.linalg.norm(p - y) / np.linalg.norm(y), rel=1e-10)
+        np.linalg.norm(p - y) / np.linalg.norm(y), rel=1e-10
+    )
     with pytest.raises(FileExistsError, match="--resume"):
         train(config, run, progress=False)
     with pytest.raises(FileNotFoundError, match="not a jaxode run directory"):

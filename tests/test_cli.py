@@ -9,9 +9,27 @@ import jaxode
 from jaxode._cli import OPTIONS, build_parser, main
 
 # float64 keeps the test session's x64 setting; resnet compiles fast
-TINY = ["--data", "cdr", "--model", "resnet", "--field", "layer", "--width", "4", "--steps", "2",
-        "--degree", "1", "--epochs", "2", "--batch-size", "100", "--precision", "float64",
-        "--no-progress"]
+TINY = [
+    "--data",
+    "cdr",
+    "--model",
+    "resnet",
+    "--field",
+    "layer",
+    "--width",
+    "4",
+    "--steps",
+    "2",
+    "--degree",
+    "1",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "100",
+    "--precision",
+    "float64",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +46,8 @@ def test_train_writes_metrics_that_match_the_model(run_dir, capsys):
     x, y = data.arrays("test", normalised=False)
     p = trained.predict(x)
     assert metrics["test_physical_global"] == pytest.approx(
-        np.linalg.norm(p - y) / np.linalg.norm(y), rel=1e-10)
+        np.linalg.norm(p - y) / np.linalg.norm(y), rel=1e-10
+    )
     assert trained.config.model.width == 4 and trained.config.train.epochs == 2
     lines = (run_dir / "history.csv").read_text().splitlines()
     assert lines[0].startswith("step,epoch,train_loss") and len(lines) == 3
@@ -60,16 +79,19 @@ def test_config_file_and_override(tmp_path):
     assert built.train == jaxode.TrainConfig()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--basis", "hermite"], "invalid choice: 'hermite'"),
-    (["train", "--epochs", "many"], "invalid int value: 'many'"),
-    (["train", "--config", "missing.toml"], "--config file 'missing.toml' does not exist"),
-    (["train", "--data", "nope.npz", "--no-progress"], "data file 'nope.npz' does not exist"),
-    (["train", "--data", "mnist", "--no-progress"], "unknown data set 'mnist'"),
-    (["train", "--width", "0"], "model.width must be an integer > 0"),
-    (["evaluate", "nowhere"], "not a run directory"),
-    (["train", "--resume", "somewhere", "--lr", "1"], "drop --lr"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--basis", "hermite"], "invalid choice: 'hermite'"),
+        (["train", "--epochs", "many"], "invalid int value: 'many'"),
+        (["train", "--config", "missing.toml"], "--config file 'missing.toml' does not exist"),
+        (["train", "--data", "nope.npz", "--no-progress"], "data file 'nope.npz' does not exist"),
+        (["train", "--data", "mnist", "--no-progress"], "unknown data set 'mnist'"),
+        (["train", "--width", "0"], "model.width must be an integer > 0"),
+        (["evaluate", "nowhere"], "not a run directory"),
+        (["train", "--resume", "somewhere", "--lr", "1"], "drop --lr"),
+    ],
+)
 def test_errors_are_one_line_and_non_zero(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     try:

@@ -106,8 +106,13 @@ def test_spiral_solves_its_equation_and_splits():
     ts, ys = data.ts, data.ys
     a = np.array([[-0.1, 2.0], [-2.0, -0.1]])
     reference = solve_ivp(
-        lambda t, y: (y**3) @ a, (0.0, 25.0), [2.0, 0.0], t_eval=ts, method="DOP853",
-        rtol=1e-11, atol=1e-12,
+        lambda t, y: (y**3) @ a,
+        (0.0, 25.0),
+        [2.0, 0.0],
+        t_eval=ts,
+        method="DOP853",
+        rtol=1e-11,
+        atol=1e-12,
     )
     np.testing.assert_allclose(ys, reference.y.T, atol=1e-6)
     np.testing.assert_allclose(ys[0], [2.0, 0.0])

@@ -27,7 +27,9 @@ def tiny_model(key, basis=None, max_steps=4096, rtol=1e-6):
     k1, k2 = jax.random.split(key)
     field = jaxode.MLPField(3, 5, basis or jaxode.LegendreBasis(2), key=k1)
     dynamics = jaxode.NeuralODE(
-        field, 1.0, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol * 1e-2),
+        field,
+        1.0,
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol * 1e-2),
         max_steps=max_steps,
     )
     return jaxode.Surrogate(2, 2, dynamics, key=k2)
@@ -84,9 +86,15 @@ def test_gram_regulariser_is_the_time_integral(getkey):
 
 def test_tikhonov_splits_readout(getkey):
     model = tiny_model(getkey())
-    inner = sum(float(np.sum(np.asarray(a) ** 2)) for a in jax.tree_util.tree_leaves(
-        eqx.filter((model.opening, model.dynamics), eqx.is_inexact_array)))
-    readout = float(np.sum(np.asarray(model.readout.weight) ** 2) + np.sum(np.asarray(model.readout.bias) ** 2))
+    inner = sum(
+        float(np.sum(np.asarray(a) ** 2))
+        for a in jax.tree_util.tree_leaves(
+            eqx.filter((model.opening, model.dynamics), eqx.is_inexact_array)
+        )
+    )
+    readout = float(
+        np.sum(np.asarray(model.readout.weight) ** 2) + np.sum(np.asarray(model.readout.bias) ** 2)
+    )
     value = float(TikhonovRegulariser(weights=0.2, readout=3.0)(model))
     assert value == pytest.approx(0.1 * inner + 1.5 * readout, rel=1e-12)
     with pytest.raises(ValueError, match="`readout` must be a number >= 0"):
@@ -119,8 +127,17 @@ def test_fit_compiles_once_and_improves(getkey):
     x, y = tiny_data()
     model = tiny_model(getkey())
     before = global_relative_error(np.asarray(model.predict(jnp.asarray(x))), y)
-    result = fit(model, (x[:32], y[:32]), optax.adam(1e-2), key=getkey(), val=(x[32:], y[32:]),
-                 epochs=6, batch_size=8, clip_norm=1.0, count_evaluations=False)
+    result = fit(
+        model,
+        (x[:32], y[:32]),
+        optax.adam(1e-2),
+        key=getkey(),
+        val=(x[32:], y[32:]),
+        epochs=6,
+        batch_size=8,
+        clip_norm=1.0,
+        count_evaluations=False,
+    )
     assert result.num_traces == 1
     assert result.steps == 24 and len(result.history) == 6
     after = global_relative_error(np.asarray(result.model.predict(jnp.asarray(x))), y)
@@ -130,9 +147,18 @@ def test_fit_compiles_once_and_improves(getkey):
 
 def test_early_stopping_restores_best(getkey):
     x, y = tiny_data()
-    result = fit(tiny_resnet(getkey()), (x[:32], y[:32]), optax.sgd(0.3), key=getkey(),
-                 val=(x[32:], y[32:]), steps=40, batch_size=8, eval_every=2, patience=2,
-                 count_evaluations=False)
+    result = fit(
+        tiny_resnet(getkey()),
+        (x[:32], y[:32]),
+        optax.sgd(0.3),
+        key=getkey(),
+        val=(x[32:], y[32:]),
+        steps=40,
+        batch_size=8,
+        eval_every=2,
+        patience=2,
+        count_evaluations=False,
+    )
     values = [row["val_global"] for row in result.history]
     best = int(np.argmin(values))
     assert result.best_step == result.history[best]["step"]
@@ -151,12 +177,23 @@ def test_divergence_stops_and_names_the_step(getkey, tmp_path):
         return jnp.where(step < 4, -1e-2, -jnp.inf)
 
     optimiser = optax.chain(optax.scale_by_schedule(explode))
-    result = fit(tiny_resnet(getkey()), (x, y), optimiser, key=getkey(), epochs=3, batch_size=12,
-                 checkpoint_dir=tmp_path, callback=calls.append, count_evaluations=False)
+    result = fit(
+        tiny_resnet(getkey()),
+        (x, y),
+        optimiser,
+        key=getkey(),
+        epochs=3,
+        batch_size=12,
+        checkpoint_dir=tmp_path,
+        callback=calls.append,
+        count_evaluations=False,
+    )
     assert result.status == "diverged"
     assert "step 5" in result.message
-    assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree_util.tree_leaves(
-        eqx.filter(result.model, eqx.is_inexact_array)))
+    assert all(
+        np.all(np.isfinite(np.asarray(a)))
+        for a in jax.tree_util.tree_leaves(eqx.filter(result.model, eqx.is_inexact_array))
+    )
     assert len(calls) == 1 and (tmp_path / "checkpoint.eqx").is_file()
 
 
@@ -164,20 +201,31 @@ def test_solver_failures_are_counted(getkey):
     x, y = tiny_data()
     model = tiny_model(getkey(), max_steps=2, rtol=1e-12)
     params = eqx.filter(model, eqx.is_inexact_array)
-    result = fit(model, (x, y), optax.adam(1e-2), key=getkey(), steps=3, batch_size=8,
-                 count_evaluations=False)
+    result = fit(
+        model,
+        (x, y),
+        optax.adam(1e-2),
+        key=getkey(),
+        steps=3,
+        batch_size=8,
+        count_evaluations=False,
+    )
     assert result.solver_failures == 24 and result.failed_batches == 3
     assert "24 solver failures" in result.message
-    same = jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), params,
-                                  eqx.filter(result.model, eqx.is_inexact_array))
+    same = jax.tree_util.tree_map(
+        lambda a, b: bool(jnp.all(a == b)), params, eqx.filter(result.model, eqx.is_inexact_array)
+    )
     assert all(jax.tree_util.tree_leaves(same))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(epochs=1, steps=1), "exactly one of `epochs` and `steps`"),
-    (dict(epochs=1, batch_size=100), "`batch_size`=100 exceeds the 48"),
-    (dict(epochs=0), "`epochs` must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(epochs=1, steps=1), "exactly one of `epochs` and `steps`"),
+        (dict(epochs=1, batch_size=100), "`batch_size`=100 exceeds the 48"),
+        (dict(epochs=0), "`epochs` must be an integer >= 1"),
+    ],
+)
 def test_fit_rejects_bad_arguments(getkey, kwargs, message):
     x, y = tiny_data()
     with pytest.raises(ValueError, match=message):

@@ -131,7 +131,7 @@ class Dataset:
         return x, y
 
     def sizes(self) -> dict:
-        return {split: int(len(self.splits[split])) for split in SPLITS}
+        return {split: len(self.splits[split]) for split in SPLITS}
 
 
 def validate_arrays(x, y, *, name: str = "data", min_samples: int = 4):
@@ -152,7 +152,9 @@ def validate_arrays(x, y, *, name: str = "data", min_samples: int = 4):
             "they must have one row per sample."
         )
     if x.shape[0] < min_samples:
-        raise ValueError(f"{name}: too few samples ({x.shape[0]}); at least {min_samples} are needed.")
+        raise ValueError(
+            f"{name}: too few samples ({x.shape[0]}); at least {min_samples} are needed."
+        )
     for label, values in (("inputs", x), ("outputs", y)):
         bad = ~np.isfinite(values)
         if np.any(bad):

@@ -82,7 +82,11 @@ def spiral(
     ys = np.asarray(solution.ys, dtype=np.float64)
     first_val = int(np.searchsorted(ts, bounds[0]))
     first_test = int(np.searchsorted(ts, bounds[1]))
-    windows = {"train": (0, first_val), "val": (first_val, first_test), "test": (first_test, num_times)}
+    windows = {
+        "train": (0, first_val),
+        "val": (first_val, first_test),
+        "test": (first_test, num_times),
+    }
     return SpiralData(ts, ys, windows)
 
 
@@ -97,9 +101,9 @@ def spiral_batch(
 
     **Raises:** `ValueError` if a split is shorter than `length`.
     """
-    a, b = data.windows[split] if split in data.windows else (None, None)
-    if a is None:
+    if split not in data.windows:
         raise ValueError(f"`split` must be one of {tuple(data.windows)}, got {split!r}.")
+    a, b = data.windows[split]
     if b - a < length:
         raise ValueError(f"split {split!r} has {b - a} samples, fewer than `length`={length}.")
     starts = jax.random.randint(key, (batch_size,), a, b - length + 1)

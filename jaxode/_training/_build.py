@@ -78,10 +78,17 @@ def build_model(config: RunConfig, in_size: int, out_size: int, *, key) -> Surro
             controller, dt0 = diffrax.ConstantStepSize(), m.t1 / m.steps
         else:
             controller, dt0 = diffrax.PIDController(rtol=m.rtol, atol=m.atol), None
-        paradigm = DiscretizeThenOptimize() if m.paradigm == "discretize" else OptimizeThenDiscretize()
+        paradigm = (
+            DiscretizeThenOptimize() if m.paradigm == "discretize" else OptimizeThenDiscretize()
+        )
         dynamics = NeuralODE(
-            field, m.t1, solver=solver, stepsize_controller=controller, dt0=dt0,
-            max_steps=m.max_steps, paradigm=paradigm,
+            field,
+            m.t1,
+            solver=solver,
+            stepsize_controller=controller,
+            dt0=dt0,
+            max_steps=m.max_steps,
+            paradigm=paradigm,
         )
     elif m.model == "resnet":
         dynamics = ResNet(field, m.t1, m.steps)

@@ -185,10 +185,14 @@ def check_config(config: RunConfig) -> None:
     _check_choice("model", "model", m.model, ("node", "resnet", "hamiltonian"))
     _check_choice("model", "field", m.field, ("mlp", "layer", "antisymmetric", "hamiltonian"))
     _check_choice(
-        "model", "basis", m.basis,
+        "model",
+        "basis",
+        m.basis,
         ("static", "monomial", "legendre", "chebyshev", "fourier", "piecewise"),
     )
-    _check_choice("model", "solver", m.solver, ("dopri5", "tsit5", "bosh3", "heun", "euler", "dopri8"))
+    _check_choice(
+        "model", "solver", m.solver, ("dopri5", "tsit5", "bosh3", "heun", "euler", "dopri8")
+    )
     _check_choice("model", "paradigm", m.paradigm, ("discretize", "optimize"))
     _check_choice("model", "opening_activation", m.opening_activation, ("tanh", "none"))
     if isinstance(m.degree, bool) or not isinstance(m.degree, int) or m.degree < 0:
@@ -198,7 +202,9 @@ def check_config(config: RunConfig) -> None:
     for name in ("t1", "rtol", "atol"):
         _positive("model", name, getattr(m, name))
     if m.model == "hamiltonian" and m.field != "hamiltonian":
-        raise ValueError("model.model 'hamiltonian' needs model.field 'hamiltonian'; set --field hamiltonian.")
+        raise ValueError(
+            "model.model 'hamiltonian' needs model.field 'hamiltonian'; set --field hamiltonian."
+        )
     _check_choice("train", "optimiser", t.optimiser, ("adam", "adamw", "rmsprop", "sgd"))
     _check_choice("train", "schedule", t.schedule, ("cosine", "step", "constant"))
     _check_choice("train", "loss", t.loss, ("mse", "l1", "relative"))

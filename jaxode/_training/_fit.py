@@ -113,7 +113,7 @@ def fit(
     epochs: int | None = None,
     steps: int | None = None,
     batch_size: int = 32,
-    loss: AbstractLoss = MSELoss(),
+    loss: AbstractLoss | None = None,
     regularisers: tuple = (),
     clip_norm: float | None = None,
     patience: int | None = None,
@@ -137,7 +137,7 @@ def fit(
     - `epochs` or `steps`: training length (exactly one of them). The last partial batch of
       an epoch is dropped, so every step has one shape and the step compiles once.
     - `batch_size`: samples per step.
-    - `loss`: an `AbstractLoss`; `regularisers`: `AbstractRegulariser`s added to it.
+    - `loss`: an `AbstractLoss` (default `MSELoss()`); `regularisers`: `AbstractRegulariser`s added to it.
     - `clip_norm`: clip gradients to this global norm first (`None`: no clipping).
     - `patience`: stop after this many evaluations without a better validation error.
     - `eval_every`: steps between evaluations (default: one epoch).
@@ -160,9 +160,16 @@ def fit(
         xv, yv = _check_arrays("val", val, model.in_size, model.out_size)
     if (epochs is None) == (steps is None):
         raise ValueError("pass exactly one of `epochs` and `steps`.")
-    for name, value in (("epochs", epochs), ("steps", steps), ("batch_size", batch_size),
-                        ("patience", patience), ("eval_every", eval_every)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    for name, value in (
+        ("epochs", epochs),
+        ("steps", steps),
+        ("batch_size", batch_size),
+        ("patience", patience),
+        ("eval_every", eval_every),
+    ):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
             raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
     if batch_size > len(x):
         raise ValueError(
@@ -176,6 +183,7 @@ def fit(
     if clip_norm is not None:
         optimiser = optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
 
+    loss = MSELoss() if loss is None else loss
     original = model
     model = _no_throw(model)
     dtype = model.readout.weight.dtype
@@ -205,11 +213,25 @@ def fit(
         new_params = eqx.apply_updates(params, updates)
         finite = jnp.isfinite(misfit) & _all_finite(new_params)
         good = finite & (failed == 0)
-        return (_select(good, new_params, params), _select(good, new_state, opt_state),
-                misfit, failed, finite)
+        return (
+            _select(good, new_params, params),
+            _select(good, new_state, opt_state),
+            misfit,
+            failed,
+            finite,
+        )
 
-    state = dict(step=0, best_step=0, best_val=math.inf, bad=0, failures=0, failed_batches=0,
-                 history=[], wall=0.0, compile_time=0.0)
+    state = dict(
+        step=0,
+        best_step=0,
+        best_val=math.inf,
+        bad=0,
+        failures=0,
+        failed_batches=0,
+        history=[],
+        wall=0.0,
+        compile_time=0.0,
+    )
     best, last_good = params, params
     if resuming:
         meta, (params, opt_state, best, last_good) = load_checkpoint(
@@ -217,7 +239,9 @@ def fit(
         )
         state.update(meta)
 
-    counter = EvaluationCounter(lambda m, xb, yb: loss(m.predict(xb), yb)) if count_evaluations else None
+    counter = (
+        EvaluationCounter(lambda m, xb, yb: loss(m.predict(xb), yb)) if count_evaluations else None
+    )
     bar = progress_bar(total, state["step"], progress)
     status, message, running, count, first = "completed", "", 0.0, 0, True
     start = time.perf_counter() - state["wall"]
@@ -254,8 +278,11 @@ def fit(
                 running, count = running + misfit, count + 1
             if state["step"] % eval_every == 0 or state["step"] == total:
                 model_now = eqx.combine(params, static)
-                row = {"step": state["step"], "epoch": state["step"] / per_epoch,
-                       "train_loss": running / count if count else math.nan}
+                row = {
+                    "step": state["step"],
+                    "epoch": state["step"] / per_epoch,
+                    "train_loss": running / count if count else math.nan,
+                }
                 running, count = 0.0, 0
                 if val is not None:
                     pv = predict_in_chunks(model_now, xv)
@@ -291,19 +318,30 @@ def fit(
                     message = f"no validation improvement in {patience} evaluations; stopped at step {state['step']}."
                     break
     except KeyboardInterrupt:
-        status, message = "interrupted", f"interrupted at step {state['step']}; resume from the checkpoint."
+        status, message = (
+            "interrupted",
+            f"interrupted at step {state['step']}; resume from the checkpoint.",
+        )
     finally:
         bar.close()
     if not message:
         message = f"finished {state['step']} steps."
     if state["failures"]:
-        message += (f" {state['failures']} solver failures in {state['failed_batches']} batches "
-                    "were skipped; loosen tolerances or raise max_steps.")
+        message += (
+            f" {state['failures']} solver failures in {state['failed_batches']} batches "
+            "were skipped; loosen tolerances or raise max_steps."
+        )
     chosen = best if status != "diverged" or val is not None else last_good
     trained = _restore_throw(eqx.combine(chosen, static), original)
     return FitResult(
-        model=trained, history=state["history"], status=status, message=message,
-        steps=state["step"], best_step=state["best_step"], solver_failures=state["failures"],
-        failed_batches=state["failed_batches"], compile_time=state["compile_time"],
+        model=trained,
+        history=state["history"],
+        status=status,
+        message=message,
+        steps=state["step"],
+        best_step=state["best_step"],
+        solver_failures=state["failures"],
+        failed_batches=state["failed_batches"],
+        compile_time=state["compile_time"],
         num_traces=traces[0],
     )

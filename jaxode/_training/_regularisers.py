@@ -54,7 +54,7 @@ class TikhonovRegulariser(AbstractRegulariser):
 
 def time_varying_layers(model) -> list[TimeVaryingLinear]:
     """Every `TimeVaryingLinear` inside `model`."""
-    is_layer = lambda node: isinstance(node, TimeVaryingLinear)  # noqa: E731
+    is_layer = lambda node: isinstance(node, TimeVaryingLinear)
     return [n for n in jax.tree_util.tree_leaves(model, is_leaf=is_layer) if is_layer(n)]
 
 

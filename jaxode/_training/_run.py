@@ -19,7 +19,12 @@ from ._fit import FitResult, fit
 from ._metrics import error_metrics, predict_in_chunks
 
 CONFIG, MODEL, METRICS, HISTORY, NORMALISATION, PLOT = (
-    "config.toml", "model.eqx", "metrics.json", "history.csv", "normalisation.json", "loss.png"
+    "config.toml",
+    "model.eqx",
+    "metrics.json",
+    "history.csv",
+    "normalisation.json",
+    "loss.png",
 )
 
 
@@ -36,7 +41,9 @@ class TrainedSurrogate(eqx.Module):
     y_norm: Affine = eqx.field(static=True)
     config: RunConfig = eqx.field(static=True)
 
-    def predict(self, xs: Float[np.ndarray, "batch in_size"]) -> Float[np.ndarray, "batch out_size"]:
+    def predict(
+        self, xs: Float[np.ndarray, "batch in_size"]
+    ) -> Float[np.ndarray, "batch out_size"]:
         """Physical outputs (float64 NumPy) for physical inputs `xs`.
 
         **Raises:** `ValueError` if `xs` is not `(batch, in_size)` or holds NaN/inf.
@@ -45,7 +52,9 @@ class TrainedSurrogate(eqx.Module):
         if xs.ndim == 1:
             xs = xs[None]
         if xs.ndim != 2 or xs.shape[1] != self.model.in_size:
-            raise ValueError(f"inputs must have shape (batch, {self.model.in_size}), got {xs.shape}.")
+            raise ValueError(
+                f"inputs must have shape (batch, {self.model.in_size}), got {xs.shape}."
+            )
         if not np.all(np.isfinite(xs)):
             raise ValueError("inputs contain NaN or infinite values; clean them first.")
         return self.y_norm.invert(predict_in_chunks(self.model, self.x_norm.apply(xs)))
@@ -63,7 +72,9 @@ def evaluate_model(model: Surrogate, data: Dataset) -> dict:
             continue
         p = predict_in_chunks(model, x)
         out.update(error_metrics(p, y, prefix=f"{split}_"))
-        out.update(error_metrics(data.y_norm.invert(p), data.y_norm.invert(y), prefix=f"{split}_physical_"))
+        out.update(
+            error_metrics(data.y_norm.invert(p), data.y_norm.invert(y), prefix=f"{split}_physical_")
+        )
     return out
 
 
@@ -104,7 +115,9 @@ def _dataset(config: RunConfig) -> Dataset:
     return load_dataset(config.data.dataset, seed=config.data.split_seed)
 
 
-def train(config: RunConfig, run_dir, *, resume: bool = False, progress: bool = True) -> tuple[TrainedSurrogate, FitResult, dict]:
+def train(
+    config: RunConfig, run_dir, *, resume: bool = False, progress: bool = True
+) -> tuple[TrainedSurrogate, FitResult, dict]:
     """Trains the surrogate of `config` and fills `run_dir` with `config.toml`,
     `normalisation.json`, `checkpoint.eqx` (model and optimiser state, at every evaluation),
     `model.eqx`, `history.csv`, `metrics.json` and `loss.png` (with matplotlib).
@@ -143,11 +156,22 @@ def train(config: RunConfig, run_dir, *, resume: bool = False, progress: bool = 
         atomic_write_text(run_dir / NORMALISATION, json.dumps(normalisation))
     per_epoch = len(data.splits["train"]) // t.batch_size
     result = fit(
-        model, data.arrays("train"), build_optimiser(t, t.epochs * max(per_epoch, 1)),
-        key=batch_key, val=data.arrays("val"), epochs=t.epochs, batch_size=t.batch_size,
-        loss=build_loss(t), regularisers=build_regularisers(t), clip_norm=t.clip_norm,
-        patience=t.patience, eval_every=t.eval_every * max(per_epoch, 1), ridge=t.ridge,
-        checkpoint_dir=run_dir, resume=resume, progress=progress,
+        model,
+        data.arrays("train"),
+        build_optimiser(t, t.epochs * max(per_epoch, 1)),
+        key=batch_key,
+        val=data.arrays("val"),
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        loss=build_loss(t),
+        regularisers=build_regularisers(t),
+        clip_norm=t.clip_norm,
+        patience=t.patience,
+        eval_every=t.eval_every * max(per_epoch, 1),
+        ridge=t.ridge,
+        checkpoint_dir=run_dir,
+        resume=resume,
+        progress=progress,
     )
     trained = TrainedSurrogate(result.model, data.x_norm, data.y_norm, config)
     if result.status == "interrupted":
@@ -157,8 +181,11 @@ def train(config: RunConfig, run_dir, *, resume: bool = False, progress: bool = 
     metrics = evaluate_model(result.model, data)
     last = result.history[-1] if result.history else {}
     metrics.update(
-        status=result.status, message=result.message, steps=result.steps,
-        best_step=result.best_step, solver_failures=result.solver_failures,
+        status=result.status,
+        message=result.message,
+        steps=result.steps,
+        best_step=result.best_step,
+        solver_failures=result.solver_failures,
         compile_time=result.compile_time,
         train_time=last.get("wall_time", 0.0),
         parameters=count_parameters(result.model),
