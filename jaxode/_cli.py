@@ -297,7 +297,11 @@ def _predict(args) -> int:
                 )
             x = f["x"]
     elif path.suffix == ".csv":
-        x = np.loadtxt(path, delimiter=",", ndmin=2)
+        from ._datasets._bundled import _is_number
+
+        with open(path) as f:
+            header = not all(_is_number(c) for c in f.readline().strip().split(","))
+        x = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=int(header))
     else:
         raise ValueError(f"INPUT must be a .npz (array 'x') or .csv file, got {path.name!r}.")
     predictions = trained.predict(x)

@@ -65,6 +65,14 @@ def test_evaluate_and_predict(run_dir, tmp_path, capsys):
     assert main(["predict", str(run_dir), str(tmp_path / "inputs.npz")]) == 0
     written = np.loadtxt(tmp_path / "inputs_predictions.csv", delimiter=",")
     np.testing.assert_allclose(written, jaxode.load(run_dir).predict(x), rtol=1e-15)
+    header = ",".join(f"x{i}" for i in range(x.shape[1]))
+    np.savetxt(tmp_path / "inputs.csv", x, delimiter=",", header=header, comments="")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(run_dir), str(tmp_path / "inputs.csv"), "--output", str(out)]) == 0
+    np.testing.assert_allclose(np.loadtxt(out, delimiter=","), written, rtol=1e-15)
+    np.savez(tmp_path / "wide.npz", x=np.zeros((2, 3)))
+    assert main(["predict", str(run_dir), str(tmp_path / "wide.npz")]) == 2
+    assert "inputs must have shape (batch, 55)" in capsys.readouterr().err
 
 
 def test_config_file_and_override(tmp_path):
