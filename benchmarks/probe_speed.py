@@ -18,11 +18,17 @@ Writes benchmarks/results/probe_speed.json.
 import argparse
 import json
 import math
+import os
 import pathlib
 import platform
 import time
 
-import jax
+# The baseline's matrices are tiny (batch x 15 x 50): BLAS threads only add contention, and on a
+# busy 2-core machine they made the NumPy loop 20-60x slower. One thread is the fair baseline.
+for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # a script, not the library: it chooses precision
 
@@ -202,7 +208,7 @@ def main():
         numpy_seconds_scaled=numpy_time, numpy_subset_directions=subset, numpy_subset_seconds=numpy_time_subset,
         numpy_points_per_second=evaluations / numpy_time, speedup=numpy_time / jax_time,
         numpy_per_point_seconds_scaled=per_point_time, speedup_over_per_point_loop=per_point_time / jax_time,
-        limit_agreement=agreement, verdict_counts=dict(zip(verdicts.tolist(), counts.tolist())),
+        limit_agreement=agreement, blas_threads=os.environ.get("OPENBLAS_NUM_THREADS"), verdict_counts=dict(zip(verdicts.tolist(), counts.tolist())),
         jax_version=jax.__version__, backend=jax.default_backend(), machine=platform.machine(),
         note="JAX computes g, g', g'' exactly by nested jvp; NumPy uses 3 evaluations per radius "
         "(central differences), so it does comparable work per ray point.",
