@@ -1,5 +1,7 @@
 """Error versus distance outside the training box, against closed-form errors."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +30,9 @@ def test_quadratic_law_against_a_constant_model(getkey):
     np.testing.assert_allclose(result.gap_ratio, result.shell_error / result.in_domain_error)
     assert result.in_domain_error < 1.0
     assert result.verdict == "POLY(2)"
+    data = json.loads(result.to_json())
+    np.testing.assert_allclose(data["shell_error"], (1 + distances) ** 2, rtol=1e-12)
+    assert "POLY(2)" in str(result)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Trajectory extrapolation against exact solutions, the bounded-field bound and solver failure."""
 
+import json
 import math
 
 import diffrax
@@ -37,6 +38,9 @@ def test_detuned_oscillator_valid_prediction_time_is_closed_form(getkey):
     assert crossing - 1.0 <= result.valid_prediction_time[0] <= crossing - 1.0 + 0.01
     assert np.isnan(result.in_lyapunov_times[0])
     assert result.succeeded.all()
+    data = json.loads(result.to_json())
+    assert data["valid_prediction_time"][0] == pytest.approx(result.valid_prediction_time[0])
+    assert data["in_lyapunov_times"] == ["nan"]
 
 
 def test_exact_model_never_leaves_and_growth_rates_match(getkey):

@@ -1,5 +1,7 @@
 """Minimal polynomial ODE against relations known in closed form."""
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -47,6 +49,9 @@ def test_tanh_neuron_satisfies_riccati_pooled_over_hidden_biases():
     )
     _same_up_to_sign(result.coefficients, expected, atol=1e-7)
     assert "y1" in result.relation()
+    data = json.loads(result.to_json())
+    assert (data["order"], data["degree"]) == (1, 2) and data["relation"] == result.relation()
+    assert "minimal relation: order 1, degree 2" in str(result)
 
 
 def test_sine_has_an_implicit_order_one_relation():

@@ -1,5 +1,6 @@
 """Tail spectrum (matrix pencil) against known spectra."""
 
+import json
 import math
 
 import numpy as np
@@ -25,6 +26,9 @@ def test_damped_oscillation_around_a_constant():
         sorted(amplitudes, key=lambda c: c.real), [1.0, 1.0, 3.0], atol=1e-8
     )
     assert result.verdicts[0] == "OSCILLATORY"
+    data = json.loads(result.to_json())
+    assert data["rank"] == [3] and data["verdicts"] == ["OSCILLATORY"]
+    np.testing.assert_allclose(sorted(np.array(data["exponents"]["real"][0][:3], dtype=float)), [-0.5, -0.5, 0.0], atol=1e-8)
 
 
 def test_shifted_start_changes_amplitudes_not_exponents():

@@ -1,5 +1,6 @@
 """Weight asymptotics against the leading coefficients of every basis."""
 
+import json
 import math
 
 import jax
@@ -25,6 +26,9 @@ def test_legendre_identity_example_from_the_spec():
     np.testing.assert_allclose(result.leading_coefficient[0], 6.0, rtol=1e-6)
     np.testing.assert_allclose(result.norms[0], np.abs(6 * result.times[0] ** 2 - 6 * result.times[0] + 1), rtol=1e-10)
     assert result.verdicts == ["POLY(2)"]
+    data = json.loads(result.to_json())
+    assert data["verdicts"] == ["POLY(2)"] and data["leading_coefficient"][0] == pytest.approx(6.0, rel=1e-6)
+    assert "POLY(2)" in str(result)
 
 
 @pytest.mark.parametrize("degree", [1, 2, 3, 4])
