@@ -66,7 +66,7 @@ def test_losses_closed_form():
 
 
 def test_gram_regulariser_is_the_time_integral(getkey):
-    model = tiny_model(getkey(), basis=jaxode.MonomialBasis(2))
+    model = tiny_resnet(getkey(), basis=jaxode.MonomialBasis(2))
     # give every coefficient a non-zero value so the off-diagonal Gram terms matter
     params, static = eqx.partition(model, eqx.is_inexact_array)
     leaves, tree = jax.tree_util.tree_flatten(params)
