@@ -328,7 +328,13 @@ def _probe(args) -> int:
         from .probes import probe_report
     except ImportError:
         raise ValueError("the probes are not available in this version of jaxode.") from None
-    probe_report(trained.model, args.out or args.run_dir / "probes")
+    from ._datasets import load_dataset
+
+    config = trained.config.data
+    x, y = load_dataset(config.dataset, seed=config.split_seed).arrays("train")
+    out = args.out or args.run_dir / "probes"
+    probe_report(trained.model, out, inputs_train=x, targets_train=y)
+    print(f"probe report written to {out}")
     return 0
 
 
