@@ -165,6 +165,7 @@ def _train_parser(sub) -> None:
         p.add_argument(
             flag,
             dest=f"{section}.{name}",
+            metavar=None if choices else name.upper(),
             type=kind,
             choices=choices,
             default=None,
