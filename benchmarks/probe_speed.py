@@ -34,7 +34,6 @@ jax.config.update("jax_enable_x64", True)  # a script, not the library: it choos
 
 import diffrax  # noqa: E402
 import equinox as eqx  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxode  # noqa: E402
