@@ -141,11 +141,13 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
             ),
         ),
     )
-    # Too few tail points to fit, but g' has sunk below the resolution floor by the last
-    # radius: the output has converged to rounding, so the limit is known even if the rate is not.
+    # When g' has sunk below the resolution floor by the last radius, the output has converged
+    # to rounding: the limit is known even if too few tail points pin down the rate.
     last_finite = jnp.maximum(_last_true_index(finite), 0)
     converged = (scale > 0) & finite[last_finite] & ~resolvable[last_finite]
-    verdict = jnp.where((verdict == UNRESOLVED) & converged, CONSTANT_EXP, verdict)
+    # A derivative that sinks below the floor rules out growth, whatever the fits said about a
+    # tail that was still pre-asymptotic when it became unresolvable.
+    verdict = jnp.where(converged & (verdict != OSCILLATORY), CONSTANT_EXP, verdict)
     is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
 
     # Local exponents: rate kappa(r) = -g''/g' (|g'| ~ e^{-kappa r}), power
