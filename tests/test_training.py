@@ -249,3 +249,21 @@ def test_progress_without_tqdm(monkeypatch, capsys):
     bar.set_postfix_str("loss 0.5")
     bar.close()
     assert "step 4/10" in capsys.readouterr().err and "loss 0.5" in bar.postfix
+
+
+def test_history_counts_evaluations_at_the_documented_cadence(getkey):
+    x, y = tiny_data()
+    result = fit(
+        tiny_resnet(getkey()),
+        (x, y),
+        optax.adam(1e-2),
+        key=getkey(),
+        epochs=12,
+        batch_size=16,
+        count_every=5,
+    )
+    counted = [i for i, row in enumerate(result.history) if "forward_evaluations" in row]
+    assert counted == [0, 5, 10, 11]
+    # forward Euler with 4 steps: exactly 4 field evaluations per solve
+    assert all(result.history[i]["forward_evaluations"] == 4 for i in counted)
+    assert all(row["wall_time"] > 0 for row in result.history)

@@ -122,6 +122,7 @@ def fit(
     checkpoint_dir=None,
     resume: bool = False,
     count_evaluations: bool = True,
+    count_every: int = 10,
     progress: bool = False,
     callback=None,
 ) -> FitResult:
@@ -144,7 +145,9 @@ def fit(
     - `ridge`: if given, first replace the readout by the ridge solution on the training data.
     - `checkpoint_dir`: write `checkpoint.eqx` there (atomically) at every evaluation;
       `resume`: continue from that checkpoint when present.
-    - `count_evaluations`: measure field evaluations per solve on one batch at each evaluation.
+    - `count_evaluations`: measure field evaluations per solve on one batch (forward and
+      backward, through host callbacks) at the first, every `count_every`-th and the last
+      evaluation; other history rows leave them out (counting costs about a training epoch).
     - `progress`: show a progress bar (tqdm if installed).
     - `callback`: called with each history row after its checkpoint is written; an exception
       it raises stops training (the checkpoint stays).
@@ -296,7 +299,10 @@ def fit(
                         state["bad"] += 1
                 else:
                     best, state["best_step"] = params, state["step"]
-                if counter is not None:
+                evaluation = len(state["history"])
+                stopping = patience is not None and state["bad"] >= patience
+                last = state["step"] == total or stopping
+                if counter is not None and (evaluation % count_every == 0 or last):
                     counts = counter(model_now, xs[:batch_size], ys[:batch_size])
                     row["forward_evaluations"] = counts.forward_evaluations
                     row["backward_evaluations"] = counts.backward_evaluations
@@ -313,7 +319,7 @@ def fit(
                 )
                 if callback is not None:
                     callback(row)
-                if patience is not None and state["bad"] >= patience:
+                if stopping:
                     status = "early_stopped"
                     message = f"no validation improvement in {patience} evaluations; stopped at step {state['step']}."
                     break

@@ -180,6 +180,8 @@ def train(
     atomic_write_text(run_dir / HISTORY, _history_csv(result.history))
     metrics = evaluate_model(result.model, data)
     last = result.history[-1] if result.history else {}
+    counted = [row for row in result.history if "forward_evaluations" in row]
+    counts = counted[-1] if counted else {}
     metrics.update(
         status=result.status,
         message=result.message,
@@ -190,8 +192,8 @@ def train(
         train_time=last.get("wall_time", 0.0),
         parameters=count_parameters(result.model),
         dynamics_parameters=count_dynamics_parameters(result.model),
-        forward_evaluations=last.get("forward_evaluations", float("nan")),
-        backward_evaluations=last.get("backward_evaluations", float("nan")),
+        forward_evaluations=counts.get("forward_evaluations", float("nan")),
+        backward_evaluations=counts.get("backward_evaluations", float("nan")),
     )
     atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2))
     _plot(result.history, run_dir / PLOT)
