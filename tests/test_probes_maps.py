@@ -56,6 +56,12 @@ def test_count_distinct_clusters_within_tolerance():
     assert count_distinct(values, 1e-10) == 5
 
 
+def test_count_distinct_of_no_converging_direction_is_zero():
+    # A limit map where no direction converges in every output passes an empty (0, out) array.
+    assert count_distinct(np.empty((0, 10)), 1e-3) == 0
+    assert count_distinct(np.array([[np.nan, 1.0], [2.0, 2.0]]), 1e-3) == 1
+
+
 def test_limit_map_rejects_targets_with_wrong_columns():
     with pytest.raises(ValueError, match="targets_train"):
         probes.limit_map(

@@ -17,7 +17,10 @@ def count_distinct(values: np.ndarray, atol: float) -> int:
     Rows are merged greedily: a row joins the first cluster whose representative is within
     `atol`. Non-finite rows are ignored.
     """
-    values = np.asarray(values, dtype=float).reshape(len(values), -1)
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return 0
+    values = values.reshape(len(values), -1)
     values = values[np.all(np.isfinite(values), axis=1)]
     representatives: list[np.ndarray] = []
     for row in values:
