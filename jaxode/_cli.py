@@ -320,6 +320,13 @@ def _add_probe(sub) -> None:
     p = sub.add_parser("probe", help="diagnostic probes of a trained run")
     p.add_argument("run_dir", type=pathlib.Path, metavar="RUN_DIR")
     p.add_argument("--out", type=pathlib.Path, help="report directory (default RUN_DIR/probes)")
+    p.add_argument(
+        "--precision",
+        choices=("float32", "float64"),
+        default="float64",
+        help="precision of the probes (default float64: float32 rounds tanh to +-1 near |z| = 9 "
+        "and cannot resolve exponential tails far out)",
+    )
     p.set_defaults(handler=_probe)
 
 
@@ -331,10 +338,19 @@ def _probe(args) -> int:
         raise ValueError("the probes are not available in this version of jaxode.") from None
     from ._datasets import load_dataset
 
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    _set_precision(args.precision)
+    dtype = jnp.dtype(args.precision)
+    model = jax.tree_util.tree_map(
+        lambda leaf: leaf.astype(dtype) if eqx.is_inexact_array(leaf) else leaf, trained.model
+    )
     config = trained.config.data
     x, y = load_dataset(config.dataset, seed=config.split_seed).arrays("train")
     out = args.out or args.run_dir / "probes"
-    probe_report(trained.model, out, inputs_train=x, targets_train=y)
+    probe_report(model, out, inputs_train=x, targets_train=y)
     print(f"probe report written to {out}")
     return 0
 

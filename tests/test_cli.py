@@ -128,3 +128,12 @@ def test_help_documents_every_option(capsys):
         assert flag in text
     for flag in ("--config", "--out", "--resume", "--no-progress"):
         assert flag in text
+
+
+def test_probe_report_in_both_precisions(run_dir, tmp_path):
+    assert main(["probe", str(run_dir), "--out", str(tmp_path / "p64")]) == 0
+    assert main(["probe", str(run_dir), "--precision", "float32", "--out", str(tmp_path / "p32")]) == 0
+    r64 = json.loads((tmp_path / "p64" / "report.json").read_text())["ray_limit"]
+    r32 = json.loads((tmp_path / "p32" / "report.json").read_text())["ray_limit"]
+    assert r64["precision"] == "float64" and not any("float32" in n for n in r64["notes"])
+    assert r32["precision"] == "float32" and any("float32" in n for n in r32["notes"])
