@@ -85,6 +85,8 @@ class ProbeResult:
             if isinstance(value, np.ndarray) and np.iscomplexobj(value):
                 value = {"real": value.real, "imag": value.imag}
             out[field.name] = _jsonable(value)
+        if hasattr(type(self), "verdicts"):
+            out["verdicts"] = np.asarray(self.verdicts).tolist()
         out["probe"] = type(self).__name__
         return out
 

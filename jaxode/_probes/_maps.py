@@ -65,11 +65,6 @@ class LimitMapResult(ProbeResult):
     def verdicts(self) -> np.ndarray:
         return verdict_names(self.verdict_code, np.nan)
 
-    def as_dict(self) -> dict:
-        out = super().as_dict()
-        out["verdicts"] = self.verdicts.tolist()
-        return out
-
     def _table(self):
         header = ["output", "distinct", "asym min", "asym max", "target min", "target max", "ratio"]
         rows = [

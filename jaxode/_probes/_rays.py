@@ -332,11 +332,6 @@ class RayLimitResult(ProbeResult):
         """Verdict names, same shape as `verdict_code`."""
         return verdict_names(self.verdict_code, self.power)
 
-    def as_dict(self) -> dict:
-        out = super().as_dict()
-        out["verdicts"] = self.verdicts.tolist()
-        return out
-
     def _table(self):
         header = ["base", "direction", "output", "verdict", "limit", "rate", "power", "onset", "residual"]
         names = self.verdicts

@@ -118,11 +118,6 @@ class TailSpectrumResult(ProbeResult):
     def verdicts(self) -> np.ndarray:
         return verdict_names(self.verdict_code, self.power)
 
-    def as_dict(self) -> dict:
-        out = super().as_dict()
-        out["verdicts"] = self.verdicts.tolist()
-        return out
-
     def _table(self):
         header = ["tail", "rank", "verdict", "exponents (leading 4)"]
         rows = []

@@ -86,11 +86,6 @@ class WeightAsymptoticsResult(ProbeResult):
     def verdicts(self) -> list[str]:
         return [verdict_name(c, p) for c, p in zip(self.verdict_code, self.exponent)]
 
-    def as_dict(self) -> dict:
-        out = super().as_dict()
-        out["verdicts"] = self.verdicts
-        return out
-
     def _table(self):
         header = ["tensor", "basis", "verdict", "exponent", "leading coef", "limit"]
         rows = [
