@@ -56,22 +56,18 @@ def forward_mode(model):
 
 
 def ray_derivatives(model: Model, x0, direction, radii):
-    """$g(r)$, $g'(r)$, $g''(r)$ at every radius, each of shape (num_radii, out_size).
+    """$g(r)$ and $g'(r)$ at every radius, each of shape (num_radii, out_size).
 
-    Derivatives along the ray are forward-mode (nested `jax.jvp`), exact up to rounding.
+    The derivative along the ray is forward-mode (`jax.jvp`), exact up to rounding.
     """
 
     def value(r):
         return jnp.atleast_1d(model(x0 + r * direction)).reshape(-1)
 
-    def first(r):
+    def both(r):
         return jax.jvp(value, (r,), (jnp.ones_like(r),))
 
-    def all_three(r):
-        (g0, g1), (_, g2) = jax.jvp(first, (r,), (jnp.ones_like(r),))
-        return g0, g1, g2
-
-    return jax.vmap(all_three)(radii)
+    return jax.vmap(both)(radii)
 
 
 def _last_true_index(mask):
@@ -79,13 +75,66 @@ def _last_true_index(mask):
     return jnp.max(jnp.where(mask, index, -1))
 
 
-def _onset_index(resolvable, settled):
-    """First index after which every resolvable point has settled."""
-    unsettled = resolvable & ~settled
+def _previous(values, fill):
+    """`values` shifted one place to the right, `fill` in front."""
+    return jnp.concatenate([jnp.full((1,), fill, values.dtype), values[:-1]])
+
+
+def secant_exponents(radii, g1, resolvable):
+    """Local exponents of $|g'|$ between neighbouring radii, and where they are defined.
+
+    Point $i$ gets the slope of $\\log|g'|$ over $[r_{i-1}, r_i]$: the local rate
+    $\\kappa_i = -\\Delta \\log|g'| / \\Delta r$ ($|g'| \\sim e^{-\\kappa r}$) and the local power
+    $p_i = 1 + \\Delta \\log|g'| / \\Delta \\log r$ ($g \\sim r^p$). Both are exact on a pure
+    exponential or power law, whatever the spacing (a geometric grid is fine), and they
+    settle to the asymptotic exponent on mixtures. This needs $g'$ only: a second derivative
+    would cost another forward-mode pass through the model.
+    """
+    log_size = jnp.log(jnp.where(resolvable, jnp.abs(g1), 1.0))
+    step = log_size - _previous(log_size, 0.0)
+    same_sign = jnp.sign(g1) == jnp.sign(_previous(g1, 0.0))
+    defined = resolvable & _previous(resolvable, False) & same_sign
+    rate = -step / jnp.where(defined, radii - _previous(radii, 0.0), 1.0)
+    log_radii = jnp.log(jnp.where(radii > 0, radii, 1.0))
+    log_step = log_radii - _previous(log_radii, 0.0)
+    defined_power = defined & (_previous(radii, 0.0) > 0)
+    power = 1.0 + step / jnp.where(defined_power, log_step, 1.0)
+    return rate, power, defined, defined_power
+
+
+def _onset_index(candidates, settled):
+    """First index after which every candidate point has settled."""
+    unsettled = candidates & ~settled
     return _last_true_index(unsettled) + 1
 
 
-def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
+def _persistent_sign_changes(radii, g1, resolvable, min_oscillations):
+    """Sign changes of $g'$ over the second half of the resolvable points, and whether they
+    make an oscillation.
+
+    A sum of exponentials of both signs (a deep saturating net) changes sign a few times, at
+    crossovers whose gaps grow, then keeps one sign for good; an oscillation keeps changing sign
+    at gaps that do not grow. The tail counts as oscillating when the last gap between changes
+    is at most twice the first, and the stretch after the last change at most twice the last gap.
+    """
+    num_resolvable = jnp.sum(resolvable)
+    rank = jnp.cumsum(resolvable) - 1
+    second_half = resolvable & (rank >= num_resolvable // 2)
+    flags = sign_change_flags(g1, second_half)
+    count = jnp.sum(flags)
+    index = jnp.arange(radii.shape[0])
+    previous_flag = _previous(jax.lax.cummax(jnp.where(flags, index, -1)), -1)
+    first = jnp.argmax(flags)
+    second = jnp.argmax(flags & (index > first))
+    last = jnp.maximum(_last_true_index(flags), 0)
+    first_gap = radii[second] - radii[first]
+    last_gap = radii[last] - radii[jnp.maximum(previous_flag[last], 0)]
+    stretch = radii[jnp.maximum(_last_true_index(resolvable), 0)] - radii[last]
+    regular = (last_gap <= 2.0 * first_gap) & (stretch <= 2.0 * last_gap)
+    return count, (count >= min_oscillations) & regular
+
+
+def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
     """Verdict, limit, rate, power, onset and fit quality of one output along one ray.
 
     All arrays have the fixed shape (num_radii,); points are selected with masks so the function
@@ -95,16 +144,13 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
     eps = jnp.finfo(dtype).eps
     num = radii.shape[0]
     index = jnp.arange(num)
-    finite = jnp.isfinite(g) & jnp.isfinite(g1) & jnp.isfinite(g2)
+    finite = jnp.isfinite(g) & jnp.isfinite(g1)
     size = jnp.where(finite, jnp.abs(g1), 0.0)
     scale = jnp.max(size)
     floor = RESOLUTION_FACTOR * eps * scale
     resolvable = finite & (size > floor) & (scale > 0)
-    num_resolvable = jnp.sum(resolvable)
-    rank = jnp.cumsum(resolvable) - 1
-    second_half = resolvable & (rank >= num_resolvable // 2)
-    oscillations = sign_changes(g1, second_half)
-    # A few sign changes of g' belong to the pre-asymptotic part: classify after the last one.
+    oscillations, oscillating = _persistent_sign_changes(radii, g1, resolvable, min_oscillations)
+    # Sign changes of g' before the last one belong to the pre-asymptotic part: classify after it.
     last_change = _last_true_index(sign_change_flags(g1, resolvable))
     settled_sign = resolvable & (index >= last_change)
     num_settled_sign = jnp.sum(settled_sign)
@@ -114,18 +160,15 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
     log_size = jnp.log(jnp.where(resolvable, size, 1.0))
     positive = radii > 0
     log_radii = jnp.log(jnp.where(positive, radii, 1.0))
-    safe_g1 = jnp.where(resolvable, g1, 1.0)
 
     # Classify on the second half of the resolvable points after the last sign change of g'.
     exp_slope, _, exp_residual = masked_line_fit(radii, log_size, tail)
     pow_slope, _, pow_residual = masked_line_fit(log_radii, log_size, tail & positive)
-    log_range = jnp.max(jnp.where(tail, log_size, -jnp.inf)) - jnp.min(
-        jnp.where(tail, log_size, jnp.inf)
-    )
+    log_range = jnp.max(jnp.where(tail, log_size, -jnp.inf)) - jnp.min(jnp.where(tail, log_size, jnp.inf))
     is_linear = log_range < 1e-3
     exp_wins = exp_residual <= pow_residual
     verdict = jnp.where(
-        oscillations >= min_oscillations,
+        oscillating,
         OSCILLATORY,
         jnp.where(
             jnp.sum(tail) < min_points,
@@ -142,52 +185,54 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
         ),
     )
     # When g' has sunk below the resolution floor by the last radius, the output has converged
-    # to rounding: the limit is known even if too few tail points pin down the rate.
+    # to rounding: the limit is known even if too few tail points pin down the rate, and growth
+    # is ruled out whatever the fits said about a tail that was still pre-asymptotic.
     last_finite = jnp.maximum(_last_true_index(finite), 0)
     converged = (scale > 0) & finite[last_finite] & ~resolvable[last_finite]
-    # A derivative that sinks below the floor rules out growth, whatever the fits said about a
-    # tail that was still pre-asymptotic when it became unresolvable.
     verdict = jnp.where(converged & (verdict != OSCILLATORY), CONSTANT_EXP, verdict)
     is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
 
-    # Local exponents: rate kappa(r) = -g''/g' (|g'| ~ e^{-kappa r}), power
-    # p(r) = 1 + r g''/g' (g ~ r^p); each settles to its asymptotic value.
-    local_rate = -g2 / safe_g1
-    local_power = 1.0 + radii * g2 / safe_g1
+    # The local exponent settles to its asymptotic value: the onset is where it stays within
+    # `settle_rtol` of its median over the last quarter of the tail.
+    local_rate, local_power, rate_defined, power_defined = secant_exponents(radii, g1, settled_sign)
     local = jnp.where(is_exponential, local_rate, local_power)
-    reference = jnp.nanmedian(jnp.where(last_quarter, local, jnp.nan))
-    settled = jnp.abs(local - reference) <= settle_rtol * jnp.maximum(jnp.abs(reference), 1e-12)
-    settled = jnp.where(
-        is_exponential, settled, jnp.abs(local - reference) <= settle_rtol * jnp.maximum(jnp.abs(reference), 1.0)
-    )
+    defined = jnp.where(is_exponential, rate_defined, power_defined)
+    reference = jnp.nanmedian(jnp.where(last_quarter & defined, local, jnp.nan))
+    magnitude = jnp.where(is_exponential, jnp.maximum(jnp.abs(reference), 1e-12), jnp.maximum(jnp.abs(reference), 1.0))
+    settled = jnp.abs(local - reference) <= settle_rtol * magnitude
     slope_settled = jnp.abs(g1 - g1[last_finite]) <= settle_rtol * jnp.abs(g1[last_finite])
     settled = jnp.where(verdict == LINEAR, slope_settled, settled)
-    onset_index = _onset_index(resolvable, settled)
-    window = resolvable & (index >= onset_index)
+    candidates = jnp.where(verdict == LINEAR, resolvable, defined)
+    onset_index = _onset_index(candidates, settled)
+    window = candidates & (index >= onset_index)
     enough = jnp.sum(window) >= min_points
     window = jnp.where(enough, window, tail)
     onset_index = jnp.where(enough, onset_index, jnp.argmax(tail))
     onset = radii[jnp.clip(onset_index, 0, num - 1)]
 
-    # A growth verdict needs a settled local exponent over enough points (and a power law a
-    # window spanning a factor 2 in radius); otherwise the tail is pre-asymptotic: say so.
-    first_radius = radii[jnp.clip(onset_index, 0, num - 1)]
+    # An exponential or power verdict needs a settled local exponent over enough points, and a
+    # window over which it shows: one e-fold of |g'| for an exponential, a factor 2 in radius for
+    # a power law. A slowly drifting exponent (a tanh unit with a tiny slope, far from
+    # saturation) would otherwise pass as settled: the tail is pre-asymptotic, say so.
     last_radius = radii[jnp.maximum(_last_true_index(window), 0)]
-    spans = last_radius >= 2.0 * jnp.maximum(first_radius, 1e-12)
+    spans_radius = last_radius >= 2.0 * jnp.maximum(onset, 1e-12)
+    window_log_range = jnp.max(jnp.where(window, log_size, -jnp.inf)) - jnp.min(jnp.where(window, log_size, jnp.inf))
+    spans = jnp.where(verdict == POLY, spans_radius, window_log_range >= 1.0)
     growth = (verdict == POLY) | (verdict == EXP_GROWTH)
-    unsettled = growth & ~(enough & ((verdict != POLY) | spans))
-    unsettled = unsettled | ((verdict == CONSTANT_EXP) & ~enough & ~converged)
+    unsettled = growth & ~(enough & spans)
+    unsettled = unsettled | ((verdict == CONSTANT_EXP) & ~(enough & spans) & ~converged)
     verdict = jnp.where(unsettled, UNRESOLVED, verdict)
     is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
 
-    # Final fits on the settled window.
+    # Final fits on the settled window; the rate is the median local rate over its settled part,
+    # sharper than the slope of the line fit when a faster exponential still lingers early on.
     exp_slope, exp_intercept, exp_residual = masked_line_fit(radii, log_size, window)
     pow_slope, _, pow_residual = masked_line_fit(log_radii, log_size, window & positive)
-    # The local rate -g''/g' is exact up to exponentially small corrections, so its median over
-    # the settled last quarter is a sharper rate than the slope of the line fit.
-    settled_rate = jnp.nanmedian(jnp.where(window & last_quarter, local_rate, jnp.nan))
-    short_rate = jnp.nanmedian(jnp.where(tail, local_rate, jnp.nan))
-    settled_rate = jnp.where(enough, settled_rate, short_rate)
+    in_window = jnp.where(enough, window, tail) & rate_defined
+    settled_rate = jnp.nanmedian(jnp.where(in_window & last_quarter, local_rate, jnp.nan))
+    settled_rate = jnp.where(
+        jnp.isfinite(settled_rate), settled_rate, jnp.nanmedian(jnp.where(in_window, local_rate, jnp.nan))
+    )
     settled_rate = jnp.where(
         jnp.isfinite(settled_rate), settled_rate, jnp.where(jnp.sum(window) >= 2, -exp_slope, jnp.nan)
     )
@@ -200,9 +245,7 @@ def analyse_tail(radii, g, g1, g2, settle_rtol, min_points, min_oscillations):
 
     # Limit with tail correction: g - g_inf ~ C e^{-kappa r} gives g_inf = g + g'/kappa.
     g_last, g1_last = g[last_finite], g1[last_finite]
-    corrected = g_last + jnp.where(resolvable[last_finite], g1_last, 0.0) / jnp.where(
-        rate > 0, rate, 1.0
-    )
+    corrected = g_last + jnp.where(resolvable[last_finite], g1_last, 0.0) / jnp.where(rate > 0, rate, 1.0)
     unbounded = jnp.sign(g1_last) * jnp.inf
     limit = jnp.where(
         verdict == CONSTANT_EXP,
@@ -244,10 +287,10 @@ def batch_function(model):
 
 
 def rays_derivatives(batch, base_points, directions, radii):
-    """$g, g', g''$ on every ray, each (num_directions, num_base, num_radii, out_size).
+    """$g$ and $g'$ on every ray, each (num_directions, num_base, num_radii, out_size).
 
     All ray points go through `batch` at once; since output $i$ depends only on radius $i$,
-    one `jvp` with an all-ones tangent gives every $g'(r_i)$ (and a nested one every $g''$).
+    one `jvp` with an all-ones tangent gives every $g'(r_i)$.
     """
     num_directions, num_base, num_radii = directions.shape[0], base_points.shape[0], radii.shape[0]
     grid = jnp.broadcast_to(radii, (num_directions, num_base, num_radii))
@@ -257,24 +300,18 @@ def rays_derivatives(batch, base_points, directions, radii):
         out = batch(points.reshape(-1, points.shape[-1]))
         return out.reshape(num_directions, num_base, num_radii, -1)
 
-    ones = jnp.ones_like(grid)
-
-    def first(r):
-        return jax.jvp(values, (r,), (ones,))
-
-    (g, g1), (_, g2) = jax.jvp(first, (grid,), (ones,))
-    return g, g1, g2
+    return jax.jvp(values, (grid,), (jnp.ones_like(grid),))
 
 
 @eqx.filter_jit
 def _ray_limit_core(model, base_points, directions, radii, settle_rtol, min_points, min_oscillations, chunk_size):
     batch = batch_function(model)
-    per_output = jax.vmap(analyse_tail, in_axes=(None, 1, 1, 1, None, None, None))
-    per_ray = jax.vmap(jax.vmap(per_output, in_axes=(None, 0, 0, 0, None, None, None)), in_axes=(None, 0, 0, 0, None, None, None))
+    per_output = jax.vmap(analyse_tail, in_axes=(None, 1, 1, None, None, None))
+    per_ray = jax.vmap(jax.vmap(per_output, in_axes=(None, 0, 0, None, None, None)), in_axes=(None, 0, 0, None, None, None))
 
     def chunk(chunk_directions):
-        g, g1, g2 = rays_derivatives(batch, base_points, chunk_directions, radii)
-        return per_ray(radii, g, g1, g2, settle_rtol, min_points, min_oscillations)
+        g, g1 = rays_derivatives(batch, base_points, chunk_directions, radii)
+        return per_ray(radii, g, g1, settle_rtol, min_points, min_oscillations)
 
     num_directions = directions.shape[0]
     if chunk_size is None or chunk_size >= num_directions:
@@ -304,7 +341,8 @@ class RayLimitResult(ProbeResult):
     - `rate`: $\\kappa$ in $|g'(r)| \\sim e^{-\\kappa r}$ ($> 0$ converging, $< 0$ exponential growth),
       `nan` when the tail is not exponential.
     - `power`: $p$ in $g \\sim r^p$ for `POLY(p)` and `LINEAR`, `nan` otherwise.
-    - `onset`: radius from which the local exponent ($-g''/g'$ or $1 + r g''/g'$) stays within
+    - `onset`: radius from which the local exponent of $|g'|$ (rate $-d\\log|g'|/dr$ or power
+      $1 + d\\log|g'|/d\\log r$, secants between neighbouring radii) stays within
       `settle_rtol` of its asymptotic value.
     - `fit_residual`: RMS residual of the tail fit, in units of $\\log|g'|$.
     - `num_fit_points`: points in the fit window.
@@ -371,8 +409,9 @@ def ray_limit(
     of `model` along the rays $x_0 + r d$, for every base point and direction at once.
 
     The rate is fitted to $\\log|g'(r)|$ (not to $g - g_\\infty$) on the resolvable tail,
-    $|g'| > 10^3 \\varepsilon \\max|g'|$, from the onset radius where the local rate $-g''/g'$
-    has settled. Directions are normalised to unit length, so radii are distances.
+    $|g'| > 10^3 \\varepsilon \\max|g'|$, from the onset radius where the local rate $-d\\log|g'|/dr$
+    has settled. Any increasing radii work; a geometric grid (`numpy.geomspace`) reaching
+    $10^4$ to $10^5$ times the data radius resolves slow and fast tails alike. Directions are normalised to unit length, so radii are distances.
 
     **Arguments:**
 
@@ -417,8 +456,12 @@ def ray_limit(
         chunk_size,
     )
     out = {k: np.asarray(v) for k, v in out.items()}
-    return RayLimitResult(
-        **out,
-        precision=np.dtype(dtype).name,
-        notes=precision_notes(dtype, out["float32_radius"]),
-    )
+    notes = precision_notes(dtype, out["float32_radius"])
+    unresolved = int(np.sum(out["verdict_code"] == UNRESOLVED))
+    if unresolved:
+        notes += (
+            f"{unresolved} of {out['verdict_code'].size} ray outputs are UNRESOLVED: their tail had "
+            f"not settled by the last radius {radii[-1]:.3g}; extend the radii (a geometric grid, "
+            "numpy.geomspace, to 1e4-1e5 data radii).",
+        )
+    return RayLimitResult(**out, precision=np.dtype(dtype).name, notes=notes)

@@ -51,15 +51,16 @@ def probe_report(
     initial_states=None,
     t_ext_factor: float = 5.0,
     num_directions: int = 64,
-    radius_factor: float = 40.0,
+    radius_factor: float = 1e5,
     num_radii: int = 400,
     key=None,
 ) -> dict:
     """Runs the probes that apply to `model` and writes `report.json` and PNG plots to `out_dir`.
 
     - Input-space models (a `Surrogate` or any function of one input vector): ray limit and
-      rate, limit map (rays from the training inputs' mean, out to `radius_factor` times the
-      data radius); plots `rays.png` (outputs along rays far past the data), `limit_map.png`.
+      rate, limit map (rays from the training inputs' mean on a geometric grid from 0.01 to
+      `radius_factor` times the data radius: fast and slow tails alike settle on it); plots
+      `rays.png` (outputs along rays far past the data), `limit_map.png`.
     - Models with time-parameterized weights: weight asymptotics; plot `weight_norms.png`.
     - A `NeuralODE` with a ground-truth `law`: trajectory extrapolation to
       `t_ext_factor * t1`; plot `extrapolation_error.png`.
@@ -153,7 +154,9 @@ def _input_space_probes(model, report, out_dir, plt, inputs_train, targets_train
             raise ValueError("pass `inputs_train` or `in_size` so that rays can be drawn in input space.")
         center, data_radius = np.zeros(in_size), 1.0
     directions = np.asarray(jax.random.normal(key, (num_directions, in_size)))
-    radii = np.linspace(0.0, radius_factor * data_radius, num_radii)
+    if not radius_factor > 1.0:
+        raise ValueError(f"`radius_factor` must be > 1 (rays reach past the data), got {radius_factor!r}.")
+    radii = data_radius * np.geomspace(1e-2, radius_factor, num_radii)
     model_function: Callable = forward_mode(model)
     rays = ray_limit(model_function, center, directions, radii)
     report["ray_limit"] = rays.as_dict()
@@ -167,12 +170,13 @@ def _input_space_probes(model, report, out_dir, plt, inputs_train, targets_train
         return
     shown = min(8, num_directions)
     unit = directions[:shown] / np.linalg.norm(directions[:shown], axis=1, keepdims=True)
-    values = [np.asarray(ray_derivatives(model_function, jnp.asarray(center), jnp.asarray(d), jnp.asarray(radii))[0]) for d in unit]
+    values = [np.asarray(ray_derivatives(model_function, jnp.asarray(center), jnp.asarray(d), jnp.asarray(radii))[0])
+              for d in unit]
     figure, axis = plt.subplots(figsize=(6, 4))
     for curve in values:
-        axis.plot(radii, curve[:, 0])
+        axis.semilogx(radii, curve[:, 0])
     axis.axvline(data_radius, color="k", linestyle="--", label="data radius")
-    axis.set_xlabel("r (distance from the data centre)")
+    axis.set_xlabel("r (distance from the data centre, log scale)")
     axis.set_ylabel("output 0")
     axis.set_title("output along rays far past the data")
     axis.legend(fontsize="small")

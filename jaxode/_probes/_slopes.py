@@ -49,7 +49,7 @@ def _slope_core(model, base_points, directions, radii):
     per_output = jax.vmap(_slope_of_ray, in_axes=(None, 1, 1))
 
     def one_ray(x0, direction):
-        g, g1, _ = ray_derivatives(model, x0, direction, radii)
+        g, g1 = ray_derivatives(model, x0, direction, radii)
         return per_output(radii, g, g1)
 
     return jax.vmap(jax.vmap(one_ray, in_axes=(None, 0)), in_axes=(0, None))(base_points, directions)
@@ -132,7 +132,7 @@ def _oscillation_core(model, base_points, directions, radii, start_radius):
         return count, jnp.where(count > 0, span / jnp.maximum(count, 1), jnp.inf)
 
     def one_ray(x0, direction):
-        _, g1, _ = ray_derivatives(model, x0, direction, radii)
+        _, g1 = ray_derivatives(model, x0, direction, radii)
         return jax.vmap(per_output, in_axes=1)(g1)
 
     return jax.vmap(jax.vmap(one_ray, in_axes=(None, 0)), in_axes=(0, None))(base_points, directions)
