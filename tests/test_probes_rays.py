@@ -226,3 +226,49 @@ def test_bad_input_names_the_argument(kwargs, match):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=match):
         probes.ray_limit(example, **arguments)
+
+
+def test_surrogate_limit_is_the_network_at_the_saturated_opening(getkey):
+    # Surrogate: z0 = tanh(W x + b) -> ODE -> readout. Along x0 + r d, z0 -> sign(W d), so the
+    # limit is readout(dynamics(sign(W d))) and the rate 2 min_i |(W d)_i| (the rest is smooth).
+    import diffrax
+
+    import jaxode
+    from helpers import randomize
+
+    basis = jaxode.LegendreBasis(degree=2)
+    field = randomize(jaxode.MLPField(3, 8, basis, key=getkey()), getkey())
+    dynamics = jaxode.NeuralODE(
+        field, t1=1.0, solver=diffrax.Tsit5(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.25
+    )
+    model = jaxode.Surrogate(2, 2, dynamics, key=getkey())
+    # From the origin with a zero opening bias every unit starts at its steepest (beta_i = 0), so
+    # the slowest one is not hidden under float64 rounding from the start.
+    # Unit-norm opening rows keep |alpha_i| = |cos| of an angle: most directions are well inside.
+    rows = jax.random.normal(getkey(), model.opening.weight.shape)
+    rows = rows / jnp.linalg.norm(rows, axis=1, keepdims=True)
+    model = eqx.tree_at(lambda m: (m.opening.weight, m.opening.bias), model, (rows, jnp.zeros_like(model.opening.bias)))
+    angles = np.linspace(0.1, 2 * np.pi, 24, endpoint=False)
+    directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    alphas = directions @ np.asarray(model.opening.weight).T
+    keep = np.min(np.abs(alphas), axis=1) > 0.05
+    directions, alphas = directions[keep], alphas[keep]
+    result = probes.ray_limit(model, [0.0, 0.0], directions, np.geomspace(0.01, 1e4, 400))
+    expected = np.stack([np.asarray(model.readout(dynamics(jnp.sign(jnp.asarray(a))))) for a in alphas])
+    assert np.all(result.verdict_code == probes.CONSTANT_EXP)
+    np.testing.assert_allclose(result.limit[0], expected, atol=1e-10)
+    # Near the limit g - g_inf ~ sum_i J_oi (z0_i - sign alpha_i), J the Jacobian of the rest of
+    # the net at sign(alpha), z0_i - sign alpha_i ~ -2 sign(alpha_i) e^{-2|alpha_i| r}. Check the
+    # rate where the slowest unit's term is not negligible (|J_oj alpha_j| >= 0.1 max_i) and the
+    # next unit is well apart: otherwise float64 sees only a faster term before its floor.
+    rest = lambda z: model.readout(dynamics(z))  # noqa: E731
+    checked = 0
+    for d, a in enumerate(alphas):
+        jacobian = np.asarray(jax.jacobian(rest)(jnp.sign(jnp.asarray(a))))
+        order = np.argsort(np.abs(a))
+        weights = np.abs(jacobian * a)
+        for o in range(2):
+            if np.abs(a[order[1]]) > 1.5 * np.abs(a[order[0]]) and weights[o, order[0]] >= 0.1 * weights[o].max():
+                np.testing.assert_allclose(result.rate[0, d, o], 2 * np.abs(a[order[0]]), rtol=1e-2)
+                checked += 1
+    assert checked >= 3
