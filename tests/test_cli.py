@@ -132,8 +132,22 @@ def test_help_documents_every_option(capsys):
 
 def test_probe_report_in_both_precisions(run_dir, tmp_path):
     assert main(["probe", str(run_dir), "--out", str(tmp_path / "p64")]) == 0
-    assert main(["probe", str(run_dir), "--precision", "float32", "--out", str(tmp_path / "p32")]) == 0
-    r64 = json.loads((tmp_path / "p64" / "report.json").read_text())["ray_limit"]
-    r32 = json.loads((tmp_path / "p32" / "report.json").read_text())["ray_limit"]
+    report = json.loads((tmp_path / "p64" / "report.json").read_text())
+    r64 = report["ray_limit"]
     assert r64["precision"] == "float64" and not any("float32" in n for n in r64["notes"])
+    # The run's surrogate has a tanh opening: along every direction d its limit is the rest of
+    # the net at the saturated opening sign(W d) (where no unit is nearly orthogonal to d).
+    verdicts = np.asarray(r64["verdicts"])
+    assert report["ray_limit_summary"] == {"CONSTANT_EXP": verdicts.size}
+    model = jaxode.load(run_dir).model
+    directions = np.asarray(report["limit_map"]["directions"])
+    alphas = directions @ np.asarray(model.opening.weight).T
+    inside = np.min(np.abs(alphas), axis=1) > 1e-3
+    assert inside.sum() >= 32
+    expected = np.stack([np.asarray(model.readout(model.dynamics(np.sign(a)))) for a in alphas[inside]])
+    np.testing.assert_allclose(np.asarray(r64["limit"], dtype=float)[0, inside], expected, atol=1e-8)
+
+    # The CLI switches JAX to 32 bits in-process for this run (conftest restores x64 afterwards).
+    assert main(["probe", str(run_dir), "--precision", "float32", "--out", str(tmp_path / "p32")]) == 0
+    r32 = json.loads((tmp_path / "p32" / "report.json").read_text())["ray_limit"]
     assert r32["precision"] == "float32" and any("float32" in n for n in r32["notes"])
