@@ -272,3 +272,15 @@ def test_surrogate_limit_is_the_network_at_the_saturated_opening(getkey):
                 np.testing.assert_allclose(result.rate[0, d, o], 2 * np.abs(a[order[0]]), rtol=1e-2)
                 checked += 1
     assert checked >= 3
+
+
+def test_output_constant_along_the_ray_is_converged_with_unknown_rate():
+    # The output ignores x[0]: g' = 0 exactly along d = (1, 0), so the limit is g itself.
+    def ignores_first(x):
+        return jnp.stack([jnp.tanh(x[1] - 0.2), jnp.tanh(x[0] + x[1])])
+
+    result = probes.ray_limit(ignores_first, [0.0, 0.5], [1.0, 0.0], np.linspace(0.0, 40.0, 200))
+    assert list(result.verdicts[0, 0]) == ["CONSTANT_EXP", "CONSTANT_EXP"]
+    np.testing.assert_allclose(result.limit[0, 0], [math.tanh(0.3), 1.0], atol=1e-12)
+    assert math.isnan(result.rate[0, 0, 0]) and result.rate[0, 0, 1] == pytest.approx(2.0, rel=1e-5)
+    assert result.notes == ()

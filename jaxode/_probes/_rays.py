@@ -222,6 +222,10 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
     unsettled = growth & ~(enough & spans)
     unsettled = unsettled | ((verdict == CONSTANT_EXP) & ~(enough & spans) & ~converged)
     verdict = jnp.where(unsettled, UNRESOLVED, verdict)
+    # g' = 0 at every radius: the output is constant along the ray (a unit saturated to rounding
+    # before the first radius, or an input it ignores); its limit is known, its rate is not.
+    flat = scale == 0
+    verdict = jnp.where(flat, CONSTANT_EXP, verdict)
     is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
 
     # Final fits on the settled window; the rate is the median local rate over its settled part,
@@ -236,12 +240,12 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
     settled_rate = jnp.where(
         jnp.isfinite(settled_rate), settled_rate, jnp.where(jnp.sum(window) >= 2, -exp_slope, jnp.nan)
     )
-    rate = jnp.where(is_exponential, settled_rate, jnp.nan)
+    rate = jnp.where(is_exponential & ~flat, settled_rate, jnp.nan)
     power = jnp.where(
         (verdict == POLY) | (verdict == LINEAR), jnp.where(verdict == LINEAR, 1.0, pow_slope + 1.0), jnp.nan
     )
     residual = jnp.where(is_exponential, exp_residual, pow_residual)
-    residual = jnp.where((verdict == OSCILLATORY) | (verdict == UNRESOLVED), jnp.nan, residual)
+    residual = jnp.where((verdict == OSCILLATORY) | (verdict == UNRESOLVED) | flat, jnp.nan, residual)
 
     # Limit with tail correction: g - g_inf ~ C e^{-kappa r} gives g_inf = g + g'/kappa.
     g_last, g1_last = g[last_finite], g1[last_finite]
@@ -253,13 +257,13 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
         jnp.where(
             (verdict == LINEAR) | (verdict == POLY) | (verdict == EXP_GROWTH),
             unbounded,
-            jnp.where((verdict == UNRESOLVED) & (scale == 0), g_last, jnp.nan),
+            jnp.nan,
         ),
     )
     # Radius where |g'| ~ e^{a - kappa r} sinks below what float32 (and the run's dtype) resolve.
     log_floor32 = jnp.log(RESOLUTION_FACTOR * FLOAT32_EPS * jnp.where(scale > 0, scale, 1.0))
     float32_radius = jnp.where(
-        verdict == CONSTANT_EXP, (log_floor32 - exp_intercept) / jnp.where(exp_slope < 0, exp_slope, -1.0), jnp.inf
+        (verdict == CONSTANT_EXP) & ~flat, (log_floor32 - exp_intercept) / jnp.where(exp_slope < 0, exp_slope, -1.0), jnp.inf
     )
     return dict(
         verdict_code=verdict.astype(jnp.int32),
@@ -339,7 +343,7 @@ class RayLimitResult(ProbeResult):
     - `limit`: $g_\\infty$ for `CONSTANT_EXP` (with tail correction $g + g'/\\kappa$), $\\pm\\infty$
       for growing outputs, `nan` otherwise.
     - `rate`: $\\kappa$ in $|g'(r)| \\sim e^{-\\kappa r}$ ($> 0$ converging, $< 0$ exponential growth),
-      `nan` when the tail is not exponential.
+      `nan` when the tail is not exponential or $g' = 0$ at every radius (a constant output).
     - `power`: $p$ in $g \\sim r^p$ for `POLY(p)` and `LINEAR`, `nan` otherwise.
     - `onset`: radius from which the local exponent of $|g'|$ (rate $-d\\log|g'|/dr$ or power
       $1 + d\\log|g'|/d\\log r$, secants between neighbouring radii) stays within
