@@ -233,7 +233,7 @@ def run_lorenz(window, horizon, degree, hidden, steps, seed, rows, num_train=64,
         field, segment_loss = train_segments(basis, data, dt_data, segment, hidden, steps, batch, lr, k_model)
         node = jaxode.NeuralODE(field, t1=window, ts=tuple(np.asarray(grid)), solver=diffrax.Tsit5(),
                                 stepsize_controller=diffrax.ConstantStepSize(), dt0=dt_data)
-        # The original task's loss: free runs over the whole window from t = 0.
+        # The loss the spiral is trained on (free runs over the whole window from t = 0), for comparison.
         window_loss = float(jnp.mean((jax.vmap(lambda u0: node.solve(u0).states)(train_states) - data) ** 2))
         variants = [(basis_name, node)]
         if basis.num_basis > 1:
