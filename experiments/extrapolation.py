@@ -99,6 +99,21 @@ def probe(node, law, initial_states, window, horizon, error_metric=probes.relati
     return extrapolation, weights, top
 
 
+def result_row(task, variant_name, extrapolation, weights, top, start, **extra):
+    """One table row: valid prediction time, growth of model and truth, the fastest weight."""
+    return dict(
+        task=task, basis=variant_name, **extra,
+        vpt=float(np.median(extrapolation.valid_prediction_time)),
+        vpt_lyapunov=float(np.median(extrapolation.in_lyapunov_times)),
+        solves_ok=int(extrapolation.succeeded.sum()),
+        model_power=float(np.nanmedian(extrapolation.model_power)),
+        truth_power=float(np.nanmedian(extrapolation.truth_power)),
+        weight_verdict=weights.verdicts[top], weight_tensor=weights.names[top],
+        leading_coefficient=float(weights.leading_coefficient[top]),
+        seconds=time.perf_counter() - start,
+    )
+
+
 def run_task(name, law, window, horizon, degree, hidden, steps, seed, rows):
     key = jax.random.PRNGKey(seed)
     k_train, k_test, k_model = jax.random.split(key, 3)
@@ -114,17 +129,7 @@ def run_task(name, law, window, horizon, degree, hidden, steps, seed, rows):
             variants.append((basis_name + " clamped", eqx.tree_at(lambda n: n.field, node, clamped(node.field, basis))))
         for variant_name, model in variants:
             extrapolation, weights, top = probe(model, law, test_states, window, horizon)
-            rows.append(dict(
-                task=name, basis=variant_name, train_loss=loss,
-                vpt=float(np.median(extrapolation.valid_prediction_time)),
-                vpt_lyapunov=float(np.median(extrapolation.in_lyapunov_times)),
-                solves_ok=int(extrapolation.succeeded.sum()),
-                model_power=float(np.nanmedian(extrapolation.model_power)),
-                truth_power=float(np.nanmedian(extrapolation.truth_power)),
-                weight_verdict=weights.verdicts[top], weight_tensor=weights.names[top],
-                leading_coefficient=float(weights.leading_coefficient[top]),
-                seconds=time.perf_counter() - start,
-            ))
+            rows.append(result_row(name, variant_name, extrapolation, weights, top, start, train_loss=loss))
             print(f"{name:10s} {variant_name:22s} loss {loss:.2e}  VPT {rows[-1]['vpt']:.2f}  "
                   f"weights {rows[-1]['weight_verdict']} (C = {rows[-1]['leading_coefficient']:.3g})", flush=True)
 
@@ -241,18 +246,11 @@ def run_lorenz(window, horizon, degree, hidden, steps, seed, rows, num_train=64,
         for variant_name, model in variants:
             extrapolation, weights, top = probe(model, normalised, test_states, window, horizon,
                                                 error_metric=normalised.physical_error)
-            rows.append(dict(
-                task="lorenz", basis=variant_name, train_loss=segment_loss, window_loss=window_loss,
-                vpt=float(np.median(extrapolation.valid_prediction_time)),
-                vpt_lyapunov=float(np.median(extrapolation.in_lyapunov_times)),
+            rows.append(result_row(
+                "lorenz", variant_name, extrapolation, weights, top, start,
+                train_loss=segment_loss, window_loss=window_loss,
                 vpt_lyapunov_all=[float(v) for v in extrapolation.in_lyapunov_times],
                 error_at_window=float(np.median(extrapolation.errors[:, np.searchsorted(extrapolation.ts, window)])),
-                solves_ok=int(extrapolation.succeeded.sum()),
-                model_power=float(np.nanmedian(extrapolation.model_power)),
-                truth_power=float(np.nanmedian(extrapolation.truth_power)),
-                weight_verdict=weights.verdicts[top], weight_tensor=weights.names[top],
-                leading_coefficient=float(weights.leading_coefficient[top]),
-                seconds=time.perf_counter() - start,
             ))
             print(f"lorenz     {variant_name:22s} loss {segment_loss:.2e} (window {window_loss:.2e})  "
                   f"error at T {rows[-1]['error_at_window']:.3f}  VPT {rows[-1]['vpt_lyapunov']:.2f} Lyapunov times  "
