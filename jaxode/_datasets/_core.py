@@ -135,9 +135,22 @@ class Dataset:
 
 
 def validate_arrays(x, y, *, name: str = "data", min_samples: int = 4):
-    """Float64 copies of `x`, `y` after checking shapes and values; clear `ValueError`s."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    """Float64 copies of `x`, `y` after checking types, shapes and values.
+
+    Positions in messages are 0-based row indices of the arrays ("row index 3"); readers of
+    CSV files check values first and report 1-based line numbers instead.
+
+    **Raises:** `ValueError` for non-numeric arrays, arrays that are not 1-D or 2-D, different
+    sample counts, fewer than `min_samples` samples, or NaN/inf values.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    for label, values in (("inputs", x), ("outputs", y)):
+        if values.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{name}: {label} have dtype {values.dtype}; they must be real numbers."
+            )
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
     if x.ndim == 1:
         x = x[:, None]
     if y.ndim == 1:
@@ -151,6 +164,8 @@ def validate_arrays(x, y, *, name: str = "data", min_samples: int = 4):
             f"{name}: inputs have {x.shape[0]} samples but outputs have {y.shape[0]}; "
             "they must have one row per sample."
         )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: holds no samples (zero rows); store one row per sample.")
     if x.shape[0] < min_samples:
         raise ValueError(
             f"{name}: too few samples ({x.shape[0]}); at least {min_samples} are needed."
@@ -158,25 +173,32 @@ def validate_arrays(x, y, *, name: str = "data", min_samples: int = 4):
     for label, values in (("inputs", x), ("outputs", y)):
         bad = ~np.isfinite(values)
         if np.any(bad):
-            row = int(np.argwhere(bad)[0][0])
+            row, column = (int(k) for k in np.argwhere(bad)[0])
             raise ValueError(
-                f"{name}: {label} contain {int(bad.sum())} NaN/inf values (first in row {row}); "
-                "remove or impute them."
+                f"{name}: {label} contain {int(bad.sum())} NaN/inf values (first in row index "
+                f"{row}, column index {column}); remove or impute them."
             )
     return x, y
 
 
+def split_order(order: np.ndarray, sizes: tuple[int, int, int]) -> dict:
+    """Cuts a permutation into consecutive train, val and test blocks of the given sizes."""
+    a, b, c = sizes
+    if a + b + c > len(order):
+        raise ValueError(f"split sizes {sizes} exceed the {len(order)} samples.")
+    return {"train": order[:a], "val": order[a : a + b], "test": order[a + b : a + b + c]}
+
+
 def random_split(num_samples: int, sizes: tuple[int, int, int], seed: int) -> dict:
-    """A seeded permutation cut into train/val/test of the given sizes."""
+    """A seeded permutation (`numpy.random.default_rng(seed)`) cut into train/val/test of the
+    given sizes."""
     if sum(sizes) > num_samples:
         raise ValueError(f"split sizes {sizes} exceed the {num_samples} samples.")
-    order = np.random.default_rng(seed).permutation(num_samples)
-    a, b, c = sizes
-    return {"train": order[:a], "val": order[a : a + b], "test": order[a + b : a + b + c]}
+    return split_order(np.random.default_rng(seed).permutation(num_samples), sizes)
 
 
 def fraction_split(num_samples: int, fractions: tuple[float, float], seed: int) -> dict:
     """A seeded split with `fractions` = (val, test) of the samples, the rest for training."""
-    val = int(round(fractions[0] * num_samples))
-    test = int(round(fractions[1] * num_samples))
+    val = round(fractions[0] * num_samples)
+    test = round(fractions[1] * num_samples)
     return random_split(num_samples, (num_samples - val - test, val, test), seed)
