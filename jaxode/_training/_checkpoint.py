@@ -1,5 +1,6 @@
 """Atomic files: a crash mid-write leaves the previous file intact, never a corrupt one."""
 
+import csv
 import io
 import json
 import os
@@ -12,13 +13,32 @@ import equinox as eqx
 _MAGIC = b"JAXODE1\n"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Writes `data` to a temporary file beside `path`, flushes it to disk, then renames it
-    over `path` (`os.replace` is atomic on POSIX and Windows)."""
+    over `path` (`os.replace` is atomic on POSIX and Windows). The file gets the permissions
+    of the user's umask, as `open` would give it.
+
+    **Raises:** `PermissionError` (or another `OSError`) naming `path` when its directory
+    cannot be created or written.
+    """
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise type(error)(
+            f"cannot write {str(path)!r}: {reason}; make {str(path.parent)!r} writable or "
+            "choose another output location."
+        ) from None
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as f:
             f.write(data)
             f.flush()
@@ -32,6 +52,25 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def history_csv(rows: list) -> str:
+    """CSV text (LF line endings) of history rows; the columns are the union of the rows'
+    keys in order of appearance, missing values left empty."""
+    columns = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_history(path, rows: list) -> None:
+    """Writes `history_csv(rows)` atomically (rewritten whole at every evaluation, so a killed
+    run keeps every row up to its last evaluation)."""
+    atomic_write_text(path, history_csv(rows))
 
 
 def save_checkpoint(path, meta: dict, tree) -> None:

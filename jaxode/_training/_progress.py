@@ -5,8 +5,8 @@ import time
 
 
 class _Plain:
-    def __init__(self, total: int, initial: int):
-        self.total, self.n, self.start = total, initial, time.perf_counter()
+    def __init__(self, total: int, initial: int, elapsed: float = 0.0):
+        self.total, self.n, self.start = total, initial, time.perf_counter() - elapsed
         self.postfix = ""
 
     def update(self, count: int) -> None:
@@ -26,12 +26,15 @@ class _Silent(_Plain):
         self.postfix = text
 
 
-def progress_bar(total: int, initial: int, enabled: bool):
-    """A bar with `update(n)`, `set_postfix_str(s)` and `close()`."""
+def progress_bar(total: int, initial: int, enabled: bool, elapsed: float = 0.0):
+    """A bar with `update(n)`, `set_postfix_str(s)` and `close()`; `elapsed` seconds already
+    spent (a resumed run) keep its timer and rate going from where they were."""
     if not enabled:
-        return _Silent(total, initial)
+        return _Silent(total, initial, elapsed)
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return _Plain(total, initial)
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
+        return _Plain(total, initial, elapsed)
+    bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
+    bar.start_t -= elapsed
+    return bar
