@@ -3,139 +3,81 @@
 import argparse
 import json
 import pathlib
+import signal
 import sys
 import time
 
-from ._training._config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ._training._config import CHOICES, DataConfig, ModelConfig, RunConfig, TrainConfig
 
-# (flag, section, field, type, choices, help). Defaults come from the config dataclasses.
+PACKAGE = pathlib.Path(__file__).resolve().parent
+PRESETS = PACKAGE / "presets"
+
+# (flag, section, field, type, help). Defaults come from the config dataclasses, choices from
+# `CHOICES`; options that accept 'none' are read as strings and converted by the config.
 OPTIONS = [
-    ("--data", "data", "dataset", str, None, "data set: elm, cdr, or a path to a .npz/.csv file"),
-    ("--split-seed", "data", "split_seed", int, None, "seed of random splits (cdr, user files)"),
-    ("--model", "model", "model", str, ("node", "resnet", "hamiltonian"), "dynamics"),
+    ("--data", "data", "dataset", str, "data set: elm, cdr, or a path to a .npz/.csv file"),
+    ("--split-seed", "data", "split_seed", int, "seed of random splits (cdr, user files)"),
+    ("--protocol", "data", "protocol", str, "preprocessing: jaxode's or the study's"),
+    ("--num-outputs", "data", "num_outputs", int, "output columns at the end of a CSV file"),
+    ("--model", "model", "model", str, "dynamics"),
+    ("--field", "model", "field", str, "vector field"),
+    ("--basis", "model", "basis", str, "time basis of the weights"),
+    ("--degree", "model", "degree", int, "polynomial degree (frequencies / pieces)"),
+    ("--width", "model", "width", int, "feature width of the dynamics"),
+    ("--hidden", "model", "hidden", int, "hidden size of the mlp field"),
+    ("--t1", "model", "t1", float, "final time of the dynamics"),
+    ("--solver", "model", "solver", str, "ODE solver (heun/euler take --steps fixed steps)"),
+    ("--rtol", "model", "rtol", float, "relative tolerance of the adaptive solver"),
+    ("--atol", "model", "atol", float, "absolute tolerance of the adaptive solver"),
+    ("--max-steps", "model", "max_steps", int, "step budget of one ODE solve"),
+    ("--paradigm", "model", "paradigm", str, "gradients: through the steps, or the adjoint"),
+    ("--steps", "model", "steps", int, "time steps of resnet/hamiltonian and fixed-step solvers"),
+    ("--opening-activation", "model", "opening_activation", str, "activation of the opening"),
+    ("--field-init", "model", "field_init", str, "initialisation of the field's weights"),
+    ("--field-init-std", "model", "field_init_std", float, "std of --field-init normal"),
+    ("--optimiser", "train", "optimiser", str, "optimiser"),
+    ("--lr", "train", "learning_rate", float, "learning rate"),
+    ("--schedule", "train", "schedule", str, "learning-rate schedule"),
+    ("--decay-every", "train", "decay_every", int, "steps between decays of --schedule step"),
+    ("--decay-factor", "train", "decay_factor", float, "factor of --schedule step"),
+    ("--epochs", "train", "epochs", int, "passes over the training data"),
+    ("--iterations", "train", "iterations", str, "optimisation steps (overrides --epochs)"),
+    ("--batch-size", "train", "batch_size", int, "samples per step"),
+    ("--sampling", "train", "sampling", str, "minibatches: epoch permutations, or replacement"),
+    ("--clip-norm", "train", "clip_norm", str, "gradient clipping norm, or 'none'"),
+    ("--loss", "train", "loss", str, "training loss"),
+    ("--tikhonov", "train", "tikhonov", float, "Tikhonov weight on opening and dynamics"),
+    ("--readout-tikhonov", "train", "readout_tikhonov", float, "Tikhonov weight on the readout"),
+    ("--gram", "train", "gram", float, "weight of the L2-in-time Gram regulariser"),
+    ("--patience", "train", "patience", str, "early stopping after N evaluations, or 'none'"),
+    ("--eval-every", "train", "eval_every", int, "epochs between evaluations/checkpoints"),
     (
-        "--field",
-        "model",
-        "field",
-        str,
-        ("mlp", "layer", "antisymmetric", "hamiltonian"),
-        "vector field",
-    ),
-    (
-        "--basis",
-        "model",
-        "basis",
-        str,
-        ("static", "monomial", "legendre", "chebyshev", "fourier", "piecewise"),
-        "time basis of the weights",
-    ),
-    (
-        "--degree",
-        "model",
-        "degree",
-        int,
-        None,
-        "polynomial degree (frequencies / pieces for fourier / piecewise)",
-    ),
-    ("--width", "model", "width", int, None, "feature width of the dynamics"),
-    ("--hidden", "model", "hidden", int, None, "hidden size of the mlp field"),
-    ("--t1", "model", "t1", float, None, "final time of the dynamics"),
-    (
-        "--solver",
-        "model",
-        "solver",
-        str,
-        ("dopri5", "tsit5", "bosh3", "heun", "euler", "dopri8"),
-        "ODE solver (heun/euler use --steps fixed steps)",
-    ),
-    ("--rtol", "model", "rtol", float, None, "relative tolerance of the adaptive solver"),
-    ("--atol", "model", "atol", float, None, "absolute tolerance of the adaptive solver"),
-    ("--max-steps", "model", "max_steps", int, None, "step budget of one ODE solve"),
-    (
-        "--paradigm",
-        "model",
-        "paradigm",
-        str,
-        ("discretize", "optimize"),
-        "gradients: discretize-then-optimize or optimize-then-discretize (adjoint)",
-    ),
-    (
-        "--steps",
-        "model",
-        "steps",
-        int,
-        None,
-        "time steps of resnet/hamiltonian models and fixed-step solvers",
-    ),
-    (
-        "--opening-activation",
-        "model",
-        "opening_activation",
-        str,
-        ("tanh", "none"),
-        "activation of the opening layer",
-    ),
-    ("--optimiser", "train", "optimiser", str, ("adam", "adamw", "rmsprop", "sgd"), "optimiser"),
-    ("--lr", "train", "learning_rate", float, None, "learning rate"),
-    (
-        "--schedule",
+        "--eval-every-iterations",
         "train",
-        "schedule",
+        "eval_every_iterations",
         str,
-        ("cosine", "step", "constant"),
-        "learning-rate schedule",
+        "steps between evaluations (overrides --eval-every)",
     ),
+    ("--ridge", "train", "ridge", str, "ridge parameter of a readout warm start, or 'none'"),
     (
-        "--decay-every",
+        "--max-failed-batches",
         "train",
-        "decay_every",
-        int,
-        None,
-        "steps between decays of the step schedule",
-    ),
-    ("--decay-factor", "train", "decay_factor", float, None, "factor of the step schedule"),
-    ("--epochs", "train", "epochs", int, None, "passes over the training data"),
-    ("--batch-size", "train", "batch_size", int, None, "samples per step"),
-    ("--clip-norm", "train", "clip_norm", str, None, "gradient clipping norm, or 'none'"),
-    ("--loss", "train", "loss", str, ("mse", "l1", "relative"), "training loss"),
-    (
-        "--tikhonov",
-        "train",
-        "tikhonov",
-        float,
-        None,
-        "Tikhonov weight on opening and dynamics parameters",
-    ),
-    (
-        "--readout-tikhonov",
-        "train",
-        "readout_tikhonov",
-        float,
-        None,
-        "Tikhonov weight on the readout",
-    ),
-    ("--gram", "train", "gram", float, None, "weight of the L2-in-time Gram regulariser"),
-    (
-        "--patience",
-        "train",
-        "patience",
+        "max_failed_batches",
         str,
-        None,
-        "early-stopping patience in evaluations, or 'none'",
+        "stop after N consecutive batches whose solve failed, or 'none'",
     ),
-    ("--eval-every", "train", "eval_every", int, None, "epochs between evaluations/checkpoints"),
     (
-        "--ridge",
+        "--divergence-factor",
         "train",
-        "ridge",
+        "divergence_factor",
         str,
-        None,
-        "ridge parameter of the readout warm start, or 'none'",
+        "stop when the validation error exceeds this multiple of its lowest, or 'none'",
     ),
-    ("--seed", "train", "seed", int, None, "seed of initialisation and minibatches"),
-    ("--precision", "train", "precision", str, ("float32", "float64"), "floating-point precision"),
+    ("--seed", "train", "seed", int, "seed of initialisation and minibatches"),
+    ("--precision", "train", "precision", str, "floating-point precision"),
 ]
 DEFAULTS = {"data": DataConfig(), "model": ModelConfig(), "train": TrainConfig()}
+SPLITS = ("train", "val", "test")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -143,12 +85,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _presets() -> list[str]:
+    return sorted(path.stem for path in PRESETS.glob("*.toml"))
+
+
 def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a surrogate and write a run directory",
-        description="Train a time-parameterized surrogate. Options override the "
-        "values of --config, which override the defaults shown.",
+        description="Train a time-parameterized surrogate. Options override --config, which "
+        "overrides --preset, which overrides the defaults shown.",
+    )
+    p.add_argument(
+        "--preset",
+        choices=_presets(),
+        help=f"a named configuration (TOML files in {PRESETS})",
     )
     p.add_argument(
         "--config", type=pathlib.Path, help="TOML file with [data], [model], [train] sections"
@@ -160,8 +111,8 @@ def _train_parser(sub) -> None:
         "--resume", type=pathlib.Path, metavar="RUN_DIR", help="continue an interrupted run"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    for flag, section, name, kind, choices, text in OPTIONS:
-        default = getattr(DEFAULTS[section], name)
+    for flag, section, name, kind, text in OPTIONS:
+        choices = CHOICES.get((section, name))
         p.add_argument(
             flag,
             dest=f"{section}.{name}",
@@ -169,21 +120,41 @@ def _train_parser(sub) -> None:
             type=kind,
             choices=choices,
             default=None,
-            help=f"{text} (default {default})",
+            help=f"{text} (default {getattr(DEFAULTS[section], name)})",
         )
 
 
+def _read_toml(path: pathlib.Path, flag: str) -> dict:
+    """The sections and keys a TOML file sets (unset keys keep the lower layer's values)."""
+    import tomllib
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} file {str(path)!r} does not exist.")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{flag} file {str(path)!r} is not valid TOML: {error}.") from None
+
+
 def _config_from_args(args) -> RunConfig:
-    base = {}
+    """Defaults, then `--preset`, then `--config`, then the options given."""
+    layers = []
+    if args.preset is not None:
+        layers.append(_read_toml(PRESETS / f"{args.preset}.toml", "--preset"))
     if args.config is not None:
-        if not args.config.is_file():
-            raise FileNotFoundError(f"--config file {str(args.config)!r} does not exist.")
-        base = RunConfig.from_toml(args.config.read_text()).to_dict()
+        layers.append(_read_toml(args.config, "--config"))
+    flags = {}
     for _, section, name, *_ in OPTIONS:
         value = getattr(args, f"{section}.{name}")
         if value is not None:
-            base.setdefault(section, {})[name] = value
-    return RunConfig.from_dict(base)
+            flags.setdefault(section, {})[name] = value
+    merged = {}
+    for layer in layers + [flags]:
+        for section, values in layer.items():
+            if not isinstance(values, dict):
+                raise ValueError(f"config entry {section!r} must be a [section] table.")
+            merged.setdefault(section, {}).update(values)
+    return RunConfig.from_dict(merged)
 
 
 def _set_precision(precision: str) -> None:
@@ -194,14 +165,32 @@ def _set_precision(precision: str) -> None:
 
 def _print_metrics(metrics: dict) -> None:
     print(
-        f"{'split':<6} {'global':>10} {'per-sample':>11} {'global (phys)':>14} {'per-sample (phys)':>18}"
+        f"{'split':<6} {'global':>10} {'per-sample':>11} {'global':>10} {'per-sample':>11}\n"
+        f"{'':<6} {'(normalised units)':>22} {'(physical units)':>22}"
     )
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         if f"{split}_global" in metrics:
             print(
-                f"{split:<6} {metrics[f'{split}_global']:>10.4f} {metrics[f'{split}_per_sample']:>11.4f} "
-                f"{metrics[f'{split}_physical_global']:>14.4f} {metrics[f'{split}_physical_per_sample']:>18.4f}"
+                f"{split:<6} {metrics[f'{split}_global']:>10.4f} "
+                f"{metrics[f'{split}_per_sample']:>11.4f} "
+                f"{metrics[f'{split}_physical_global']:>10.4f} "
+                f"{metrics[f'{split}_physical_per_sample']:>11.4f}"
             )
+
+
+def _summary(metrics: dict) -> str:
+    return (
+        f"test relative error (global): {metrics['test_physical_global']:.4f} in physical units, "
+        f"{metrics['test_global']:.4f} in normalised units"
+    )
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C: clusters send it before they kill a job."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
 
 
 def _train(args) -> int:
@@ -211,10 +200,15 @@ def _train(args) -> int:
             for flag, section, name, *_ in OPTIONS
             if getattr(args, f"{section}.{name}") is not None
         ]
-        if changed or args.config is not None or args.out is not None:
+        changed += [
+            flag
+            for flag, value in (("--preset", args.preset), ("--config", args.config), ("--out", args.out))
+            if value is not None
+        ]
+        if changed:
             raise ValueError(
-                f"--resume continues a run with its stored configuration; drop "
-                f"{', '.join(changed + (['--config'] if args.config else []) + (['--out'] if args.out else []))}."
+                "--resume continues a run with its stored configuration; drop "
+                f"{', '.join(changed)}."
             )
         stored = args.resume / "config.toml"
         if not stored.is_file():
@@ -229,16 +223,28 @@ def _train(args) -> int:
     _set_precision(config.train.precision)
     from ._training._run import train
 
-    _, result, metrics = train(
-        config, out, resume=args.resume is not None, progress=not args.no_progress
-    )
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        _, result, metrics = train(
+            None if args.resume is not None else config,
+            out,
+            resume=args.resume is not None,
+            progress=not args.no_progress,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if result.status == "interrupted":
-        print(f"interrupted at step {result.steps}; continue with: jaxode train --resume {out}")
+        print(f"{result.message} Continue with: jaxode train --resume {out}")
         return 130
     print(result.message)
+    if "test_global" not in metrics:
+        print(f"no trained parameters to evaluate; {out / 'metrics.json'} says why.")
+        return 1
     _print_metrics(metrics)
-    print(f"test relative error (global): {metrics['test_global']:.4f}; written to {out}")
-    return 1 if result.status == "diverged" else 0
+    if not metrics.get("plot", True):
+        print("loss.png skipped: matplotlib is not installed (pip install matplotlib).")
+    print(f"{_summary(metrics)}; written to {out}")
+    return 0 if result.status in ("completed", "early_stopped") else 1
 
 
 def _load_run(run_dir: pathlib.Path):
@@ -253,20 +259,35 @@ def _load_run(run_dir: pathlib.Path):
     return load(run_dir)
 
 
+def _refuse_overwrite(target: pathlib.Path, force: bool) -> None:
+    if target.exists() and not force:
+        raise FileExistsError(
+            f"{str(target)!r} exists; pass --force to overwrite it or choose another --output."
+        )
+
+
 def _evaluate(args) -> int:
     trained = _load_run(args.run_dir)
-    from ._datasets import load_dataset
+    from ._datasets import BUNDLED, load_dataset
+    from ._training._checkpoint import atomic_write_text
     from ._training._metrics import error_metrics
 
-    name = args.data or trained.config.data.dataset
-    data = load_dataset(name, seed=trained.config.data.split_seed)
+    stored = trained.config.data
+    name = args.data or stored.dataset
+    bundled = str(name).lower() in BUNDLED
+    data = load_dataset(
+        name,
+        seed=stored.split_seed,
+        protocol=stored.protocol if bundled else "jaxode",
+        num_outputs=stored.num_outputs if args.data is None else args.num_outputs,
+    )
     if (data.in_size, data.out_size) != (trained.model.in_size, trained.model.out_size):
         raise ValueError(
             f"--data {name!r} has {data.in_size} inputs/{data.out_size} outputs; "
             f"the model needs {trained.model.in_size}/{trained.model.out_size}."
         )
     metrics = {}
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         x, y = data.arrays(split, normalised=False)
         if len(x):
             p = trained.predict(x)
@@ -274,49 +295,33 @@ def _evaluate(args) -> int:
                 error_metrics(trained.y_norm.apply(p), trained.y_norm.apply(y), f"{split}_")
             )
             metrics.update(error_metrics(p, y, f"{split}_physical_"))
-    from ._training._checkpoint import atomic_write_text
-
     target = args.output or args.run_dir / "evaluation.json"
     atomic_write_text(target, json.dumps({"data": str(name), **metrics}, indent=2))
     _print_metrics(metrics)
+    if "test_global" in metrics:
+        print(_summary(metrics))
     print(f"written to {target}")
     return 0
 
 
 def _predict(args) -> int:
-    import numpy as np
-
     trained = _load_run(args.run_dir)
-    path = args.input
-    if not path.is_file():
-        raise FileNotFoundError(f"INPUT {str(path)!r} does not exist.")
-    if path.suffix == ".npz":
-        with np.load(path) as f:
-            if "x" not in f:
-                raise ValueError(
-                    f"INPUT {str(path)!r} has no array 'x'; store the inputs under 'x'."
-                )
-            x = f["x"]
-    elif path.suffix == ".csv":
-        from ._datasets._bundled import _is_number
-
-        with open(path) as f:
-            header = not all(_is_number(c) for c in f.readline().strip().split(","))
-        x = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=int(header))
-    else:
-        raise ValueError(f"INPUT must be a .npz (array 'x') or .csv file, got {path.name!r}.")
-    predictions = trained.predict(x)
-    target = args.output or path.with_name(path.stem + "_predictions.csv")
+    from ._datasets import load_inputs
     from ._training._checkpoint import atomic_write_text
 
-    lines = [",".join(f"{v:.17g}" for v in row) for row in predictions]
+    x = load_inputs(args.input, trained.model.in_size)
+    target = args.output or args.input.with_name(args.input.stem + "_predictions.csv")
+    _refuse_overwrite(target, args.force)
+    predictions = trained.predict(x)
+    header = ",".join(f"y{i}" for i in range(predictions.shape[1]))
+    lines = [header] + [",".join(f"{v:.17g}" for v in row) for row in predictions]
     atomic_write_text(target, "\n".join(lines) + "\n")
     print(f"{len(predictions)} predictions (physical units) written to {target}")
     return 0
 
 
 def _add_probe(sub) -> None:
-    """`jaxode probe RUN_DIR`: the probes' report (owned by jaxode.probes), when installed."""
+    """`jaxode probe RUN_DIR`: the probes' report (owned by jaxode.probes)."""
     p = sub.add_parser("probe", help="diagnostic probes of a trained run")
     p.add_argument("run_dir", type=pathlib.Path, metavar="RUN_DIR")
     p.add_argument("--out", type=pathlib.Path, help="report directory (default RUN_DIR/probes)")
@@ -332,23 +337,26 @@ def _add_probe(sub) -> None:
 
 def _probe(args) -> int:
     trained = _load_run(args.run_dir)
-    try:
-        from .probes import probe_report
-    except ImportError:
-        raise ValueError("the probes are not available in this version of jaxode.") from None
-    from ._datasets import load_dataset
-
     import equinox as eqx
     import jax
     import jax.numpy as jnp
+
+    from ._datasets import load_dataset
+    from .probes import probe_report
 
     _set_precision(args.precision)
     dtype = jnp.dtype(args.precision)
     model = jax.tree_util.tree_map(
         lambda leaf: leaf.astype(dtype) if eqx.is_inexact_array(leaf) else leaf, trained.model
     )
-    config = trained.config.data
-    x, y = load_dataset(config.dataset, seed=config.split_seed).arrays("train")
+    stored = trained.config.data
+    data = load_dataset(
+        stored.dataset,
+        seed=stored.split_seed,
+        protocol=stored.protocol,
+        num_outputs=stored.num_outputs,
+    )
+    x, y = data.arrays("train")
     out = args.out or args.run_dir / "probes"
     probe_report(model, out, inputs_train=x, targets_train=y)
     print(f"probe report written to {out}")
@@ -365,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="metrics of a trained run on its data or --data")
     e.add_argument("run_dir", type=pathlib.Path, metavar="RUN_DIR")
     e.add_argument("--data", help="data set name or file (default: the run's)")
+    e.add_argument("--num-outputs", type=int, help="output columns at the end of a --data CSV")
     e.add_argument(
         "--output", type=pathlib.Path, help="metrics JSON (default RUN_DIR/evaluation.json)"
     )
@@ -377,9 +386,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output", type=pathlib.Path, help="CSV of predictions (default INPUT_predictions.csv)"
     )
+    p.add_argument("--force", action="store_true", help="overwrite an existing --output")
     p.set_defaults(handler=_predict)
     _add_probe(sub)
     return parser
+
+
+def _is_users_error(error: BaseException) -> bool:
+    """Whether jaxode raised `error` itself (a check of the user's input, configuration or
+    files), as opposed to a failure deeper down, which is a bug and keeps its traceback."""
+    if not isinstance(error, (ValueError, OSError)):
+        return False
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return False
+    return pathlib.Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
 
 
 def main(argv=None) -> int:
@@ -391,12 +414,14 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+    except KeyboardInterrupt as interrupt:
+        print("jaxode: interrupted", file=sys.stderr)
+        return 143 if isinstance(interrupt, _Terminated) else 130
+    except (ValueError, OSError) as error:
+        if not _is_users_error(error):
+            raise
         print(f"jaxode {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("jaxode: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -63,16 +63,28 @@ def test_evaluate_and_predict(run_dir, tmp_path, capsys):
     x = jaxode.load_cdr(0).x[:5]
     np.savez(tmp_path / "inputs.npz", x=x)
     assert main(["predict", str(run_dir), str(tmp_path / "inputs.npz")]) == 0
-    written = np.loadtxt(tmp_path / "inputs_predictions.csv", delimiter=",")
+    lines = (tmp_path / "inputs_predictions.csv").read_text().splitlines()
+    assert lines[0] == ",".join(f"y{i}" for i in range(72))
+    written = np.loadtxt(tmp_path / "inputs_predictions.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(written, jaxode.load(run_dir).predict(x), rtol=1e-15)
     header = ",".join(f"x{i}" for i in range(x.shape[1]))
     np.savetxt(tmp_path / "inputs.csv", x, delimiter=",", header=header, comments="")
     out = tmp_path / "p.csv"
     assert main(["predict", str(run_dir), str(tmp_path / "inputs.csv"), "--output", str(out)]) == 0
-    np.testing.assert_allclose(np.loadtxt(out, delimiter=","), written, rtol=1e-15)
+    np.testing.assert_allclose(np.loadtxt(out, delimiter=",", skiprows=1), written, rtol=1e-15)
+    # an existing output is kept unless --force
+    before = out.read_bytes()
+    np.savetxt(tmp_path / "other.csv", 2 * x, delimiter=",", header=header, comments="")
+    assert main(["predict", str(run_dir), str(tmp_path / "other.csv"), "--output", str(out)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err and out.read_bytes() == before
+    argv = ["predict", str(run_dir), str(tmp_path / "other.csv"), "--output", str(out), "--force"]
+    assert main(argv) == 0
+    np.testing.assert_allclose(
+        np.loadtxt(out, delimiter=",", skiprows=1), jaxode.load(run_dir).predict(2 * x), rtol=1e-15
+    )
     np.savez(tmp_path / "wide.npz", x=np.zeros((2, 3)))
     assert main(["predict", str(run_dir), str(tmp_path / "wide.npz")]) == 2
-    assert "inputs must have shape (batch, 55)" in capsys.readouterr().err
+    assert "has 3 columns but the model takes 55 inputs" in capsys.readouterr().err
 
 
 def test_config_file_and_override(tmp_path):

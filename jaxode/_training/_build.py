@@ -1,6 +1,7 @@
 """The one place where configuration strings become objects."""
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
@@ -14,6 +15,7 @@ from .._bases import (
     PiecewiseConstantBasis,
 )
 from .._fields import AntisymmetricField, HamiltonianField, LayerField, MLPField
+from .._layers import TimeVaryingLinear
 from .._models import HamiltonianNet, NeuralODE, ResNet
 from .._paradigms import DiscretizeThenOptimize, OptimizeThenDiscretize
 from .._surrogate import Surrogate
@@ -58,6 +60,25 @@ def dtype_of(precision: str):
     return jnp.float32
 
 
+def normal_init(field, std: float, *, key):
+    """`field` with every weight coefficient of its time-varying layers drawn from
+    $N(0, \text{std}^2)$ and every bias zero (the study's neural-ODE initialisation)."""
+    is_layer = lambda node: isinstance(node, TimeVaryingLinear)
+    layers = [n for n in jax.tree_util.tree_leaves(field, is_leaf=is_layer) if is_layer(n)]
+    keys = iter(jax.random.split(key, max(len(layers), 1)))
+
+    def redraw(node):
+        if not is_layer(node):
+            return node
+        weight = std * jax.random.normal(next(keys), node.weight.shape, node.weight.dtype)
+        bias = None if node.bias is None else jnp.zeros_like(node.bias)
+        return eqx.tree_at(
+            lambda n: (n.weight, n.bias), node, (weight, bias), is_leaf=lambda x: x is None
+        )
+
+    return jax.tree_util.tree_map(redraw, field, is_leaf=is_layer)
+
+
 def build_model(config: RunConfig, in_size: int, out_size: int, *, key) -> Surrogate:
     """The `Surrogate` described by `config.model`, in `config.train.precision`."""
     m = config.model
@@ -72,6 +93,8 @@ def build_model(config: RunConfig, in_size: int, out_size: int, *, key) -> Surro
         field = AntisymmetricField(m.width, basis, key=fkey, dtype=dtype)
     else:
         field = HamiltonianField(m.width, basis, key=fkey, dtype=dtype)
+    if m.field_init == "normal":
+        field = normal_init(field, m.field_init_std, key=jax.random.fold_in(fkey, 1))
     if m.model == "node":
         solver = SOLVERS[m.solver]()
         if m.solver in ("euler", "heun"):

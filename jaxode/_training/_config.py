@@ -7,6 +7,23 @@ import typing
 
 PRECISIONS = ("float32", "float64")
 
+# The named choices of every string field: the CLI offers exactly these.
+CHOICES = {
+    ("data", "protocol"): ("jaxode", "study"),
+    ("model", "model"): ("node", "resnet", "hamiltonian"),
+    ("model", "field"): ("mlp", "layer", "antisymmetric", "hamiltonian"),
+    ("model", "basis"): ("static", "monomial", "legendre", "chebyshev", "fourier", "piecewise"),
+    ("model", "solver"): ("dopri5", "tsit5", "bosh3", "heun", "euler", "dopri8"),
+    ("model", "paradigm"): ("discretize", "optimize"),
+    ("model", "opening_activation"): ("tanh", "none"),
+    ("model", "field_init"): ("default", "normal"),
+    ("train", "optimiser"): ("adam", "adamw", "rmsprop", "sgd"),
+    ("train", "schedule"): ("cosine", "step", "constant"),
+    ("train", "sampling"): ("epochs", "replacement"),
+    ("train", "loss"): ("mse", "l1", "relative"),
+    ("train", "precision"): PRECISIONS,
+}
+
 
 def _check_choice(section: str, name: str, value, choices) -> None:
     if value not in choices:
@@ -32,10 +49,15 @@ def _non_negative(section: str, name: str, value) -> None:
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which data set: `dataset` is `"elm"`, `"cdr"` or a path to a `.npz`/`.csv` file;
-    `split_seed` seeds random splits (CDR, user files without a stored split)."""
+    `split_seed` seeds random splits (CDR, user files without a stored split); `protocol`
+    is `"jaxode"` or `"study"` (the study's preprocessing of the bundled sets: for CDR a
+    `numpy.random.RandomState(split_seed)` permutation and unscaled outputs); `num_outputs`
+    tells a CSV file without `y...` column names how many of its last columns are outputs."""
 
     dataset: str = "elm"
     split_seed: int = 0
+    protocol: str = "jaxode"
+    num_outputs: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +69,9 @@ class ModelConfig:
     `"legendre"`, `"chebyshev"`, `"fourier"` or `"piecewise"` (`degree` is the polynomial
     degree, the number of frequencies, or the number of pieces). `solver`, `rtol`, `atol`,
     `max_steps`, `paradigm` apply to the neural ODE; `steps` to the discrete models.
+    `field_init` is `"default"` (the layers' own initialisation of the constant coefficient,
+    higher coefficients zero) or `"normal"` (every weight coefficient of the field drawn from
+    $N(0, \\sigma^2)$ with $\\sigma$ = `field_init_std`, biases zero, as the study's neural ODEs).
     """
 
     model: str = "node"
@@ -63,18 +88,26 @@ class ModelConfig:
     paradigm: str = "discretize"
     steps: int = 12
     opening_activation: str = "tanh"
+    field_init: str = "default"
+    field_init_std: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation: `optimiser` (`"adam"`, `"adamw"`, `"rmsprop"`, `"sgd"`) with
     `learning_rate` and `schedule` (`"cosine"`, `"step"`: times `decay_factor` every
-    `decay_every` steps, `"constant"`); `epochs` over minibatches of `batch_size`; `clip_norm`
-    (global-norm gradient clipping, `None` for off); `loss` (`"mse"`, `"l1"`, `"relative"`);
-    regularisers `tikhonov` (dynamics and opening weights), `readout_tikhonov`, `gram` (the
-    L2-in-time Gram penalty); `patience` (evaluations without validation improvement before
-    stopping, `None` for off); `ridge` (ridge parameter of the closed-form readout warm start,
-    `None` for off); `seed`; `precision` (`"float32"` or `"float64"`)."""
+    `decay_every` steps, `"constant"`); `epochs` over minibatches of `batch_size`, or
+    `iterations` optimisation steps when set; `sampling` (`"epochs"`: a permutation per epoch,
+    `"replacement"`: every batch drawn with replacement); `clip_norm` (global-norm gradient
+    clipping, `None` for off); `loss` (`"mse"`, `"l1"`, `"relative"`); regularisers
+    `tikhonov` (dynamics and opening weights), `readout_tikhonov`, `gram` (the L2-in-time Gram
+    penalty); `patience` (evaluations without validation improvement before stopping, `None`
+    for off); evaluations (and checkpoints) every `eval_every` epochs, or every
+    `eval_every_iterations` steps when set; `ridge` (ridge parameter of the closed-form readout
+    warm start, `None` for off); `max_failed_batches` (stop after this many consecutive batches
+    whose solve failed, `None` for never); `divergence_factor` (stop when the validation
+    error exceeds this multiple of its lowest value, `None` for never); `seed`; `precision`
+    (`"float32"` or `"float64"`)."""
 
     optimiser: str = "adam"
     learning_rate: float = 3e-3
@@ -82,7 +115,9 @@ class TrainConfig:
     decay_every: int = 500
     decay_factor: float = 0.5
     epochs: int = 80
+    iterations: int | None = None
     batch_size: int = 32
+    sampling: str = "epochs"
     clip_norm: float | None = 1.0
     loss: str = "mse"
     tikhonov: float = 0.0
@@ -90,7 +125,10 @@ class TrainConfig:
     gram: float = 0.0
     patience: int | None = None
     eval_every: int = 1
+    eval_every_iterations: int | None = None
     ridge: float | None = None
+    max_failed_batches: int | None = 10
+    divergence_factor: float | None = 100.0
     seed: int = 0
     precision: str = "float32"
 
@@ -134,21 +172,26 @@ class RunConfig:
         return cls(**built)
 
     def to_toml(self) -> str:
-        """TOML text readable by `from_toml` (`None` values are written as comments)."""
+        """TOML text readable by `from_toml` (`None` is written as `"none"`, which reads back
+        as `None`)."""
         lines = []
         for section, values in self.to_dict().items():
             lines.append(f"[{section}]")
             for key, value in values.items():
-                if value is None:
-                    lines.append(f"# {key} = (none)")
-                else:
-                    lines.append(f"{key} = {json.dumps(value)}")
+                lines.append(f"{key} = {json.dumps('none' if value is None else value)}")
             lines.append("")
         return "\n".join(lines)
 
     @classmethod
     def from_toml(cls, text: str) -> "RunConfig":
-        return cls.from_dict(tomllib.loads(text))
+        """Reads `to_toml`'s format (or any subset of its sections and keys).
+
+        **Raises:** `ValueError` for invalid TOML, unknown names or invalid values."""
+        try:
+            values = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"invalid TOML configuration: {error}.") from None
+        return cls.from_dict(values)
 
     def replace(self, section: str, **changes) -> "RunConfig":
         """A copy with `changes` applied to one section."""
@@ -179,43 +222,46 @@ def _coerce(section, key, value, hint):
     return value
 
 
+def _optional_positive_int(section: str, name: str, value) -> None:
+    _positive(section, name, value, allow_none=True, integer=True)
+
+
 def check_config(config: RunConfig) -> None:
     """Raises a `ValueError` naming the first invalid field and what is allowed."""
-    m, t = config.model, config.train
-    _check_choice("model", "model", m.model, ("node", "resnet", "hamiltonian"))
-    _check_choice("model", "field", m.field, ("mlp", "layer", "antisymmetric", "hamiltonian"))
-    _check_choice(
-        "model",
-        "basis",
-        m.basis,
-        ("static", "monomial", "legendre", "chebyshev", "fourier", "piecewise"),
-    )
-    _check_choice(
-        "model", "solver", m.solver, ("dopri5", "tsit5", "bosh3", "heun", "euler", "dopri8")
-    )
-    _check_choice("model", "paradigm", m.paradigm, ("discretize", "optimize"))
-    _check_choice("model", "opening_activation", m.opening_activation, ("tanh", "none"))
+    for (section, name), choices in CHOICES.items():
+        _check_choice(section, name, getattr(getattr(config, section), name), choices)
+    d, m, t = config.data, config.model, config.train
+    if not isinstance(d.dataset, str) or not d.dataset:
+        raise ValueError(f"data.dataset must be a name or a file path, got {d.dataset!r}.")
+    if isinstance(d.split_seed, bool) or not isinstance(d.split_seed, int) or d.split_seed < 0:
+        raise ValueError(f"data.split_seed must be an integer >= 0, got {d.split_seed!r}.")
+    _optional_positive_int("data", "num_outputs", d.num_outputs)
     if isinstance(m.degree, bool) or not isinstance(m.degree, int) or m.degree < 0:
         raise ValueError(f"model.degree must be an integer >= 0, got {m.degree!r}.")
     for name in ("width", "hidden", "max_steps", "steps"):
         _positive("model", name, getattr(m, name), integer=True)
-    for name in ("t1", "rtol", "atol"):
+    for name in ("t1", "rtol", "atol", "field_init_std"):
         _positive("model", name, getattr(m, name))
     if m.model == "hamiltonian" and m.field != "hamiltonian":
         raise ValueError(
             "model.model 'hamiltonian' needs model.field 'hamiltonian'; set --field hamiltonian."
         )
-    _check_choice("train", "optimiser", t.optimiser, ("adam", "adamw", "rmsprop", "sgd"))
-    _check_choice("train", "schedule", t.schedule, ("cosine", "step", "constant"))
-    _check_choice("train", "loss", t.loss, ("mse", "l1", "relative"))
-    _check_choice("train", "precision", t.precision, PRECISIONS)
     _positive("train", "learning_rate", t.learning_rate)
     for name in ("epochs", "batch_size", "decay_every", "eval_every"):
         _positive("train", name, getattr(t, name), integer=True)
+    for name in ("iterations", "eval_every_iterations", "patience", "max_failed_batches"):
+        _optional_positive_int("train", name, getattr(t, name))
     _positive("train", "decay_factor", t.decay_factor)
     _positive("train", "clip_norm", t.clip_norm, allow_none=True)
-    _positive("train", "patience", t.patience, allow_none=True, integer=True)
     _positive("train", "ridge", t.ridge, allow_none=True)
+    if t.divergence_factor is not None and (
+        isinstance(t.divergence_factor, bool)
+        or not isinstance(t.divergence_factor, (int, float))
+        or not t.divergence_factor > 1
+    ):
+        raise ValueError(
+            f"train.divergence_factor must be a number > 1 or none, got {t.divergence_factor!r}."
+        )
     for name in ("tikhonov", "readout_tikhonov", "gram"):
         _non_negative("train", name, getattr(t, name))
     if isinstance(t.seed, bool) or not isinstance(t.seed, int):

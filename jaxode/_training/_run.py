@@ -1,8 +1,8 @@
 """Run directories: train from a `RunConfig`, write everything, load a trained model back."""
 
-import csv
 import io
 import json
+import math
 import pathlib
 
 import equinox as eqx
@@ -15,7 +15,7 @@ from .._surrogate import Surrogate, count_dynamics_parameters, count_parameters
 from ._build import build_loss, build_model, build_optimiser, build_regularisers
 from ._checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
 from ._config import RunConfig
-from ._fit import FitResult, fit
+from ._fit import CHECKPOINT, FitResult, fit, read_best
 from ._metrics import error_metrics, predict_in_chunks
 
 CONFIG, MODEL, METRICS, HISTORY, NORMALISATION, PLOT = (
@@ -78,18 +78,24 @@ def evaluate_model(model: Surrogate, data: Dataset) -> dict:
     return out
 
 
-def _history_csv(rows: list) -> str:
-    columns = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+def _json_text(values: dict) -> str:
+    """Strict JSON: non-finite numbers become `null` (JSON has no NaN)."""
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(values), indent=2, allow_nan=False)
 
 
-def _plot(rows: list, path: pathlib.Path) -> bool:
+def _plot(rows: list, best_step: int, loss_name: str, path: pathlib.Path) -> bool:
+    """loss.png: the training loss and the validation error on panels of their own, the
+    returned (best) step marked; `False` without matplotlib."""
     try:
         import matplotlib
 
@@ -97,13 +103,28 @@ def _plot(rows: list, path: pathlib.Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4))
+    validated = bool(rows) and "val_global" in rows[0]
+    fig, axes = plt.subplots(
+        2 if validated else 1, 1, figsize=(6, 6 if validated else 3.5), sharex=True, squeeze=False
+    )
     steps = [r["step"] for r in rows]
-    ax.semilogy(steps, [r["train_loss"] for r in rows], label="train loss")
-    if rows and "val_global" in rows[0]:
-        ax.semilogy(steps, [r["val_global"] for r in rows], label="val relative error")
-    ax.set_xlabel("step")
-    ax.legend()
+    top = axes[0, 0]
+    top.semilogy(steps, [r["train_loss"] for r in rows], color="C0", label="training loss")
+    top.set_ylabel(f"training loss ({loss_name},\nnormalised units)")
+    panels = [top]
+    if validated:
+        bottom = axes[1, 0]
+        bottom.semilogy(
+            steps, [r["val_global"] for r in rows], color="C1", label="validation error"
+        )
+        bottom.set_ylabel("validation relative error\n(global, normalised units)")
+        panels.append(bottom)
+    for ax in panels:
+        ax.axvline(best_step, color="k", linestyle=":", label=f"returned parameters (step {best_step})")
+        ax.legend(fontsize="small")
+        ax.grid(True, which="both", alpha=0.3)
+    panels[-1].set_xlabel("optimisation step")
+    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
@@ -112,100 +133,163 @@ def _plot(rows: list, path: pathlib.Path) -> bool:
 
 
 def _dataset(config: RunConfig) -> Dataset:
-    return load_dataset(config.data.dataset, seed=config.data.split_seed)
+    d = config.data
+    return load_dataset(
+        d.dataset, seed=d.split_seed, protocol=d.protocol, num_outputs=d.num_outputs
+    )
+
+
+def _differences(a: RunConfig, b: RunConfig) -> list[str]:
+    one, other = a.to_dict(), b.to_dict()
+    return [
+        f"{section}.{key}: {other[section][key]!r} stored, {value!r} given"
+        for section, values in one.items()
+        for key, value in values.items()
+        if other[section][key] != value
+    ]
+
+
+def _check_out(run_dir: pathlib.Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"{str(run_dir)!r} is a file; choose a directory for the run.")
+    if (run_dir / CONFIG).exists():
+        raise FileExistsError(
+            f"{str(run_dir)!r} already holds a run; pass --resume to continue it or choose "
+            "another --out."
+        )
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise FileExistsError(
+            f"{str(run_dir)!r} exists and holds files but no run; choose an empty or new "
+            "directory (--out)."
+        )
 
 
 def train(
-    config: RunConfig, run_dir, *, resume: bool = False, progress: bool = True
+    config: RunConfig | None, run_dir, *, resume: bool = False, progress: bool = True
 ) -> tuple[TrainedSurrogate, FitResult, dict]:
     """Trains the surrogate of `config` and fills `run_dir` with `config.toml`,
-    `normalisation.json`, `checkpoint.eqx` (model and optimiser state, at every evaluation),
-    `model.eqx`, `history.csv`, `metrics.json` and `loss.png` (with matplotlib).
+    `normalisation.json`, `checkpoint.eqx` and `history.csv` (at every evaluation), and at
+    the end `model.eqx` (the returned parameters), `metrics.json` and `loss.png`.
 
     **Arguments:**
 
-    - `config`: a `RunConfig`.
-    - `run_dir`: output directory (created).
-    - `resume`: continue from `run_dir`'s checkpoint, using the configuration stored there.
+    - `config`: a `RunConfig` (`None` when resuming: the stored one is used).
+    - `run_dir`: output directory: new, or empty (created).
+    - `resume`: continue from `run_dir`'s checkpoint with the configuration stored there.
     - `progress`: show a progress bar.
 
-    **Returns:** `(trained, fit_result, metrics)`.
+    **Returns:** `(trained, fit_result, metrics)`. `metrics` is empty for an interrupted run;
+    for a run that stopped (diverged or failing solves) before its first evaluation it holds
+    only `status`, `message` and `steps`, and no `model.eqx` is written.
 
-    **Raises:** `FileExistsError` when `run_dir` already holds a run and `resume` is off;
-    `ValueError` when resuming with a configuration other than the stored one.
+    **Raises:** `FileExistsError` when `run_dir` already holds a run (and `resume` is off) or
+    holds other files; `FileNotFoundError` when resuming a directory without a run;
+    `ValueError` when resuming with a configuration other than the stored one, or for
+    settings the data cannot satisfy. A failed start leaves no run files behind.
     """
     run_dir = pathlib.Path(run_dir)
     stored = run_dir / CONFIG
     if resume:
         if not stored.is_file():
             raise FileNotFoundError(f"no run to resume in {str(run_dir)!r} (missing {CONFIG}).")
-        config = RunConfig.from_toml(stored.read_text())
-    elif stored.exists():
-        raise FileExistsError(
-            f"{str(run_dir)!r} already holds a run; pass --resume to continue it or choose another --out."
-        )
+        stored_config = RunConfig.from_toml(stored.read_text())
+        if config is not None and config != stored_config:
+            raise ValueError(
+                f"resuming {str(run_dir)!r} with a configuration other than its stored one ("
+                + "; ".join(_differences(config, stored_config))
+                + "); pass config=None (CLI: --resume alone) to continue the stored run."
+            )
+        config = stored_config
+    else:
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"`config` must be a RunConfig, got {type(config).__name__}.")
+        _check_out(run_dir)
     data = _dataset(config)
     t = config.train
+    train_size = len(data.splits["train"])
+    if t.batch_size > train_size:
+        raise ValueError(
+            f"train.batch_size={t.batch_size} exceeds the {train_size} training samples of "
+            f"{data.name!r}; lower it (--batch-size {train_size} or less)."
+        )
     key = jax.random.PRNGKey(t.seed)
     model_key, batch_key = jax.random.split(key)
     model = build_model(config, data.in_size, data.out_size, key=model_key)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        atomic_write_text(stored, config.to_toml())
-        normalisation = {"x": data.x_norm.to_dict(), "y": data.y_norm.to_dict()}
-        atomic_write_text(run_dir / NORMALISATION, json.dumps(normalisation))
-    per_epoch = len(data.splits["train"]) // t.batch_size
-    result = fit(
-        model,
-        data.arrays("train"),
-        build_optimiser(t, t.epochs * max(per_epoch, 1)),
-        key=batch_key,
-        val=data.arrays("val"),
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        loss=build_loss(t),
-        regularisers=build_regularisers(t),
-        clip_norm=t.clip_norm,
-        patience=t.patience,
-        eval_every=t.eval_every * max(per_epoch, 1),
-        ridge=t.ridge,
-        checkpoint_dir=run_dir,
-        resume=resume,
-        progress=progress,
-    )
+    per_epoch = train_size // t.batch_size
+    total = t.iterations if t.iterations is not None else t.epochs * per_epoch
+    created = not run_dir.exists()
+    try:
+        if not resume:
+            atomic_write_text(stored, config.to_toml())
+            normalisation = {"x": data.x_norm.to_dict(), "y": data.y_norm.to_dict()}
+            atomic_write_text(run_dir / NORMALISATION, json.dumps(normalisation))
+        result = fit(
+            model,
+            data.arrays("train"),
+            build_optimiser(t, total),
+            key=batch_key,
+            val=data.arrays("val"),
+            steps=total,
+            batch_size=t.batch_size,
+            sampling=t.sampling,
+            loss=build_loss(t),
+            regularisers=build_regularisers(t),
+            clip_norm=t.clip_norm,
+            patience=t.patience,
+            eval_every=t.eval_every_iterations or t.eval_every * per_epoch,
+            ridge=t.ridge,
+            max_failed_batches=t.max_failed_batches,
+            divergence_factor=t.divergence_factor,
+            checkpoint_dir=run_dir,
+            resume=resume,
+            progress=progress,
+        )
+    except BaseException:
+        if not resume and not (run_dir / CHECKPOINT).exists():
+            _remove_start(run_dir, created)
+        raise
     trained = TrainedSurrogate(result.model, data.x_norm, data.y_norm, config)
     if result.status == "interrupted":
         return trained, result, {}
+    metrics = dict(status=result.status, message=result.message, steps=result.steps)
+    if result.checkpoint_step is None:
+        atomic_write_text(run_dir / METRICS, _json_text(metrics))
+        return trained, result, metrics
     save_checkpoint(run_dir / MODEL, {"best_step": result.best_step}, result.model)
-    atomic_write_text(run_dir / HISTORY, _history_csv(result.history))
-    metrics = evaluate_model(result.model, data)
+    metrics.update(evaluate_model(result.model, data))
     last = result.history[-1] if result.history else {}
     counted = [row for row in result.history if "forward_evaluations" in row]
     counts = counted[-1] if counted else {}
     metrics.update(
-        status=result.status,
-        message=result.message,
-        steps=result.steps,
         best_step=result.best_step,
         solver_failures=result.solver_failures,
         compile_time=result.compile_time,
         train_time=last.get("wall_time", 0.0),
         parameters=count_parameters(result.model),
         dynamics_parameters=count_dynamics_parameters(result.model),
-        forward_evaluations=counts.get("forward_evaluations", float("nan")),
-        backward_evaluations=counts.get("backward_evaluations", float("nan")),
+        forward_evaluations=counts.get("forward_evaluations"),
+        backward_evaluations=counts.get("backward_evaluations"),
     )
-    atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2))
-    _plot(result.history, run_dir / PLOT)
+    metrics["plot"] = _plot(result.history, result.best_step, t.loss, run_dir / PLOT)
+    atomic_write_text(run_dir / METRICS, _json_text(metrics))
     return trained, result, metrics
 
 
-def load(run_dir) -> TrainedSurrogate:
-    """The trained model of a run directory, ready for `predict` in physical units (the last
-    checkpoint's best parameters if training did not finish).
+def _remove_start(run_dir: pathlib.Path, created: bool) -> None:
+    """Undoes a start that failed before the first checkpoint: the same command can run again."""
+    for name in (CONFIG, NORMALISATION, HISTORY):
+        (run_dir / name).unlink(missing_ok=True)
+    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
-    **Raises:** `FileNotFoundError` if `run_dir` holds no run; `ValueError` if its files do
-    not match its configuration.
+
+def load(run_dir) -> TrainedSurrogate:
+    """The trained model of a run directory, ready for `predict` in physical units: its
+    `model.eqx`, or, for a run that has not finished (interrupted), the best parameters of its
+    last checkpoint.
+
+    **Raises:** `FileNotFoundError` if `run_dir` holds no run or no trained parameters yet;
+    `ValueError` if its files do not match its configuration.
     """
     run_dir = pathlib.Path(run_dir)
     if not (run_dir / CONFIG).is_file():
@@ -214,10 +298,15 @@ def load(run_dir) -> TrainedSurrogate:
     normalisation = json.loads((run_dir / NORMALISATION).read_text())
     x_norm, y_norm = Affine.from_dict(normalisation["x"]), Affine.from_dict(normalisation["y"])
     skeleton = build_model(config, len(x_norm.shift), len(y_norm.shift), key=jax.random.PRNGKey(0))
-    if not (run_dir / MODEL).is_file():
+    if (run_dir / MODEL).is_file():
+        _, model = load_checkpoint(run_dir / MODEL, skeleton)
+    elif (run_dir / CHECKPOINT).is_file():
+        params, static = eqx.partition(skeleton, eqx.is_inexact_array)
+        _, best = read_best(run_dir / CHECKPOINT, params)
+        model = eqx.combine(best, static)
+    else:
         raise FileNotFoundError(
-            f"{str(run_dir)!r} has no {MODEL}: training did not finish; resume it with "
-            f"`jaxode train --resume {run_dir}`."
+            f"{str(run_dir)!r} has no trained parameters: training stopped before its first "
+            f"checkpoint (see {METRICS} if present); start it again."
         )
-    _, model = load_checkpoint(run_dir / MODEL, skeleton)
     return TrainedSurrogate(model, x_norm, y_norm, config)
