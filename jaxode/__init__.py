@@ -79,6 +79,8 @@ from ._training import (
     global_relative_error as global_relative_error,
     load as load,
     mean_relative_error as mean_relative_error,
+    preset as preset,
+    presets as presets,
     ridge_readout as ridge_readout,
     ridge_warm_start as ridge_warm_start,
     train as train,

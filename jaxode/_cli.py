@@ -7,10 +7,17 @@ import signal
 import sys
 import time
 
-from ._training._config import CHOICES, DataConfig, ModelConfig, RunConfig, TrainConfig
+from ._training._config import (
+    CHOICES,
+    PRESETS,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    presets,
+)
 
 PACKAGE = pathlib.Path(__file__).resolve().parent
-PRESETS = PACKAGE / "presets"
 
 # (flag, section, field, type, help). Defaults come from the config dataclasses, choices from
 # `CHOICES`; options that accept 'none' are read as strings and converted by the config.
@@ -85,10 +92,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _presets() -> list[str]:
-    return sorted(path.stem for path in PRESETS.glob("*.toml"))
-
-
 def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
@@ -98,7 +101,7 @@ def _train_parser(sub) -> None:
     )
     p.add_argument(
         "--preset",
-        choices=_presets(),
+        choices=presets(),
         help=f"a named configuration (TOML files in {PRESETS})",
     )
     p.add_argument(

@@ -8,6 +8,8 @@ from ._config import DataConfig as DataConfig
 from ._config import ModelConfig as ModelConfig
 from ._config import RunConfig as RunConfig
 from ._config import TrainConfig as TrainConfig
+from ._config import preset as preset
+from ._config import presets as presets
 from ._fit import FitResult as FitResult
 from ._fit import epoch_order as epoch_order
 from ._fit import fit as fit
