@@ -163,3 +163,54 @@ def test_probe_report_in_both_precisions(run_dir, tmp_path):
     assert main(["probe", str(run_dir), "--precision", "float32", "--out", str(tmp_path / "p32")]) == 0
     r32 = json.loads((tmp_path / "p32" / "report.json").read_text())["ray_limit"]
     assert r32["precision"] == "float32" and any("float32" in n for n in r32["notes"])
+
+
+def _bad_files(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "ragged.csv").write_text("1,2,3\n4,5,6\n7,8\n")
+    (tmp_path / "empty.csv").write_text("")
+    np.savez(tmp_path / "empty.npz")
+    x = rng.normal(size=(30, 4))
+    x[7, 1] = np.nan
+    np.savetxt(tmp_path / "nan.csv", x, delimiter=",", header="a,b,y0,y1", comments="")
+    np.savetxt(tmp_path / "nohead.csv", rng.normal(size=(30, 4)), delimiter=",")
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("ragged.csv", "line 3: 2 values, but line 1 (the first row) has 3"),
+        ("empty.csv", "is empty (no data rows)"),
+        ("empty.npz", "holds no arrays"),
+        ("nan.csv", "line 9, column 2 ('b'): value nan is NaN/inf"),
+        ("nohead.csv", "`--num-outputs N` on the command line"),
+    ],
+)
+def test_bad_data_files_are_one_line_errors_and_leave_no_run(name, message, tmp_path, capsys):
+    _bad_files(tmp_path)
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(tmp_path / name), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_num_outputs_is_reachable_from_the_cli(tmp_path):
+    _bad_files(tmp_path)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "nohead.csv"), "--num-outputs", "1", *TINY[2:]]
+    argv[argv.index("--batch-size") + 1] = "6"
+    assert main(argv + ["--out", str(out)]) == 0
+    trained = jaxode.load(out)
+    assert (trained.model.in_size, trained.model.out_size) == (3, 1)
+    assert trained.config.data.num_outputs == 1
+
+
+def test_predict_names_the_line_of_a_nan_input(run_dir, tmp_path, capsys):
+    x = jaxode.load_cdr(0).x[:4].copy()
+    x[2, 5] = np.inf
+    np.savetxt(tmp_path / "in.csv", x, delimiter=",")
+    assert main(["predict", str(run_dir), str(tmp_path / "in.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "line 3" in err and "NaN/inf" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "in_predictions.csv").exists()
