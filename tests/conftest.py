@@ -1,18 +1,35 @@
-"""Tests run in float64: accuracy claims are checked where rounding does not hide them."""
+"""Tests run in float64: accuracy claims are checked where rounding does not hide them.
+
+Randomness is deterministic: `getkey` starts from a fixed seed (override it with the
+environment variable JAXODE_TEST_SEED to explore other draws). Tests of the float32 tier
+(`tests/test_float32.py`) carry the `float32` marker: `pytest -m float32` runs them alone.
+"""
 
 import os
-import random
 
 import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
 
+DEFAULT_SEED = 20240601
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "float32: runs with x64 off, in the float32 precision users get by default"
+    )
+
+
+def seed_of_getkey() -> int:
+    """The seed of `getkey`: DEFAULT_SEED unless JAXODE_TEST_SEED is set."""
+    return int(os.environ.get("JAXODE_TEST_SEED", DEFAULT_SEED))
+
 
 @pytest.fixture
 def getkey():
-    """A function returning fresh PRNG keys from a seed printed for reproduction."""
-    seed = int(os.environ.get("JAXODE_TEST_SEED", random.randrange(2**31)))
+    """A function returning fresh PRNG keys from a fixed seed, printed for reproduction."""
+    seed = seed_of_getkey()
     print(f"test seed: {seed} (rerun with JAXODE_TEST_SEED={seed})")
     key = jax.random.PRNGKey(seed)
 
@@ -30,3 +47,11 @@ def _float64_for_every_test():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture
+def float32():
+    """Turns x64 off for one test (after the autouse float64 fixture, which restores it):
+    build arrays and models inside the test, after this fixture has run."""
+    jax.config.update("jax_enable_x64", False)
+    yield
