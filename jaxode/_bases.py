@@ -24,7 +24,9 @@ class AbstractTimeBasis(eqx.Module):
     Every basis works on the rescaled time $\\tau = (t - t_0) / (t_1 - t_0) \\in [0, 1]$.
     Outside the window the basis either keeps evaluating its formula (`clamp=False`, the
     default: a polynomial keeps growing) or holds the value at the nearest end of the window
-    (`clamp=True`: the weights are frozen outside the training window).
+    (`clamp=True`: the weights are frozen outside the training window). With `clamp=True` the
+    time derivative is the formula's on the closed window $[t_0, t_1]$ (one-sided at its ends)
+    and zero outside it.
     """
 
     t0: eqx.AbstractVar[float]
@@ -48,10 +50,23 @@ class AbstractTimeBasis(eqx.Module):
         """Points of $[0, 1]$ where a basis function may be non-smooth (for quadrature)."""
         return (0.0, 1.0)
 
+    def _power_form(self) -> tuple[list[list[int]], np.ndarray] | None:
+        """Exact coefficients in powers of $\\tau$, or `None` for a basis that is not polynomial.
+
+        **Returns:** `(coefficients, scale)` with integer `coefficients[j][k]` and a float64
+        vector `scale` such that $\\phi_k(\\tau) = s_k \\sum_j c_{jk} \\tau^j$; used for exact
+        changes of basis (`projection_matrix`). `None` by default.
+        """
+        return None
+
     def tau(self, t: Float[ArrayLike, ""]) -> Float[Array, ""]:
         """Rescaled time, clamped to $[0, 1]$ when `clamp` is set."""
         tau = (jnp.asarray(t) - self.t0) / (self.t1 - self.t0)
-        return jnp.clip(tau, 0.0, 1.0) if self.clamp else tau
+        if not self.clamp:
+            return tau
+        # Not jnp.clip: its derivative is 1/2 at the ends of the window; this keeps the
+        # formula's derivative on the closed window and zero outside it.
+        return jnp.where(tau < 0.0, 0.0, jnp.where(tau > 1.0, 1.0, tau)).astype(tau.dtype)
 
     def __call__(self, t: Float[ArrayLike, ""]) -> Float[Array, " num_basis"]:
         """Values $\\phi_k(t)$ of all basis functions at the scalar time `t`."""
@@ -81,6 +96,9 @@ class ConstantBasis(AbstractTimeBasis):
 
     def unit_gram(self):
         return np.ones((1, 1))
+
+    def _power_form(self):
+        return [[1]], np.ones(1)
 
 
 def _check_degree(degree: int) -> None:
@@ -112,11 +130,16 @@ class MonomialBasis(AbstractPolynomialBasis):
 
     def evaluate_tau(self, tau):
         tau = jnp.asarray(tau, dtype=jnp.result_type(tau, float))
-        return tau ** jnp.arange(self.num_basis, dtype=tau.dtype)
+        # Repeated products, not `tau ** k`: the derivative of `tau ** 0` is NaN at tau = 0.
+        return _three_term(tau, self.num_basis, tau, lambda k, p, q: tau * p)
 
     def unit_gram(self):
         k = np.arange(self.num_basis)
         return 1.0 / (k[:, None] + k[None, :] + 1.0)
+
+    def _power_form(self):
+        n = self.num_basis
+        return [[int(j == k) for k in range(n)] for j in range(n)], np.ones(n)
 
 
 def _three_term(tau, num: int, first, step):
@@ -158,6 +181,16 @@ class LegendreBasis(AbstractPolynomialBasis):
             return np.eye(self.num_basis)
         return np.diag(1.0 / (2.0 * np.arange(self.num_basis) + 1.0))
 
+    def _power_form(self):
+        # P_k(2 tau - 1) = sum_j (-1)^(k + j) C(k, j) C(k + j, j) tau^j.
+        n = self.num_basis
+        coefficients = [
+            [(-1) ** (k + j) * math.comb(k, j) * math.comb(k + j, j) for k in range(n)]
+            for j in range(n)
+        ]
+        k = np.arange(n)
+        return coefficients, np.sqrt(2.0 * k + 1.0) if self.orthonormal else np.ones(n)
+
 
 class ChebyshevBasis(AbstractPolynomialBasis):
     """Shifted Chebyshev polynomials of the first kind $\\phi_k = T_k(2\\tau - 1)$."""
@@ -181,6 +214,19 @@ class ChebyshevBasis(AbstractPolynomialBasis):
         safe = lambda s: np.where(even, 1.0 - s**2, 1.0)
         value = 0.5 * (1.0 / safe(m + n) + 1.0 / safe(m - n))
         return np.where(even, value, 0.0)
+
+    def _power_form(self):
+        # T_{k+1} = 2 x T_k - T_{k-1} with x = 2 tau - 1, on integer coefficient lists.
+        n = self.num_basis
+        polys = [[1], [-1, 2]][:n]
+        for _ in range(n - 2):
+            p, q = polys[-1], polys[-2]
+            two_x_p = [-2 * a for a in p] + [0]
+            for i, a in enumerate(p):
+                two_x_p[i + 1] += 4 * a
+            polys.append([a - (q[i] if i < len(q) else 0) for i, a in enumerate(two_x_p)])
+        coefficients = [[p[j] if j < len(p) else 0 for p in polys] for j in range(n)]
+        return coefficients, np.ones(n)
 
 
 class FourierBasis(AbstractTimeBasis):
@@ -213,6 +259,20 @@ class FourierBasis(AbstractTimeBasis):
         return np.diag([1.0] + [0.5] * (2 * self.num_frequencies))
 
 
+def _piece_index(tau: Array, pieces, t0, t1) -> Array:
+    """Index (as a float of the dtype of `tau`) of the piece of $[0, 1]$ holding `tau`, one
+    of `pieces` equal pieces of the window $[t_0, t_1]$, clipped to the first and last piece.
+
+    Step times $t_j = t_0 + j h$ of a fixed-step model, computed in floating point, land a few
+    ulps of the window's magnitude $\\max(|t_0|, |t_1|)$ below the boundary of piece $j$.
+    A tolerance of that size in the dtype of `tau` puts them into piece $j$ (a fixed shift
+    such as 1e-6 is below float32 resolution for a few hundred pieces).
+    """
+    magnitude = 1.0 + jnp.maximum(abs(t0), abs(t1)) / (t1 - t0)
+    tolerance = (4.0 * jnp.finfo(tau.dtype).eps * pieces * magnitude).astype(tau.dtype)
+    return jnp.clip(jnp.floor(tau * pieces + tolerance), 0, pieces - 1).astype(tau.dtype)
+
+
 class PiecewiseConstantBasis(AbstractTimeBasis):
     """Indicators of `pieces` equal sub-intervals: one independent weight set per interval.
 
@@ -238,9 +298,7 @@ class PiecewiseConstantBasis(AbstractTimeBasis):
 
     def evaluate_tau(self, tau):
         tau = jnp.asarray(tau, dtype=jnp.result_type(tau, float))
-        # A small relative shift puts grid points t_j = j h, computed in floating point,
-        # reliably into piece j.
-        index = jnp.clip(jnp.floor(tau * self.pieces + 1e-6), 0, self.pieces - 1)
+        index = _piece_index(tau, self.pieces, self.t0, self.t1)
         return (jnp.arange(self.pieces) == index).astype(tau.dtype)
 
     def unit_gram(self):

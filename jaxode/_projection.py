@@ -1,14 +1,19 @@
 """Conditioning, change of basis and the L2-in-time penalty of time bases."""
 
+import functools
+import math
+from fractions import Fraction
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._bases import AbstractTimeBasis
+from ._bases import AbstractTimeBasis, LegendreBasis
 
 _NODES_PER_PIECE = 48
+_RATIONAL_MAX = 32  # bases up to this size move in exact rational arithmetic
 
 
 def basis_matrix(
@@ -35,8 +40,9 @@ def condition_number(basis: AbstractTimeBasis, times: Float[ArrayLike, " num_tim
 def _quadrature(source: AbstractTimeBasis, target: AbstractTimeBasis):
     """Composite Gauss-Legendre nodes and weights on the target window (float64, NumPy).
 
-    Sub-intervals split at both bases' breakpoints, so piecewise bases are integrated exactly
-    and polynomials up to degree 95 are too.
+    Sub-intervals split at both bases' breakpoints, so piecewise bases are integrated exactly,
+    and each has enough nodes to integrate products of the two bases' polynomials exactly
+    (at least 48 nodes: degree 95).
     """
     t0, t1 = target.t0, target.t1
     cuts = {0.0, 1.0} | set(target.breakpoints())
@@ -46,7 +52,8 @@ def _quadrature(source: AbstractTimeBasis, target: AbstractTimeBasis):
         if 0.0 < tau < 1.0:
             cuts.add(tau)
     cuts = np.array(sorted(cuts))
-    x, w = np.polynomial.legendre.leggauss(_NODES_PER_PIECE)
+    nodes = max(_NODES_PER_PIECE, source.num_basis + target.num_basis)
+    x, w = np.polynomial.legendre.leggauss(nodes)
     lo, hi = cuts[:-1, None], cuts[1:, None]
     taus = (lo + (hi - lo) * (x[None] + 1.0) / 2.0).ravel()
     weights = ((hi - lo) * w[None] / 2.0).ravel()
@@ -58,18 +65,156 @@ def _values64(basis: AbstractTimeBasis, times: np.ndarray) -> np.ndarray:
         return np.asarray(jax.vmap(basis)(jnp.asarray(times, dtype=jnp.float64)))
 
 
+def _solve_exactly(matrix, rhs) -> list[list[Fraction]]:
+    """`matrix^{-1} rhs` in rational arithmetic (Gauss-Jordan on `Fraction`s)."""
+    n = len(matrix)
+    rows = [[Fraction(a) for a in matrix[i]] + [Fraction(b) for b in rhs[i]] for i in range(n)]
+    for col in range(n):
+        pivot = next((i for i in range(col, n) if rows[i][col] != 0), None)
+        if pivot is None:
+            raise ValueError("the power form of the target basis is singular.")
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        head = rows[col][col]
+        rows[col] = [a / head for a in rows[col]]
+        for i in range(n):
+            if i != col and rows[i][col] != 0:
+                factor = rows[i][col]
+                rows[i] = [a - factor * b for a, b in zip(rows[i], rows[col])]
+    return [row[n:] for row in rows]
+
+
+def _product(a, b) -> list[list[Fraction]]:
+    return [[sum((x * y for x, y in zip(row, col)), Fraction(0)) for col in zip(*b)] for row in a]
+
+
+def _legendre_powers(n: int) -> list[list[int]]:
+    return LegendreBasis(n - 1)._power_form()[0]
+
+
+@functools.lru_cache(maxsize=32)
+def _to_legendre(n: int) -> tuple:
+    """Exact matrix taking power coefficients (degree < n) to shifted Legendre coefficients:
+    $\\tau^j = \\sum_k (2k + 1) (j!)^2 / ((j + k + 1)! (j - k)!) P_k(2\\tau - 1)$."""
+    f = math.factorial
+    return tuple(
+        tuple(
+            Fraction((2 * k + 1) * f(j) ** 2, f(j + k + 1) * f(j - k)) if k <= j else Fraction(0)
+            for j in range(n)
+        )
+        for k in range(n)
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _from_legendre(powers: tuple) -> tuple:
+    """Exact matrix $X$ with $P_m = \\sum_k X_{km} \\psi_k$ for the shifted Legendre $P_m$
+    and the polynomials $\\psi_k = \\sum_j c_{jk} \\tau^j$ with integer `powers` $c$."""
+    return tuple(map(tuple, _solve_exactly(powers, _legendre_powers(len(powers)))))
+
+
+def _window_change(source: AbstractTimeBasis, target: AbstractTimeBasis, n: int):
+    """Exact matrix taking power coefficients in the source's $\\tau$ to those in the
+    target's: $\\tau_s = \\alpha + \\beta \\tau_t$, with the float window ends taken exactly."""
+    s0, s1, t0, t1 = (Fraction(float(v)) for v in (source.t0, source.t1, target.t0, target.t1))
+    alpha, beta = (t0 - s0) / (s1 - s0), (t1 - t0) / (s1 - s0)
+    return [
+        [math.comb(j, i) * alpha ** (j - i) * beta**i if i <= j else 0 for j in range(n)]
+        for i in range(n)
+    ]
+
+
+def _key(powers) -> tuple:
+    return tuple(tuple(int(a) for a in row) for row in powers)
+
+
+def _rational_projection(source, target) -> np.ndarray:
+    """Projection between polynomial bases in rational arithmetic, rounded once: the source
+    in powers of the target's $\\tau$, then in the shifted Legendre polynomials of the target
+    window (orthogonal there, so the projection truncates them), then in the target basis."""
+    (source_powers, source_scale), (target_powers, target_scale) = (
+        source._power_form(),
+        target._power_form(),
+    )
+    n, m = max(source.num_basis, target.num_basis), target.num_basis
+    powers = [list(row) + [0] * (n - len(row)) for row in source_powers]
+    powers += [[0] * source.num_basis for _ in range(n - len(powers))]
+    if (source.t0, source.t1) != (target.t0, target.t1):
+        powers = _product(_window_change(source, target, n), powers)
+    legendre = _product(_to_legendre(n), powers)[:m]
+    exact = _product(_from_legendre(_key(target_powers)), legendre)
+    matrix = np.array([[float(a) for a in row] for row in exact])
+    return matrix * np.asarray(source_scale)[None, :] / np.asarray(target_scale)[:, None]
+
+
+def _from_legendre_float(target: AbstractTimeBasis) -> np.ndarray:
+    """$X$ of `_from_legendre` for the target's own functions, in float64."""
+    powers, scale = target._power_form()
+    n = target.num_basis
+    if n <= _RATIONAL_MAX:
+        conversion = np.array([[float(a) for a in row] for row in _from_legendre(_key(powers))])
+    else:
+        matrix = np.array([[float(a) for a in row] for row in powers])
+        conversion = np.linalg.solve(matrix, np.array(_legendre_powers(n), dtype=np.float64))
+    return conversion / np.asarray(scale)[:, None]
+
+
+def _projection(source: AbstractTimeBasis, target: AbstractTimeBasis) -> np.ndarray:
+    if eqx.tree_equal(source, target) is True:  # the same functions on the same window
+        return np.eye(source.num_basis)
+    polynomial_target = target._power_form() is not None
+    inside = source.t0 <= target.t0 and target.t1 <= source.t1
+    if (
+        polynomial_target
+        and source._power_form() is not None
+        and (not source.clamp or inside)
+        and max(source.num_basis, target.num_basis) <= _RATIONAL_MAX
+    ):
+        return _rational_projection(source, target)
+    times, weights = _quadrature(source, target)
+    phi_source = _values64(source, times)
+    if not polynomial_target:
+        root = np.sqrt(weights)[:, None]
+        q, r = np.linalg.qr(root * _values64(target, times))
+        return np.linalg.solve(r, q.T @ (root * phi_source))
+    degree = target.num_basis - 1
+    legendre = _values64(LegendreBasis(degree, t0=target.t0, t1=target.t1), times)
+    norms = (2.0 * np.arange(degree + 1) + 1.0) / (target.t1 - target.t0)
+    coefficients = norms[:, None] * (legendre.T @ (weights[:, None] * phi_source))
+    return _from_legendre_float(target) @ coefficients
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_projection(source: AbstractTimeBasis, target: AbstractTimeBasis) -> np.ndarray:
+    matrix = _projection(source, target)
+    matrix.setflags(write=False)
+    return matrix
+
+
 def projection_matrix(source: AbstractTimeBasis, target: AbstractTimeBasis) -> np.ndarray:
     """Matrix $P$ (target x source) of the L2 projection on the target window.
 
     Coefficients `c` of `source` become `P @ c` in `target`; exact (up to rounding) whenever the
     span of `target` on its window contains the functions of `source`.
+
+    The route is well conditioned for every pair of bases. Between polynomial bases of at most
+    32 functions (when the source is a polynomial on the whole target window: not clamped, or
+    clamped on a window that holds the target's) the matrix is computed in exact rational
+    arithmetic through the shifted Legendre polynomials of the target window, and rounded
+    once. Onto any other polynomial target the source is projected on those Legendre
+    polynomials by quadrature and then converted. Onto other targets the projection is a
+    least-squares fit at the quadrature nodes, solved by QR. Monomials of degree 12 thus move
+    at the rounding level of float64, where the Gram (Hilbert) system would lose every digit.
+
+    **Arguments:**
+
+    - `source`, `target`: time bases; the projection is taken on the window of `target`.
+
+    **Returns:** a float64 NumPy array of shape `(target.num_basis, source.num_basis)`.
     """
-    times, weights = _quadrature(source, target)
-    phi_target = _values64(target, times)
-    phi_source = _values64(source, times)
-    cross = phi_target.T @ (weights[:, None] * phi_source)
-    gram = (target.t1 - target.t0) * target.unit_gram()
-    return np.linalg.solve(gram, cross)
+    try:
+        return np.array(_cached_projection(source, target))
+    except TypeError:  # a basis that cannot be hashed
+        return _projection(source, target)
 
 
 def project_coefficients(

@@ -209,3 +209,195 @@ def test_change_basis_of_a_trained_model(getkey):
     assert np.max(np.abs(w_full - w_line)) > 1e-3
     with pytest.raises(TypeError, match="`target` must be an AbstractTimeBasis"):
         jaxode.change_basis(model, "legendre")
+
+
+# Precision of a test: float32 (x64 off, marked) or float64.
+PRECISIONS = [
+    pytest.param(False, id="float32", marks=pytest.mark.float32),
+    pytest.param(True, id="float64"),
+]
+
+
+@pytest.mark.parametrize("x64", PRECISIONS)
+@pytest.mark.parametrize("window", [(0.0, 1.0), (-0.5, 2.0), (0.0, 10.0)])
+def test_step_j_uses_piece_j_for_every_step_count_up_to_1000(x64, window):
+    # Every pair j < n <= 1000 at once. The step time is ResNet's and HamiltonianNet's,
+    # t_j = t0 + j h with j and h in the working dtype; the piece index is the basis's own.
+    from jaxode._bases import _piece_index
+
+    jax.config.update("jax_enable_x64", x64)
+    dtype = jnp.float64 if x64 else jnp.float32
+    t0, t1 = window
+    j, n = np.triu_indices(1001, 1)
+    h = jnp.asarray((t1 - t0) / n, dtype)
+    t = t0 + jnp.asarray(j, dtype) * h
+    tau = jaxode.PiecewiseConstantBasis(1, t0=t0, t1=t1).tau(t)
+    assert tau.dtype == dtype
+    index = np.asarray(_piece_index(tau, jnp.asarray(n, dtype), t0, t1))
+    wrong = np.flatnonzero(index != j)
+    assert wrong.size == 0, f"{wrong.size} steps use another piece, first (n, j) = {n[wrong[0]], j[wrong[0]]}"
+    # Points well inside a piece keep it: its middle and 2% below its upper end.
+    for offset in (0.5, 0.98):
+        tau = jaxode.PiecewiseConstantBasis(1, t0=t0, t1=t1).tau(t0 + (j + offset) * h)
+        np.testing.assert_array_equal(_piece_index(tau, jnp.asarray(n, dtype), t0, t1), j)
+
+
+@pytest.mark.parametrize("x64", PRECISIONS)
+def test_piecewise_constant_basis_one_hot_at_step_times(x64):
+    jax.config.update("jax_enable_x64", x64)
+    dtype = jnp.float64 if x64 else jnp.float32
+    for n in (100, 997):
+        basis = jaxode.PiecewiseConstantBasis(n)
+        t = 0.0 + jnp.arange(n, dtype=dtype) * (1.0 / n)
+        values = jax.vmap(basis)(t)
+        assert values.dtype == dtype
+        np.testing.assert_array_equal(values, np.eye(n))
+
+
+def _shifted_legendre_to_powers(c):
+    """Monomial coefficients in tau of sum_k c_k P_k(2 tau - 1), by numpy.polynomial."""
+    in_x = npoly.legendre.leg2poly(c)
+    powers = npoly.Polynomial(in_x)(npoly.Polynomial([-1.0, 2.0])).coef
+    return np.pad(powers, (0, len(c) - len(powers)))
+
+
+def _rounding_floor(powers, tau):
+    """Float64 rounding bound of a polynomial held by monomial coefficients, at `tau`."""
+    eps = np.finfo(np.float64).eps
+    return 1e-13 + 4 * eps * np.abs(tau[:, None]) ** np.arange(len(powers)) @ np.abs(powers)
+
+
+def _exact_polyval(powers, tau):
+    """sum_j a_j tau^j in rational arithmetic: the function float64 coefficients hold."""
+    from fractions import Fraction
+
+    coefficients = [Fraction(float(a)) for a in powers]
+    values = []
+    for x in map(Fraction, map(float, tau)):
+        value = Fraction(0)
+        for a in reversed(coefficients):
+            value = value * x + a
+        values.append(float(value))
+    return np.array(values)
+
+
+@pytest.mark.parametrize("degree", range(13))
+def test_legendre_monomial_projection_is_exact_up_to_degree_12(degree):
+    rng = np.random.default_rng(degree)
+    c = rng.uniform(-1.0, 1.0, degree + 1)
+    legendre = jaxode.LegendreBasis(degree, t0=T0, t1=T1)
+    monomial = jaxode.MonomialBasis(degree, t0=T0, t1=T1)
+    powers = jaxode.projection_matrix(legendre, monomial) @ c
+    reference = _shifted_legendre_to_powers(c)
+    np.testing.assert_allclose(powers, reference, rtol=0, atol=1e-14 * np.abs(reference).max())
+    # The function the monomial coefficients hold (summed exactly) is the Legendre series.
+    tau = np.linspace(0.0, 1.0, 41)
+    series = npoly.legendre.legval(2 * tau - 1, c)
+    assert np.abs(_exact_polyval(powers, tau) - series).max() <= 1e-8
+    # Summed in float64 by the basis, it is within the rounding of the monomial form (whose
+    # coefficients reach 6e7 at degree 12, so about 1e-8 there).
+    ts = np.linspace(T0, T1, 301)
+    error = np.abs(_values(monomial, ts) @ powers - _values(legendre, ts) @ c)
+    floor = _rounding_floor(reference, (ts - T0) / (T1 - T0))
+    assert np.all(error <= floor), np.max(error / floor)
+    # And back to Legendre, carrying only the rounding of the monomial coefficients.
+    back = jaxode.projection_matrix(monomial, legendre) @ powers
+    np.testing.assert_allclose(back, c, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(back, c, rtol=0, atol=1e-14 * max(1.0, np.abs(reference).max()))
+
+
+@pytest.mark.parametrize("degree", [3, 8, 12])
+def test_monomial_to_monomial_projections_are_exact(degree):
+    rng = np.random.default_rng(100 + degree)
+    monomial = jaxode.MonomialBasis(degree, t0=T0, t1=T1)
+    # The same basis: the identity, exactly.
+    np.testing.assert_array_equal(jaxode.projection_matrix(monomial, monomial), np.eye(degree + 1))
+    # A larger degree on the same window: the identity padded with zeros, exactly.
+    larger = jaxode.projection_matrix(monomial, jaxode.MonomialBasis(degree + 3, t0=T0, t1=T1))
+    np.testing.assert_array_equal(larger, np.eye(degree + 4, degree + 1))
+    # Another window: tau = (t - T0) / (T1 - T0) = 0.2 + 0.4 tau' for tau' on [0, 1], a
+    # change of variable numpy.polynomial composes as the reference.
+    a = rng.uniform(-1.0, 1.0, degree + 1)
+    other = jaxode.MonomialBasis(degree, t0=0.0, t1=1.0)
+    moved = jaxode.projection_matrix(monomial, other) @ a
+    reference = npoly.Polynomial(a)(npoly.Polynomial([0.2, 0.4])).coef
+    np.testing.assert_allclose(moved, np.pad(reference, (0, degree + 1 - len(reference))), rtol=1e-13, atol=1e-16)
+    ts = np.linspace(0.0, 1.0, 101)
+    np.testing.assert_allclose(_values(other, ts) @ moved, _values(monomial, ts) @ a, rtol=0, atol=1e-13)
+
+
+def test_fourier_onto_degree_12_monomials_equals_the_legendre_projection_by_scipy():
+    # A non-polynomial source onto ill-conditioned monomials: the L2 projection's Legendre
+    # coefficients (2k + 1) int_0^1 P_k f dtau by scipy are the reference.
+    fourier = jaxode.FourierBasis(2, t0=T0, t1=T1)
+    monomial = jaxode.MonomialBasis(12, t0=T0, t1=T1)
+    c = np.array([0.3, -0.7, 0.5, 0.9, -0.4])
+    powers = jaxode.projection_matrix(fourier, monomial) @ c
+    f = lambda tau: float(fourier(T0 + tau * (T1 - T0)) @ c)
+    legendre = np.array([
+        (2 * k + 1) * integrate.quad(lambda s: f(s) * npoly.legendre.legval(2 * s - 1, np.eye(13)[k]), 0, 1, limit=200, epsabs=1e-14)[0]
+        for k in range(13)
+    ])
+    reference = _shifted_legendre_to_powers(legendre)
+    ts = np.linspace(T0, T1, 201)
+    tau = (ts - T0) / (T1 - T0)
+    error = np.abs(_values(monomial, ts) @ powers - npoly.polynomial.polyval(tau, reference))
+    assert np.all(error <= 10 * _rounding_floor(reference, tau) + 1e-12), error.max()
+
+
+def _derivative_reference(basis, t):
+    """d phi_k / dt at t from numpy.polynomial or closed forms (zero where constant)."""
+    t0, t1 = basis.t0, basis.t1
+    if basis.clamp and not (t0 <= t <= t1):
+        return np.zeros(basis.num_basis)
+    n = basis.num_basis
+    if isinstance(basis, jaxode.MonomialBasis):
+        return np.array([npoly.Polynomial.basis(k, domain=[t0, t1], window=[0, 1]).deriv()(t) for k in range(n)])
+    if isinstance(basis, jaxode.LegendreBasis):
+        scale = np.sqrt(2 * np.arange(n) + 1) if basis.orthonormal else np.ones(n)
+        return scale * np.array([npoly.Legendre.basis(k, domain=[t0, t1]).deriv()(t) for k in range(n)])
+    if isinstance(basis, jaxode.ChebyshevBasis):
+        return np.array([npoly.Chebyshev.basis(k, domain=[t0, t1]).deriv()(t) for k in range(n)])
+    if isinstance(basis, jaxode.FourierBasis):
+        omega = 2 * np.pi * np.arange(1, basis.num_frequencies + 1) / (t1 - t0)
+        angle = omega * (t - t0)
+        return np.concatenate([[0.0], -omega * np.sin(angle), omega * np.cos(angle)])
+    return np.zeros(n)  # constant, and piecewise constant inside its pieces
+
+
+def _basis_id(basis):
+    return type(basis).__name__ + ("-orthonormal" if getattr(basis, "orthonormal", False) else "")
+
+
+def _with_clamp_variants(bases):
+    import dataclasses
+
+    return bases + [dataclasses.replace(b, clamp=not b.clamp) for b in bases]
+
+
+@pytest.mark.parametrize(
+    "basis", _with_clamp_variants(all_bases(T0, T1)), ids=lambda b: _basis_id(b) + f"-clamp={b.clamp}"
+)
+def test_time_derivative_is_finite_and_exact_at_the_ends_and_inside(basis):
+    times = [T0, T1, T0 + 0.37 * (T1 - T0), T0 + 0.81 * (T1 - T0), T0 - 0.6, T1 + 0.9]
+    if isinstance(basis, jaxode.PiecewiseConstantBasis):
+        times[2:4] = [T0 + 0.1 * (T1 - T0), T0 + 0.5 * (T1 - T0)]  # inside pieces 0 and 2
+    jac = jax.jit(jax.jacfwd(basis))
+    grad_of_sum = jax.jit(jax.grad(lambda t: jnp.sum(basis(t))))
+    for t in times:
+        derivative = np.asarray(jac(jnp.float64(t)))
+        assert np.all(np.isfinite(derivative)), (t, derivative)
+        reference = _derivative_reference(basis, t)
+        np.testing.assert_allclose(derivative, reference, rtol=1e-12, atol=1e-12, err_msg=f"t={t}")
+        np.testing.assert_allclose(float(grad_of_sum(jnp.float64(t))), reference.sum(), rtol=1e-12, atol=1e-12)
+
+
+def test_getkey_draws_from_a_fixed_seed(getkey, monkeypatch):
+    import conftest
+
+    expected = jax.random.split(jax.random.PRNGKey(conftest.seed_of_getkey()))[1]
+    np.testing.assert_array_equal(getkey(), expected)
+    monkeypatch.delenv("JAXODE_TEST_SEED", raising=False)
+    assert conftest.seed_of_getkey() == conftest.DEFAULT_SEED
+    monkeypatch.setenv("JAXODE_TEST_SEED", "7")
+    assert conftest.seed_of_getkey() == 7

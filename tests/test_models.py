@@ -175,3 +175,38 @@ def test_shared_step_batch_solve_agrees_with_separate_solves(getkey):
         np.testing.assert_allclose(shared.states, separate.states, rtol=1e-9, atol=1e-10)
         np.testing.assert_allclose(shared.final, jax.vmap(ode)(z0), rtol=1e-9, atol=1e-10)
         assert shared.num_steps.shape == () and separate.num_steps.shape == (6,)
+
+
+@pytest.mark.parametrize(
+    "x64", [pytest.param(False, id="float32", marks=pytest.mark.float32), pytest.param(True, id="float64")]
+)
+@pytest.mark.parametrize("window", [(0.0, 1.0), (-0.5, 2.0)])
+def test_step_j_of_resnet_and_hamiltonian_net_uses_piece_j(x64, window, getkey):
+    # With one piece per step and weights 0, piece j has bias (-1)^j: the state moves by
+    # +h or -h at step j, and a step that used a neighbouring piece would move the other way.
+    jax.config.update("jax_enable_x64", x64)
+    dtype = jnp.float64 if x64 else jnp.float32
+    t0, t1 = window
+    identity = lambda x: x
+    for steps in (100, 1000):
+        basis = jaxode.PiecewiseConstantBasis(steps, t0=t0, t1=t1)
+        sign = (-1.0) ** np.arange(steps)
+        h = (t1 - t0) / steps
+
+        def with_signs(field):
+            weights = (jnp.zeros_like(field.layer.weight), jnp.asarray(sign[:, None], dtype))
+            return eqx.tree_at(lambda f: (f.layer.weight, f.layer.bias), field, weights)
+
+        resnet = jaxode.ResNet(
+            with_signs(jaxode.LayerField(1, basis, activation=identity, key=getkey())), t1, steps, t0=t0
+        )
+        hamnet = jaxode.HamiltonianNet(
+            with_signs(jaxode.HamiltonianField(1, basis, activation=identity, key=getkey())), t1, steps, t0=t0
+        )
+        # ResNet: dz = +h b_j. HamiltonianNet: dZ = -h b_j, then dY = +h b_j.
+        for dynamics, directions in ((resnet, [1.0]), (hamnet, [1.0, -1.0])):
+            states = dynamics.solve(jnp.zeros(1, dtype)).states
+            assert states.dtype == dtype and states.shape == (steps + 1, len(directions))
+            moves = np.diff(np.asarray(states, np.float64), axis=0) / h
+            wrong = np.flatnonzero(np.any(np.abs(moves - sign[:, None] * directions) > 1e-2, axis=1))
+            assert wrong.size == 0, f"{type(dynamics).__name__}, {steps} steps: steps {wrong[:5]} use another piece"
