@@ -219,20 +219,25 @@ def check_count(name: str, value: int, minimum: int = 1) -> int:
 # Masked least squares under jit: fixed-size arrays, a 0/1 weight selects the points.
 
 
-def masked_line_fit(x, y, mask):
-    """Slope, intercept and RMS residual of the least-squares line through the masked points."""
-    weight = mask.astype(y.dtype)
-    count = jnp.sum(weight)
-    safe_count = jnp.maximum(count, 1.0)
+def masked_line_fit(x, y, mask, weight=None):
+    """Slope, intercept and RMS residual of the least-squares line through the masked points.
+
+    `weight` (optional, same shape, > 0) weights each point's squared residual, as $1/\\sigma^2$
+    does for a point with uncertainty $\\sigma$; the RMS residual is weighted the same way.
+    """
+    weight = mask.astype(y.dtype) if weight is None else jnp.where(mask, weight, 0.0).astype(y.dtype)
+    count = jnp.sum(mask)
+    total = jnp.sum(weight)
+    safe_total = jnp.where(total > 0, total, 1.0)
     x = jnp.where(mask, x, 0.0)
     y = jnp.where(mask, y, 0.0)
-    x_mean = jnp.sum(weight * x) / safe_count
-    y_mean = jnp.sum(weight * y) / safe_count
+    x_mean = jnp.sum(weight * x) / safe_total
+    y_mean = jnp.sum(weight * y) / safe_total
     sxx = jnp.sum(weight * (x - x_mean) ** 2)
     sxy = jnp.sum(weight * (x - x_mean) * (y - y_mean))
     slope = jnp.where(sxx > 0, sxy / jnp.where(sxx > 0, sxx, 1.0), 0.0)
     intercept = y_mean - slope * x_mean
-    residual = jnp.sqrt(jnp.sum(weight * (y - intercept - slope * x) ** 2) / safe_count)
+    residual = jnp.sqrt(jnp.sum(weight * (y - intercept - slope * x) ** 2) / safe_total)
     return slope, intercept, jnp.where(count >= 2, residual, jnp.inf)
 
 

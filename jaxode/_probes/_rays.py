@@ -32,11 +32,18 @@ from ._common import (
     masked_line_fit,
     precision_notes,
     sign_change_flags,
-    sign_changes,
     verdict_names,
 )
 
 Model = Callable[[Float[Array, " in_size"]], Float[Array, "..."]]
+
+# A local exponent is judged (settled or not) only where its rounding uncertainty is at most this
+# fraction of `settle_rtol`.
+JUDGED_FRACTION = 0.25
+# tau in the fit weights 1/(sigma^2 + tau^2) of the rate fit, sigma a point's relative rounding
+# error: points known to 5 digits or better weigh alike, those near the floor (sigma up to 1e-3)
+# much less, however finely the grid samples them.
+FIT_NOISE_FLOOR = 1e-5
 
 
 def forward_mode(model):
@@ -144,11 +151,17 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
     eps = jnp.finfo(dtype).eps
     num = radii.shape[0]
     index = jnp.arange(num)
+    # Overflowed points (inf or nan) carry no information: the ray is analysed on its finite part.
     finite = jnp.isfinite(g) & jnp.isfinite(g1)
     size = jnp.where(finite, jnp.abs(g1), 0.0)
     scale = jnp.max(size)
-    floor = RESOLUTION_FACTOR * eps * scale
-    resolvable = finite & (size > floor) & (scale > 0)
+    # Rounding error of g' at a radius comes from the terms that were large before it (a
+    # saturating unit's 1 - tanh^2), so the floor follows the running maximum of |g'|: a growing
+    # tail (largest at its end, up to overflow) is resolvable all along, a decaying one as before.
+    running = jax.lax.cummax(size)
+    resolvable = finite & (size > RESOLUTION_FACTOR * eps * running)
+    # Relative rounding error of |g'| (the uncertainty of log|g'|), measured: eps max|g'| / |g'|.
+    noise = jnp.where(resolvable, eps * running / jnp.where(resolvable, size, 1.0), jnp.inf)
     oscillations, oscillating = _persistent_sign_changes(radii, g1, resolvable, min_oscillations)
     # Sign changes of g' before the last one belong to the pre-asymptotic part: classify after it.
     last_change = _last_true_index(sign_change_flags(g1, resolvable))
@@ -193,18 +206,31 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
     is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
 
     # The local exponent settles to its asymptotic value: the onset is where it stays within
-    # `settle_rtol` of its median over the last quarter of the tail.
+    # `settle_rtol` of its median over the last quarter of the tail. A secant between close
+    # radii near the rounding floor is noise (its uncertainty is the two points' rounding errors
+    # over the step): such points neither delay nor make the onset, on any grid.
     local_rate, local_power, rate_defined, power_defined = secant_exponents(radii, g1, settled_sign)
     local = jnp.where(is_exponential, local_rate, local_power)
     defined = jnp.where(is_exponential, rate_defined, power_defined)
-    reference = jnp.nanmedian(jnp.where(last_quarter & defined, local, jnp.nan))
-    magnitude = jnp.where(is_exponential, jnp.maximum(jnp.abs(reference), 1e-12), jnp.maximum(jnp.abs(reference), 1.0))
-    settled = jnp.abs(local - reference) <= settle_rtol * magnitude
+    pair_noise = noise + _previous(noise, jnp.inf)
+    step = jnp.where(is_exponential, radii - _previous(radii, 0.0), log_radii - _previous(log_radii, 0.0))
+    uncertainty = pair_noise / jnp.where(defined & (step > 0), step, 1.0)
+    first_reference = jnp.nanmedian(jnp.where(last_quarter & defined, local, jnp.nan))
+
+    def size_of(reference):
+        floor = jnp.where(is_exponential, 1e-12, 1.0)
+        return jnp.maximum(jnp.where(jnp.isfinite(reference), jnp.abs(reference), floor), floor)
+
+    judged = defined & (uncertainty <= JUDGED_FRACTION * settle_rtol * size_of(first_reference))
+    judged_reference = jnp.nanmedian(jnp.where(last_quarter & judged, local, jnp.nan))
+    reference = jnp.where(jnp.isfinite(judged_reference), judged_reference, first_reference)
+    settled = jnp.abs(local - reference) <= settle_rtol * size_of(reference)
     slope_settled = jnp.abs(g1 - g1[last_finite]) <= settle_rtol * jnp.abs(g1[last_finite])
     settled = jnp.where(verdict == LINEAR, slope_settled, settled)
-    candidates = jnp.where(verdict == LINEAR, resolvable, defined)
+    candidates = jnp.where(verdict == LINEAR, resolvable, judged)
     onset_index = _onset_index(candidates, settled)
-    window = candidates & (index >= onset_index)
+    window = defined & (index >= onset_index)
+    window = jnp.where(verdict == LINEAR, resolvable & (index >= onset_index), window)
     enough = jnp.sum(window) >= min_points
     window = jnp.where(enough, window, tail)
     onset_index = jnp.where(enough, onset_index, jnp.argmax(tail))
@@ -228,23 +254,23 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
     verdict = jnp.where(flat, CONSTANT_EXP, verdict)
     is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
 
-    # Final fits on the settled window; the rate is the median local rate over its settled part,
-    # sharper than the slope of the line fit when a faster exponential still lingers early on.
-    exp_slope, exp_intercept, exp_residual = masked_line_fit(radii, log_size, window)
-    pow_slope, _, pow_residual = masked_line_fit(log_radii, log_size, window & positive)
-    in_window = jnp.where(enough, window, tail) & rate_defined
-    settled_rate = jnp.nanmedian(jnp.where(in_window & last_quarter, local_rate, jnp.nan))
-    settled_rate = jnp.where(
-        jnp.isfinite(settled_rate), settled_rate, jnp.nanmedian(jnp.where(in_window, local_rate, jnp.nan))
-    )
-    settled_rate = jnp.where(
-        jnp.isfinite(settled_rate), settled_rate, jnp.where(jnp.sum(window) >= 2, -exp_slope, jnp.nan)
-    )
-    rate = jnp.where(is_exponential & ~flat, settled_rate, jnp.nan)
+    # The exponent is the weighted least-squares slope of log|g'| against r (exponential) or
+    # log r (power) over the later half of the settled window, where faster terms have died
+    # out: weights 1/(sigma^2 + tau^2), sigma the point's rounding error, so points near the
+    # floor count little however finely the grid samples them.
+    abscissa = jnp.where(is_exponential, radii, log_radii)
+    usable = window & jnp.where(is_exponential, True, positive)
+    start = jnp.min(jnp.where(usable, abscissa, jnp.inf))
+    end = jnp.max(jnp.where(usable, abscissa, -jnp.inf))
+    later = usable & (abscissa >= 0.5 * (start + end))
+    fit_mask = jnp.where(jnp.sum(later) >= 2, later, usable)
+    weight = 1.0 / (jnp.where(fit_mask, noise, 1.0) ** 2 + FIT_NOISE_FLOOR**2)
+    slope, intercept, residual = masked_line_fit(abscissa, log_size, fit_mask, weight)
+    fitted = jnp.sum(fit_mask) >= 2
+    rate = jnp.where(is_exponential & ~flat & fitted, -slope, jnp.nan)
     power = jnp.where(
-        (verdict == POLY) | (verdict == LINEAR), jnp.where(verdict == LINEAR, 1.0, pow_slope + 1.0), jnp.nan
+        (verdict == POLY) | (verdict == LINEAR), jnp.where(verdict == LINEAR, 1.0, slope + 1.0), jnp.nan
     )
-    residual = jnp.where(is_exponential, exp_residual, pow_residual)
     residual = jnp.where((verdict == OSCILLATORY) | (verdict == UNRESOLVED) | flat, jnp.nan, residual)
 
     # Limit with tail correction: g - g_inf ~ C e^{-kappa r} gives g_inf = g + g'/kappa.
@@ -263,7 +289,7 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
     # Radius where |g'| ~ e^{a - kappa r} sinks below what float32 (and the run's dtype) resolve.
     log_floor32 = jnp.log(RESOLUTION_FACTOR * FLOAT32_EPS * jnp.where(scale > 0, scale, 1.0))
     float32_radius = jnp.where(
-        (verdict == CONSTANT_EXP) & ~flat, (log_floor32 - exp_intercept) / jnp.where(exp_slope < 0, exp_slope, -1.0), jnp.inf
+        (verdict == CONSTANT_EXP) & (rate > 0), (log_floor32 - intercept) / jnp.where(rate > 0, -rate, -1.0), jnp.inf
     )
     return dict(
         verdict_code=verdict.astype(jnp.int32),
@@ -272,22 +298,64 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
         power=power,
         onset=onset,
         fit_residual=residual,
-        num_fit_points=jnp.sum(window).astype(jnp.int32),
+        num_fit_points=jnp.sum(fit_mask).astype(jnp.int32),
         float32_radius=float32_radius,
         tail_sign_changes=oscillations.astype(jnp.int32),
         final_slope=g1_last,
     )
 
 
+def _neural_odes(model) -> list:
+    """Every `NeuralODE` inside `model`."""
+    from .._models import NeuralODE
+
+    is_ode = lambda x: isinstance(x, NeuralODE)  # noqa: E731
+    return [leaf for leaf in jax.tree_util.tree_leaves(model, is_leaf=is_ode) if is_ode(leaf)]
+
+
+def _is_adaptive(ode) -> bool:
+    return not isinstance(ode.stepsize_controller, (diffrax.ConstantStepSize, diffrax.StepTo))
+
+
 def batch_function(model):
-    """`model` mapped over a batch of inputs. A `Surrogate` uses its own `predict`, which
-    solves the whole batch as one ODE (its weights $\\theta(t)$ are computed once per stage,
-    not once per ray point)."""
+    """`model` mapped over a batch of inputs, every point solved on its own.
+
+    A `Surrogate` whose dynamics takes fixed steps uses its own `predict`: the batch is one ODE
+    on the same time grid, so every point gets exactly its own solve while the weights
+    $\\theta(t)$ are computed once per stage, not once per ray point. With an adaptive step-size
+    controller one shared solve would give the whole batch one step sequence (its error norm
+    runs over every point), so a point's value would depend on the chunk it is solved with:
+    there every point is solved on its own (a `vmap` of single-point solves).
+    """
+    from .._models import NeuralODE
     from .._surrogate import Surrogate
 
-    if isinstance(model, Surrogate):
+    if isinstance(model, Surrogate) and not (
+        isinstance(model.dynamics, NeuralODE) and _is_adaptive(model.dynamics)
+    ):
         return model.predict
     return jax.vmap(model)
+
+
+def _tolerance(controller) -> str:
+    try:
+        return f"rtol={float(controller.rtol):g}, atol={float(controller.atol):g}"
+    except (AttributeError, TypeError, ValueError):
+        return type(controller).__name__
+
+
+def solver_notes(model) -> tuple[str, ...]:
+    """A note when the model's outputs come from adaptive ODE solves: the probes measure those
+    outputs exactly (each point solved on its own), but they follow the exact flow of the ODE
+    only to the solver's tolerance."""
+    tolerances = sorted({_tolerance(ode.stepsize_controller) for ode in _neural_odes(model) if _is_adaptive(ode)})
+    if not tolerances:
+        return ()
+    return (
+        f"outputs come from adaptive ODE solves ({'; '.join(tolerances)}), every ray point solved "
+        "on its own: limits and rates are those of the solver's output and follow the exact flow "
+        "only to that tolerance; tighten the NeuralODE's stepsize_controller for more digits.",
+    )
 
 
 def rays_derivatives(batch, base_points, directions, radii):
@@ -460,7 +528,7 @@ def ray_limit(
         chunk_size,
     )
     out = {k: np.asarray(v) for k, v in out.items()}
-    notes = precision_notes(dtype, out["float32_radius"])
+    notes = precision_notes(dtype, out["float32_radius"]) + solver_notes(model)
     unresolved = int(np.sum(out["verdict_code"] == UNRESOLVED))
     if unresolved:
         notes += (
