@@ -164,8 +164,9 @@ def test_early_stopping_restores_best(getkey):
     assert result.best_step == result.history[best]["step"]
     p = np.asarray(result.model.predict(jnp.asarray(x[32:])))
     assert global_relative_error(p, y[32:]) == pytest.approx(values[best], rel=1e-9)
-    if result.status == "early_stopped":
-        assert len(values) - 1 - best == 2
+    # sgd at 0.3 overshoots on this problem: the validation error stops improving early
+    assert result.status == "early_stopped" and result.steps < 40
+    assert len(values) - 1 - best == 2 and result.steps == result.history[-1]["step"]
 
 
 def test_divergence_stops_and_names_the_step(getkey, tmp_path):
@@ -266,4 +267,5 @@ def test_history_counts_evaluations_at_the_documented_cadence(getkey):
     assert counted == [0, 5, 10, 11]
     # forward Euler with 4 steps: exactly 4 field evaluations per solve
     assert all(result.history[i]["forward_evaluations"] == 4 for i in counted)
-    assert all(row["wall_time"] > 0 for row in result.history)
+    times = [row["wall_time"] for row in result.history]
+    assert times[0] > 0 and all(b > a for a, b in zip(times, times[1:]))
