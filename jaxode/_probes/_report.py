@@ -1,13 +1,15 @@
 """`probe_report`: run the applicable probes on a trained model and write JSON plus plots.
 
 The `jaxode probe RUN_DIR` command loads a run and calls `probe_report`; matplotlib is optional
-(imported lazily; without it the plots are skipped with a note in the JSON).
+(imported lazily; without it the plots are skipped, listed under `plots_skipped` and in a note).
 """
 
 import json
+import math
 import pathlib
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +21,12 @@ from ._extrapolation import trajectory_extrapolation
 from ._laws import AbstractLaw
 from ._maps import limit_map
 from ._rays import forward_mode, ray_derivatives, ray_limit
-from ._weights import weight_asymptotics
+from ._weights import layer_tensors, tensor_norms, weight_asymptotics
+
+# Directions drawn in rays.png (each panel shows all of them for one output).
+SHOWN_DIRECTIONS = 8
+# Columns of the small multiples in rays.png.
+PANEL_COLUMNS = 4
 
 
 def _load_pyplot():
@@ -53,6 +60,7 @@ def probe_report(
     num_directions: int = 64,
     radius_factor: float = 1e5,
     num_radii: int = 400,
+    units: str = "normalised units",
     key=None,
 ) -> dict:
     """Runs the probes that apply to `model` and writes `report.json` and PNG plots to `out_dir`.
@@ -60,8 +68,11 @@ def probe_report(
     - Input-space models (a `Surrogate` or any function of one input vector): ray limit and
       rate, limit map (rays from the training inputs' mean on a geometric grid from 0.01 to
       `radius_factor` times the data radius: fast and slow tails alike settle on it); plots
-      `rays.png` (outputs along rays far past the data), `limit_map.png`.
-    - Models with time-parameterized weights: weight asymptotics; plot `weight_norms.png`.
+      `rays.png` (one panel per output: the output along 8 rays far past the data, the data
+      radius marked) and `limit_map.png`.
+    - Models with time-parameterized weights: weight asymptotics; plot `weight_norms.png`
+      (the norm of every weight and bias from $t_0$ to far past the window, the training window
+      $[t_0, t_1]$ shaded).
     - A `NeuralODE` with a ground-truth `law`: trajectory extrapolation to
       `t_ext_factor * t1`; plot `extrapolation_error.png`.
 
@@ -70,16 +81,24 @@ def probe_report(
     - `model`: the loaded model.
     - `out_dir`: output folder (created if needed).
     - `inputs_train`, `targets_train`: training data, (num_samples, in_size) and
-      (num_samples, out_size), to centre the rays and compare output ranges.
+      (num_samples, out_size), to centre the rays and compare output ranges; in the units the
+      model works in.
     - `in_size`: input size of a plain function when `inputs_train` is not given.
     - `law`, `initial_states`: ground truth and initial states for a `NeuralODE` (default: the
       law's default initial state).
     - `t_ext_factor`, `num_directions`, `radius_factor`, `num_radii`: probe extents.
+    - `units`: the units of the model's inputs and outputs, for the plots' axis labels (a
+      jaxode run's model works in normalised units, the default).
     - `key`: `jax.random` key for the directions (default `PRNGKey(0)`).
 
     **Returns:**
 
-    The report as a dictionary (what `report.json` holds).
+    The report as a dictionary (what `report.json` holds): `"model"` (class name), one entry
+    per probe that ran (`"ray_limit"`, `"ray_limit_summary"`, `"limit_map"`, `"data_radius"`,
+    `"weight_asymptotics"`, `"trajectory_extrapolation"`), `"plots"` (names of the PNG files
+    written to `out_dir`), `"plots_skipped"` (names of the plots that were not written because
+    matplotlib is not installed; empty otherwise) and `"notes"` (a line saying so when plots
+    were skipped).
 
     **Raises:**
 
@@ -90,59 +109,51 @@ def probe_report(
     key = jax.random.PRNGKey(0) if key is None else key
     num_directions = check_count("num_directions", num_directions)
     plt = _load_pyplot()
-    report: dict = {"model": type(model).__name__, "plots": [], "notes": []}
-    if plt is None:
-        report["notes"].append("matplotlib is not installed: plots skipped (pip install matplotlib).")
+    report: dict = {"model": type(model).__name__, "plots": [], "plots_skipped": [], "notes": []}
 
     is_input_model = isinstance(model, Surrogate) or not isinstance(model, NeuralODE)
     if is_input_model:
         _input_space_probes(model, report, out_dir, plt, inputs_train, targets_train, in_size, num_directions,
-                            radius_factor, num_radii, key)
+                            radius_factor, num_radii, units, key)
     if _has_time_varying_layers(model):
         weights = weight_asymptotics(model)
         report["weight_asymptotics"] = weights.as_dict()
-        if plt is not None:
-            figure, axis = plt.subplots(figsize=(6, 4))
-            for name, times, norms in zip(weights.names, weights.times, weights.norms):
-                axis.loglog(times, np.maximum(norms, 1e-300), label=name)
-            axis.set_xlabel("t (past the window)")
-            axis.set_ylabel("||theta(t)||")
-            axis.set_title("weight norm versus time")
-            axis.legend(fontsize="small")
-            _save(figure, plt, out_dir / "weight_norms.png", report)
+        _plot(report, plt, out_dir / "weight_norms.png", lambda: weight_norms_figure(plt, model))
     if isinstance(model, NeuralODE) and law is not None:
         states = law.default_initial_state()[None] if initial_states is None else initial_states
         result = trajectory_extrapolation(model, states, law, t_train=model.t1, t_ext=model.t0 + t_ext_factor * (model.t1 - model.t0))
         report["trajectory_extrapolation"] = result.as_dict()
-        if plt is not None:
-            figure, axis = plt.subplots(figsize=(6, 4))
-            for errors in result.errors:
-                axis.semilogy(result.ts, np.where(np.isfinite(errors), errors, np.nan))
-            axis.axvline(result.t_train, color="k", linestyle="--", label="end of training window")
-            axis.axhline(result.threshold, color="r", linestyle=":", label="threshold")
-            axis.set_xlabel("t")
-            axis.set_ylabel("error")
-            axis.set_title("extrapolation error versus time")
-            axis.legend(fontsize="small")
-            _save(figure, plt, out_dir / "extrapolation_error.png", report)
+        _plot(report, plt, out_dir / "extrapolation_error.png", lambda: _extrapolation_figure(plt, result))
     if not any(k in report for k in ("ray_limit", "weight_asymptotics", "trajectory_extrapolation")):
         raise ValueError(
             "no probe applies to `model`: pass a function of an input vector, a model with "
             "time-parameterized weights, or a NeuralODE with a ground-truth `law`."
         )
+    if report["plots_skipped"]:
+        report["notes"].append(
+            f"matplotlib is not installed: plots skipped ({', '.join(report['plots_skipped'])}); "
+            "pip install matplotlib to get them."
+        )
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report
 
 
+def _plot(report: dict, plt, path: pathlib.Path, draw: Callable) -> None:
+    """Draws and saves one plot, or records it under `plots_skipped` without matplotlib."""
+    if plt is None:
+        report["plots_skipped"].append(path.name)
+        return
+    _save(draw(), plt, path, report)
+
+
 def _save(figure, plt, path: pathlib.Path, report: dict) -> None:
-    figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
     report["plots"].append(path.name)
 
 
 def _input_space_probes(model, report, out_dir, plt, inputs_train, targets_train, in_size, num_directions,
-                        radius_factor, num_radii, key):
+                        radius_factor, num_radii, units, key):
     if inputs_train is not None:
         inputs = as_float_array("inputs_train", inputs_train, (2,))
         center = inputs.mean(axis=0)
@@ -166,28 +177,96 @@ def _input_space_probes(model, report, out_dir, plt, inputs_train, targets_train
     limits = limit_map(model_function, directions, radii, base_point=center, targets_train=targets_train)
     report["limit_map"] = limits.as_dict()
     report["data_radius"] = data_radius
-    if plt is None:
-        return
-    shown = min(8, num_directions)
-    unit = directions[:shown] / np.linalg.norm(directions[:shown], axis=1, keepdims=True)
-    values = [np.asarray(ray_derivatives(model_function, jnp.asarray(center), jnp.asarray(d), jnp.asarray(radii))[0])
-              for d in unit]
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for curve in values:
-        axis.semilogx(radii, curve[:, 0])
-    axis.axvline(data_radius, color="k", linestyle="--", label="data radius")
-    axis.set_xlabel("r (distance from the data centre, log scale)")
-    axis.set_ylabel("output 0")
-    axis.set_title("output along rays far past the data")
-    axis.legend(fontsize="small")
-    _save(figure, plt, out_dir / "rays.png", report)
-    figure, axis = plt.subplots(figsize=(6, 4))
+    unit = directions[:SHOWN_DIRECTIONS] / np.linalg.norm(directions[:SHOWN_DIRECTIONS], axis=1, keepdims=True)
+    _plot(report, plt, out_dir / "rays.png",
+          lambda: rays_figure(plt, model_function, center, unit, radii, data_radius, units))
+    _plot(report, plt, out_dir / "limit_map.png", lambda: _limit_map_figure(plt, limits, in_size, units))
+
+
+@eqx.filter_jit
+def _values_along(model, center, directions, radii):
+    """g on every radius of every direction, (num_directions, num_radii, out_size)."""
+    return jax.vmap(lambda d: ray_derivatives(model, center, d, radii)[0])(directions)
+
+
+def rays_figure(plt, model, center, directions, radii, data_radius: float, units: str):
+    """Small multiples, one panel per output: the output along each of `directions` (unit
+    vectors) against the distance from `center`, log scale, the data radius marked."""
+    values = np.asarray(_values_along(model, jnp.asarray(center), jnp.asarray(directions), jnp.asarray(radii)))
+    out_size = values.shape[-1]
+    columns = min(PANEL_COLUMNS, out_size)
+    rows = math.ceil(out_size / columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(3.2 * columns + 1.6, 2.4 * rows + 0.8), squeeze=False, layout="constrained"
+    )
+    for index, axis in enumerate(axes.ravel()):
+        if index >= out_size:
+            axis.remove()
+            continue
+        for k, curve in enumerate(values[:, :, index]):
+            axis.semilogx(radii, curve, linewidth=1.0, label=f"direction {k}")
+        axis.axvline(data_radius, color="k", linestyle="--", linewidth=1.0, label="data radius")
+        axis.set_title(f"output {index}", fontsize="medium")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize="small")
+    figure.supxlabel(f"r: distance from the data centre along the ray ({units}, log scale)")
+    figure.supylabel(f"output ({units})")
+    figure.suptitle(f"outputs along {len(directions)} rays far past the data")
+    return figure
+
+
+def _limit_map_figure(plt, limits, in_size: int, units: str):
+    figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
     order = np.argsort(np.arctan2(limits.directions[:, min(1, in_size - 1)], limits.directions[:, 0]))
     axis.plot(limits.limit[order, 0], "o", markersize=3, label="limit along direction")
     if np.all(np.isfinite(limits.target_range[0])):
         axis.axhspan(*limits.target_range[0], color="g", alpha=0.2, label="training target range")
     axis.set_xlabel("direction (sorted by angle of its first two components)")
-    axis.set_ylabel("limit of output 0")
+    axis.set_ylabel(f"limit of output 0 ({units})")
     axis.set_title(f"limit map: {limits.num_distinct} distinct limits")
     axis.legend(fontsize="small")
-    _save(figure, plt, out_dir / "limit_map.png", report)
+    return figure
+
+
+def weight_norms_figure(plt, model, num_times: int = 200):
+    """$\\|\\theta(t)\\|$ of every weight and bias of `model` from the start of its window to
+    $10^4$ window widths past it (symmetric log time axis, linear over the window), with the
+    training window $[t_0, t_1]$ shaded and its ends marked."""
+    tensors = layer_tensors(model)
+    windows = sorted({(float(basis.t0), float(basis.t1)) for _, basis, _ in tensors})
+    t0 = min(w[0] for w in windows)
+    t1 = max(w[1] for w in windows)
+    width = t1 - t0
+    times = np.concatenate([
+        np.linspace(t0, t1, num_times // 4, endpoint=False),
+        t1 + width * np.concatenate([[0.0], np.geomspace(1e-2, 1e4, num_times - num_times // 4 - 1)]),
+    ])
+    figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for name, basis, coefficients in tensors:
+        norms = tensor_norms(basis, coefficients, times)
+        axis.plot(times, np.where(norms > 0, norms, np.nan), label=name)
+    for start, end in windows:
+        axis.axvspan(start, end, color="0.85", zorder=0, label=f"training window [{start:g}, {end:g}]")
+        axis.axvline(start, color="k", linestyle="--", linewidth=1.0)
+        axis.axvline(end, color="k", linestyle="--", linewidth=1.0)
+    axis.set_xscale("symlog", linthresh=width)
+    axis.set_xlim(t0 - 0.02 * width, times[-1])
+    axis.set_yscale("log")
+    axis.set_xlabel(f"t (symmetric log scale: linear over the window, t0 = {t0:g}, t1 = {t1:g})")
+    axis.set_ylabel(r"$\|\theta(t)\|$: spectral norm (weights), Euclidean norm (biases)")
+    axis.set_title("weight norms in and past the training window")
+    axis.legend(fontsize="small")
+    return figure
+
+
+def _extrapolation_figure(plt, result):
+    figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
+    for errors in result.errors:
+        axis.semilogy(result.ts, np.where(np.isfinite(errors), errors, np.nan))
+    axis.axvline(result.t_train, color="k", linestyle="--", label="end of training window")
+    axis.axhline(result.threshold, color="r", linestyle=":", label="threshold")
+    axis.set_xlabel("t")
+    axis.set_ylabel("error")
+    axis.set_title("extrapolation error versus time")
+    axis.legend(fontsize="small")
+    return figure

@@ -148,7 +148,7 @@ def coefficient_asymptotics(
         raise ValueError(f"`far` must be a pair 0 < start < stop, got {far!r}.")
     num_times = check_count("num_times", num_times, 8)
     times = _far_times(basis, far, num_times)
-    norms = np.asarray(_norms_at(basis, coefficients, jnp.asarray(times, coefficients.dtype)), dtype=float)
+    norms = tensor_norms(basis, coefficients, times)
     exponent, leading, limit, verdict = _analyse(times, norms)
     return WeightAsymptoticsResult(
         names=(name,),
@@ -164,6 +164,37 @@ def coefficient_asymptotics(
 
 def _path_name(path) -> str:
     return ".".join(str(getattr(k, "name", getattr(k, "idx", getattr(k, "key", k)))) for k in path)
+
+
+def layer_tensors(model) -> list[tuple[str, AbstractTimeBasis, Array]]:
+    """(name, basis, coefficients) of every weight and bias of the `TimeVaryingLinear` layers
+    inside `model`, in tree order.
+
+    **Raises:**
+
+    `ValueError` if `model` holds no `TimeVaryingLinear` layer.
+    """
+    is_layer = lambda x: isinstance(x, TimeVaryingLinear)  # noqa: E731
+    leaves = jax.tree_util.tree_flatten_with_path(model, is_leaf=is_layer)[0]
+    layers = [(_path_name(path), leaf) for path, leaf in leaves if is_layer(leaf)]
+    if not layers:
+        raise ValueError(
+            "`model` holds no TimeVaryingLinear layer; pass a field, NeuralODE or Surrogate with "
+            "time-parameterized weights, or use coefficient_asymptotics(basis, coefficients)."
+        )
+    tensors = []
+    for name, layer in layers:
+        prefix = f"{name}." if name else ""
+        tensors.append((prefix + "weight", layer.basis, layer.weight))
+        if layer.bias is not None:
+            tensors.append((prefix + "bias", layer.basis, layer.bias))
+    return tensors
+
+
+def tensor_norms(basis: AbstractTimeBasis, coefficients, times) -> np.ndarray:
+    """$\\|\\theta(t)\\|$ at `times`: spectral norm for matrices, Euclidean otherwise."""
+    coefficients = jnp.asarray(coefficients)
+    return np.asarray(_norms_at(basis, coefficients, jnp.asarray(times, coefficients.dtype)), dtype=float)
 
 
 def weight_asymptotics(
@@ -188,20 +219,10 @@ def weight_asymptotics(
 
     `ValueError` if `model` holds no `TimeVaryingLinear` layer.
     """
-    is_layer = lambda x: isinstance(x, TimeVaryingLinear)  # noqa: E731
-    leaves = jax.tree_util.tree_flatten_with_path(model, is_leaf=is_layer)[0]
-    layers = [(_path_name(path), leaf) for path, leaf in leaves if is_layer(leaf)]
-    if not layers:
-        raise ValueError(
-            "`model` holds no TimeVaryingLinear layer; pass a field, NeuralODE or Surrogate with "
-            "time-parameterized weights, or use coefficient_asymptotics(basis, coefficients)."
-        )
-    parts = []
-    for name, layer in layers:
-        prefix = f"{name}." if name else ""
-        parts.append(coefficient_asymptotics(layer.basis, layer.weight, name=prefix + "weight", far=far, num_times=num_times))
-        if layer.bias is not None:
-            parts.append(coefficient_asymptotics(layer.basis, layer.bias, name=prefix + "bias", far=far, num_times=num_times))
+    parts = [
+        coefficient_asymptotics(basis, coefficients, name=name, far=far, num_times=num_times)
+        for name, basis, coefficients in layer_tensors(model)
+    ]
     return WeightAsymptoticsResult(
         names=tuple(n for p in parts for n in p.names),
         basis_names=tuple(n for p in parts for n in p.basis_names),
