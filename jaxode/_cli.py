@@ -361,8 +361,13 @@ def _probe(args) -> int:
     )
     x, y = data.arrays("train")
     out = args.out or args.run_dir / "probes"
-    probe_report(model, out, inputs_train=x, targets_train=y)
-    print(f"probe report written to {out}")
+    report = probe_report(model, out, inputs_train=x, targets_train=y)
+    if report["plots_skipped"]:
+        print(
+            f"plots skipped ({', '.join(report['plots_skipped'])}): matplotlib is not installed; "
+            "pip install matplotlib to get them."
+        )
+    print(f"probe report written to {out}: {', '.join(['report.json', *report['plots']])}")
     return 0
 
 

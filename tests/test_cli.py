@@ -214,3 +214,16 @@ def test_predict_names_the_line_of_a_nan_input(run_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "line 3" in err and "NaN/inf" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "in_predictions.csv").exists()
+
+
+def test_probe_says_on_the_console_when_it_skipped_plots(run_dir, tmp_path, monkeypatch, capsys):
+    import jaxode._probes._report as report_module
+
+    monkeypatch.setattr(report_module, "_load_pyplot", lambda: None)
+    assert main(["probe", str(run_dir), "--out", str(tmp_path / "p")]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    skipped = report["plots_skipped"]
+    assert skipped and report["plots"] == []
+    assert f"plots skipped ({', '.join(skipped)}): matplotlib is not installed" in printed
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["report.json"]
