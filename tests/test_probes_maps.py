@@ -1,4 +1,5 @@
-"""Limit map, asymptotic slope of ReLU nets and tail oscillation counts against closed forms."""
+"""Limit map, asymptotic slope of ReLU nets and tail oscillation counts against closed forms
+(fixed seeds)."""
 
 import math
 
@@ -20,8 +21,8 @@ def _tanh_layer(key, in_size, hidden, out_size):
     return w1, b1, a, c
 
 
-def test_limit_map_matches_sign_pattern_formula(getkey):
-    w1, b1, a, c = _tanh_layer(getkey(), 2, 3, 2)
+def test_limit_map_matches_sign_pattern_formula():
+    w1, b1, a, c = _tanh_layer(jax.random.PRNGKey(0), 2, 3, 2)
 
     def model(x):
         return a @ jnp.tanh(w1 @ x + b1) + c
@@ -33,14 +34,16 @@ def test_limit_map_matches_sign_pattern_formula(getkey):
     keep = np.min(np.abs(alphas), axis=1) > 0.1
     directions, alphas = directions[keep], alphas[keep]
     expected = c + np.sign(alphas) @ a.T
-    targets = np.asarray(jax.random.normal(getkey(), (50, 2)))
+    targets = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (50, 2)))
     result = probes.limit_map(model, directions, np.linspace(0.0, 300.0, 600), targets_train=targets)
     # Tail-corrected limits; directions near a hyperplane converge slowly, hence 1e-6.
     np.testing.assert_allclose(result.limit, expected, atol=1e-6)
     assert result.fraction_converging == 1.0
-    assert result.num_distinct == count_distinct(expected, 1e-6)
-    # Three lines through the origin cut the circle into six cells: at most 6 limits.
-    assert 2 <= result.num_distinct <= 6
+    # Three lines through the origin cut the circle into six cells, one limit each: all six
+    # hold kept directions here, and their limits differ.
+    cells = np.unique(np.sign(alphas), axis=0)
+    assert len(cells) == 6 and count_distinct(c + cells @ a.T, 1e-6) == 6
+    assert result.num_distinct == 6
     np.testing.assert_allclose(result.asymptotic_range[:, 0], expected.min(axis=0), atol=1e-6)
     np.testing.assert_allclose(result.asymptotic_range[:, 1], expected.max(axis=0), atol=1e-6)
     target_width = targets.max(axis=0) - targets.min(axis=0)
@@ -69,8 +72,8 @@ def test_limit_map_rejects_targets_with_wrong_columns():
         )
 
 
-def test_relu_slope_and_last_kink(getkey):
-    key1, key2, key3, key4 = jax.random.split(getkey(), 4)
+def test_relu_slope_and_last_kink():
+    key1, key2, key3, key4 = jax.random.split(jax.random.PRNGKey(2), 4)
     w1 = np.asarray(jax.random.normal(key1, (5, 2)))
     a = np.asarray(jax.random.normal(key2, (1, 5)))
     direction = np.asarray(jax.random.normal(key3, (2,)))
@@ -91,11 +94,15 @@ def test_relu_slope_and_last_kink(getkey):
     assert "last kink" in str(result)
 
 
-def test_smooth_model_has_large_linearity_residual():
-    result = probes.asymptotic_slope(lambda x: x[0] ** 2, [0.0], [1.0], np.linspace(0.0, 10.0, 50))
-    # No straight tail: the last "kink" is the last grid interval, slope 2 r at r = 10.
+def test_smooth_model_has_its_last_kink_in_the_last_grid_interval():
+    radii = np.linspace(0.0, 10.0, 50)
+    result = probes.asymptotic_slope(lambda x: x[0] ** 2, [0.0], [1.0], radii)
+    # No straight tail: g' = 2 r changes at every radius, so the last "kink" is where the
+    # tangents at the last two radii a, b meet, (a + b) / 2 for a parabola; the slope is 2 r at 10.
     np.testing.assert_allclose(result.slope[0, 0, 0], 20.0)
-    assert result.last_kink[0, 0, 0] > 9.0
+    np.testing.assert_allclose(result.last_kink[0, 0, 0], 0.5 * (radii[-2] + radii[-1]), rtol=1e-12)
+    # Only the last radius lies past that kink, on the final line: nothing to deviate.
+    assert result.linearity_residual[0, 0, 0] == 0.0
 
 
 def test_oscillation_count_of_sine_matches_zeros_of_cosine():
@@ -108,8 +115,8 @@ def test_oscillation_count_of_sine_matches_zeros_of_cosine():
     np.testing.assert_allclose(result.mean_spacing[0, 0, 0], (40.0 - start) / expected)
 
 
-def test_oscillation_count_of_tanh_net_matches_dense_reference(getkey):
-    w1, b1, a, c = _tanh_layer(getkey(), 1, 4, 1)
+def test_oscillation_count_of_tanh_net_matches_dense_reference():
+    w1, b1, a, c = _tanh_layer(jax.random.PRNGKey(0), 1, 4, 1)
 
     def model(x):
         return a @ jnp.tanh(w1 @ x + b1) + c
@@ -119,8 +126,9 @@ def test_oscillation_count_of_tanh_net_matches_dense_reference(getkey):
     slope = (a * w1[:, 0] / np.cosh(w1[:, 0] * radii[:, None] + b1) ** 2).sum(axis=1)
     signs = np.sign(slope[np.abs(slope) > 1e-300])
     expected = int(np.sum(signs[1:] != signs[:-1]))
+    assert expected == 2  # this net's g' changes sign twice on [0, 30]
     assert result.sign_changes[0, 0, 0] == expected
-    assert expected <= 3  # four neurons cannot oscillate
+    np.testing.assert_allclose(result.mean_spacing[0, 0, 0], 30.0 / 2)
 
 
 def test_oscillation_rejects_start_past_the_grid():

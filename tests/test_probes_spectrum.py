@@ -50,7 +50,11 @@ def test_free_fall_is_a_triple_root_at_zero():
     t = step * np.arange(60)
     result = probes.tail_spectrum(10.0 + 2.0 * t - 4.9 * t**2, step)
     assert result.rank[0] == 3
-    assert np.all(np.abs(result.exponents[0][result.valid[0]]) < 1e-2)
+    # Rounding splits the triple root 0 into a cube-root star of radius ~ eps^{1/3} / step
+    # (2e-5 here) whose sum, the trace, stays 0 to first order.
+    exponents = result.exponents[0][result.valid[0]]
+    assert np.all(np.abs(exponents) < 1e-4)
+    assert abs(np.sum(exponents)) < 1e-8
     assert result.verdicts[0] == "POLY(2)"
 
 
