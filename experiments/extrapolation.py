@@ -284,9 +284,9 @@ def main():
     print(" | ".join(header))
     for row in rows:
         print(" | ".join(f"{row[h]:.3g}" if isinstance(row[h], float) else str(row[h]) for h in header))
-    # runs/ is git-ignored: results are regenerated, not committed.
+    # Committed beside the script: the numbers docs/probes.md quotes come from these files.
     tasks = "-".join(sorted({row["task"] for row in rows}))
-    path = pathlib.Path(__file__).parent.parent / "runs" / "experiments" / f"extrapolation-{tasks}-seed{arguments.seed}.json"
+    path = pathlib.Path(__file__).parent / "results" / f"extrapolation-{tasks}-seed{arguments.seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(arguments=vars(arguments), rows=rows), indent=2))
     print(f"wrote {path}")
