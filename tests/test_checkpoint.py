@@ -139,6 +139,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch)
 def _check_run_directory(run, config, trained, metrics):
     """A finished run holds every file and loads back for prediction in physical units."""
     names = {p.name for p in run.iterdir()}
+    # Exactly these: atomic writes leave no temporary files behind.
     assert {
         "config.toml",
         "normalisation.json",
@@ -147,7 +148,7 @@ def _check_run_directory(run, config, trained, metrics):
         "history.csv",
         "metrics.json",
         "loss.png",
-    } <= names
+    } == names
     loaded = load(run)
     assert loaded.config == config
     data = jaxode.load_dataset("cdr")

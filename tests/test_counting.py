@@ -23,8 +23,9 @@ def test_dopri5_forward_evaluations_follow_its_tableau(getkey):
     assert counts.accepted_steps == int(trajectory.num_accepted_steps)
     assert counts.rejected_steps == int(trajectory.num_rejected_steps)
     assert counts.forward_evaluations == 1 + 6 * steps
-    # Recursive checkpointing recomputes the forward stages and takes one VJP per stage.
-    assert counts.backward_evaluations >= counts.forward_evaluations - 1
+    # Recursive checkpointing (every step checkpointed at this length) recomputes each stage
+    # from its checkpoint and linearises it for the VJP: two evaluations per forward one.
+    assert counts.backward_evaluations == 2 * counts.forward_evaluations
 
 
 def test_fixed_step_euler_and_resnet_counts(getkey):
@@ -52,8 +53,30 @@ def test_continuous_adjoint_backward_evaluations_come_from_its_own_solve(getkey)
     )
     a = jaxode.EvaluationCounter(_loss)(dto, xs)
     b = jaxode.EvaluationCounter(_loss)(otd, xs)
-    assert a.forward_evaluations == b.forward_evaluations
-    # The backward adjoint solve has its own step count: a multiple of Dopri5's 6 stages, plus
-    # the initial evaluations of the adaptive solve (one FSAL start, and step-size selection).
-    assert b.backward_evaluations > 0
+    assert a.forward_evaluations == b.forward_evaluations == 1 + 6 * (a.accepted_steps + a.rejected_steps)
+    assert a.backward_evaluations == 2 * a.forward_evaluations
+    # The backward adjoint solve has its own adaptive steps: one FSAL start and six stages per
+    # attempted step (one vector-Jacobian product each), not the forward pass's count.
+    assert b.backward_evaluations % 6 == 1 and b.backward_evaluations >= 7
     assert b.backward_evaluations != a.backward_evaluations
+
+
+def test_constant_step_counts_of_both_paradigms_in_closed_form(getkey):
+    # With n constant Dopri5 steps both paradigms take n steps each way: the forward pass
+    # costs 1 + 6n evaluations; the continuous adjoint's backward solve 1 + 6n more, and
+    # discretize-then-optimize recomputes and linearises every stage, 2 (1 + 6n).
+    field = jaxode.MLPField(4, 6, jaxode.LegendreBasis(2), key=getkey())
+    xs = jax.random.normal(getkey(), (1, 3))
+    key = getkey()
+    for n in (4, 10):
+        fixed = dict(stepsize_controller=diffrax.ConstantStepSize(), dt0=2.0 / n)
+        dto = jaxode.Surrogate(3, 2, jaxode.NeuralODE(field, 2.0, **fixed), key=key)
+        otd = jaxode.Surrogate(
+            3, 2, jaxode.NeuralODE(field, 2.0, paradigm=jaxode.OptimizeThenDiscretize(), **fixed), key=key
+        )
+        a = jaxode.EvaluationCounter(_loss)(dto, xs)
+        b = jaxode.EvaluationCounter(_loss)(otd, xs)
+        assert a.accepted_steps == b.accepted_steps == n and a.rejected_steps == b.rejected_steps == 0
+        assert a.forward_evaluations == b.forward_evaluations == 1 + 6 * n
+        assert b.backward_evaluations == 1 + 6 * n
+        assert a.backward_evaluations == 2 * (1 + 6 * n)

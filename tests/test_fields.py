@@ -10,12 +10,18 @@ from helpers import randomize
 
 def test_time_varying_linear_init_is_constant_in_time(getkey):
     basis = jaxode.LegendreBasis(3)
-    layer = jaxode.TimeVaryingLinear(4, 3, basis, key=getkey())
+    key = getkey()
+    layer = jaxode.TimeVaryingLinear(4, 3, basis, key=key)
     assert layer.weight.shape == (4, 3, 4) and layer.bias.shape == (4, 3)
+    # W_0, b_0 uniform on +-1/sqrt(in_size) = +-0.5 from the split key; the rest zero.
+    wkey, bkey = jax.random.split(key)
+    np.testing.assert_array_equal(layer.weight[0], jax.random.uniform(wkey, (1, 3, 4), minval=-0.5, maxval=0.5)[0])
+    np.testing.assert_array_equal(layer.bias[0], jax.random.uniform(bkey, (1, 3), minval=-0.5, maxval=0.5)[0])
     np.testing.assert_array_equal(layer.weight[1:], 0.0)
     np.testing.assert_array_equal(layer.bias[1:], 0.0)
-    assert np.all(np.abs(layer.weight[0]) <= 0.5) and np.std(layer.weight[0]) > 0
-    np.testing.assert_allclose(layer.weight_at(0.1), layer.weight_at(0.9), rtol=1e-15)
+    for t in (0.0, 0.1, 0.9, 1.0):
+        np.testing.assert_array_equal(layer.weight_at(t), layer.weight[0])
+        np.testing.assert_array_equal(layer.bias_at(t), layer.bias[0])
 
 
 def test_time_varying_linear_matches_numpy(getkey):

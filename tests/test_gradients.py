@@ -53,7 +53,7 @@ def test_discretize_then_optimize_equals_finite_differences(index, getkey):
     model = _surrogate(dynamics, getkey())
     xs, ys = jax.random.normal(getkey(), (5, 3)), jax.random.normal(getkey(), (5, 2))
     analytic, numeric = _directional_check(model, xs, ys, getkey())
-    assert abs(analytic - numeric) <= 1e-6 * abs(numeric)
+    assert abs(analytic - numeric) <= 1e-8 * abs(numeric)
 
 
 def test_adaptive_discretize_then_optimize_equals_finite_differences(getkey):
@@ -63,7 +63,7 @@ def test_adaptive_discretize_then_optimize_equals_finite_differences(getkey):
     model = _surrogate(dynamics, getkey())
     xs, ys = jax.random.normal(getkey(), (5, 3)), jax.random.normal(getkey(), (5, 2))
     analytic, numeric = _directional_check(model, xs, ys, getkey())
-    assert abs(analytic - numeric) <= 1e-6 * abs(numeric)
+    assert abs(analytic - numeric) <= 1e-8 * abs(numeric)
 
 
 def test_continuous_adjoint_converges_to_discrete_gradient(getkey):
@@ -81,12 +81,17 @@ def test_continuous_adjoint_converges_to_discrete_gradient(getkey):
         return np.asarray(flat)
 
     reference = gradient(1e-12, jaxode.DiscretizeThenOptimize())
+    tolerances = (1e-3, 1e-5, 1e-7, 1e-9)  # Python floats: NumPy scalars would be differentiated
     errors = [
         np.linalg.norm(gradient(tol, jaxode.OptimizeThenDiscretize()) - reference) / np.linalg.norm(reference)
-        for tol in (1e-3, 1e-5, 1e-7, 1e-9)
+        for tol in tolerances
     ]
     assert all(later < earlier for earlier, later in zip(errors, errors[1:])), errors
-    assert errors[-1] < 1e-7
-    assert errors[0] > 10 * errors[-1]
+    assert errors[-1] < 1e-8
+    # The gap closes like the solver tolerance: slope of log error on log tolerance near 1
+    # (measured 1.18; 4/5 is the rate of a fifth-order solver's per-step error control).
+    slope = np.polyfit(np.log(tolerances), np.log(errors), 1)[0]
+    assert 0.8 < slope < 1.5, (slope, errors)
+    # OptimizeThenDiscretize is Diffrax's backsolve adjoint: the same numbers.
     diffrax_direct = gradient(1e-9, diffrax.BacksolveAdjoint())
-    np.testing.assert_allclose(diffrax_direct, gradient(1e-9, jaxode.OptimizeThenDiscretize()), rtol=1e-12)
+    np.testing.assert_array_equal(diffrax_direct, gradient(1e-9, jaxode.OptimizeThenDiscretize()))
