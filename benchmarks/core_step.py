@@ -151,7 +151,8 @@ def main():
         print(f"{r['paradigm']:28s} {r['mode']:18s} {r['jaxode_ms']:10.2f} {r['direct_ms']:10.2f} {r['ratio']:7.3f} "
               f"{r['jaxode_compile_s']:7.1f}/{r['direct_compile_s']:.1f}")
     result = {"benchmark": "core_step", "backend": jax.default_backend(), "device": str(jax.devices()[0]),
-              "machine": platform.platform(), "batch": BATCH, "rows": rows}
+              "machine": platform.platform(), "load_average": os.getloadavg(), "batch": BATCH,
+              "rows": rows}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:

@@ -1,13 +1,15 @@
 """Training speed of the default ELM run: seconds per epoch in float32 and float64 (compilation
 reported separately), and the cold start of a fresh process to its first training step.
 
-    python benchmarks/train_speed.py [--epochs 5]
+    python benchmarks/train_speed.py [--epochs 5] [--out benchmarks/results/train_speed.json]
 
-Each precision runs in its own process (x64 is process-wide). Prints one JSON line per
-measurement.
+Each precision runs in its own process (x64 is process-wide). Prints a table and writes JSON.
 """
 
 import argparse
+import json
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -44,7 +46,9 @@ print(json.dumps({"precision": precision, "cold_start_to_first_step_s": round(co
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/results/train_speed.json")
     args = parser.parse_args()
+    rows = []
     for precision in ("float32", "float64"):
         out = subprocess.run(
             [sys.executable, "-c", CHILD, repr(time.time()), precision, str(args.epochs)],
@@ -52,7 +56,20 @@ def main() -> None:
             text=True,
             check=True,
         )
-        print(out.stdout.strip().splitlines()[-1], flush=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"{'precision':10s} {'s/epoch':>8s} {'compile s':>10s} {'cold start s':>13s}")
+    for r in rows:
+        print(
+            f"{r['precision']:10s} {r['seconds_per_epoch']:8.3f} {r['compile_time_s']:10.2f} "
+            f"{r['cold_start_to_first_step_s']:13.2f}"
+        )
+    result = {"benchmark": "train_speed", "machine": platform.platform(),
+              "cpus": os.cpu_count(), "load_average": os.getloadavg(), "rows": rows}
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(args.out + ".tmp", args.out)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
