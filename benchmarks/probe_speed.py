@@ -171,6 +171,7 @@ def main():
     parser.add_argument("--max-radius", type=float, default=1e4)
     arguments = parser.parse_args()
 
+    load_before = os.getloadavg()
     model = build_model(jax.random.PRNGKey(0))
     directions = np.array(jax.random.normal(jax.random.PRNGKey(1), (arguments.directions, IN_SIZE)))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
@@ -220,6 +221,7 @@ def main():
     print(f"first call (with compilation): {first_call:.2f} s")
     print(f"max |limit difference| JAX vs NumPy on {subset} directions: {agreement:.2e}")
     print("verdicts:", dict(zip(verdicts.tolist(), counts.tolist())))
+    print(f"load average (1, 5, 15 min) before {load_before}, after {os.getloadavg()} on {os.cpu_count()} cores")
 
     record = dict(
         directions=arguments.directions, radii=arguments.radii, ray_points=evaluations,
@@ -230,6 +232,7 @@ def main():
         numpy_per_point_seconds_scaled=per_point_time, speedup_over_per_point_loop=per_point_time / jax_time,
         limit_agreement=agreement, blas_threads=os.environ.get("OPENBLAS_NUM_THREADS"), verdict_counts=dict(zip(verdicts.tolist(), counts.tolist())),
         jax_version=jax.__version__, backend=jax.default_backend(), machine=platform.machine(),
+        cpu_count=os.cpu_count(), load_average_before=load_before, load_average_after=os.getloadavg(),
         note="JAX computes g and g' exactly by one jvp; NumPy uses 2 evaluations per radius "
         "(central differences) and the same analysis (secant onset, weighted least-squares rate).",
     )
