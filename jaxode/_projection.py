@@ -136,7 +136,8 @@ def _rational_projection(source, target) -> np.ndarray:
         target._power_form(),
     )
     n, m = max(source.num_basis, target.num_basis), target.num_basis
-    powers = [list(row) + [0] * (n - len(row)) for row in source_powers]
+    # Rows are powers of tau (padded with zero rows up to degree n - 1), columns functions.
+    powers = [list(row) for row in source_powers]
     powers += [[0] * source.num_basis for _ in range(n - len(powers))]
     if (source.t0, source.t1) != (target.t0, target.t1):
         powers = _product(_window_change(source, target, n), powers)

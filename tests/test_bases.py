@@ -408,3 +408,20 @@ def test_getkey_draws_from_a_fixed_seed(getkey, monkeypatch):
     assert conftest.seed_of_getkey() == conftest.DEFAULT_SEED
     monkeypatch.setenv("JAXODE_TEST_SEED", "7")
     assert conftest.seed_of_getkey() == 7
+
+
+def test_projection_of_a_clamped_source_beyond_its_window_equals_scipy():
+    # Held constant outside [0, 1], the source is no polynomial on [-1, 2]: quadrature route,
+    # split at the kinks, against scipy's integrals of the same L2 projection.
+    source = jaxode.LegendreBasis(2, t0=0.0, t1=1.0, clamp=True)
+    target = jaxode.MonomialBasis(4, t0=-1.0, t1=2.0)
+    c = np.array([0.4, -1.1, 0.8])
+    powers = jaxode.projection_matrix(source, target) @ c
+    f = lambda s: float(source(-1.0 + 3.0 * s) @ c)
+    legendre = np.array([
+        (2 * k + 1) * integrate.quad(
+            lambda s: f(s) * npoly.legendre.legval(2 * s - 1, np.eye(5)[k]), 0, 1, points=[1 / 3, 2 / 3], epsabs=1e-14
+        )[0]
+        for k in range(5)
+    ])
+    np.testing.assert_allclose(powers, _shifted_legendre_to_powers(legendre), rtol=1e-10, atol=1e-12)

@@ -69,7 +69,7 @@ def test_constant_step_counts_of_both_paradigms_in_closed_form(getkey):
     xs = jax.random.normal(getkey(), (1, 3))
     key = getkey()
     for n in (4, 10):
-        fixed = dict(stepsize_controller=diffrax.ConstantStepSize(), dt0=2.0 / n)
+        fixed = {"stepsize_controller": diffrax.ConstantStepSize(), "dt0": 2.0 / n}
         dto = jaxode.Surrogate(3, 2, jaxode.NeuralODE(field, 2.0, **fixed), key=key)
         otd = jaxode.Surrogate(
             3, 2, jaxode.NeuralODE(field, 2.0, paradigm=jaxode.OptimizeThenDiscretize(), **fixed), key=key

@@ -193,7 +193,7 @@ def test_step_j_of_resnet_and_hamiltonian_net_uses_piece_j(x64, window, getkey):
         sign = (-1.0) ** np.arange(steps)
         h = (t1 - t0) / steps
 
-        def with_signs(field):
+        def with_signs(field, sign=sign):
             weights = (jnp.zeros_like(field.layer.weight), jnp.asarray(sign[:, None], dtype))
             return eqx.tree_at(lambda f: (f.layer.weight, f.layer.bias), field, weights)
 
