@@ -296,3 +296,25 @@ def test_a_read_only_output_is_one_line_and_leaves_nothing(tmp_path, monkeypatch
     assert len(err.strip().splitlines()) == 1
     assert f"cannot write {str(out / 'config.toml')!r}: permission denied" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_loss_figure_has_labelled_panels_and_marks_the_best_step():
+    from jaxode._training._run import loss_figure
+
+    rows = [
+        {"step": 10, "train_loss": 1.0, "val_global": 0.5},
+        {"step": 20, "train_loss": 0.5, "val_global": 0.3},
+        {"step": 30, "train_loss": 0.2, "val_global": 0.4},
+    ]
+    fig = loss_figure(rows, 20, "mse")
+    top, bottom = fig.axes
+    assert top.get_ylabel() == "training loss (mse,\nnormalised units)"
+    assert bottom.get_ylabel() == "validation relative error\n(global, normalised units)"
+    assert bottom.get_xlabel() == "optimisation step"
+    assert list(top.lines[0].get_ydata()) == [1.0, 0.5, 0.2]
+    assert list(bottom.lines[0].get_ydata()) == [0.5, 0.3, 0.4]
+    for ax in (top, bottom):  # the returned step, marked on both panels and in their legends
+        assert list(ax.lines[1].get_xdata()) == [20, 20]
+        assert "returned parameters (step 20)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    (only,) = loss_figure([{"step": 5, "train_loss": 2.0}], 5, "l1").axes
+    assert only.get_xlabel() == "optimisation step"

@@ -93,16 +93,16 @@ def _json_text(values: dict) -> str:
     return json.dumps(clean(values), indent=2, allow_nan=False)
 
 
-def _plot(rows: list, best_step: int, loss_name: str, path: pathlib.Path) -> bool:
-    """loss.png: the training loss and the validation error on panels of their own, the
-    returned (best) step marked; `False` without matplotlib."""
+def loss_figure(rows: list, best_step: int, loss_name: str):
+    """The figure of loss.png: the training loss and the validation error on panels of their
+    own, the returned (best) step marked; `None` without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
+        return None
     validated = bool(rows) and "val_global" in rows[0]
     fig, axes = plt.subplots(
         2 if validated else 1, 1, figsize=(6, 6 if validated else 3.5), sharex=True, squeeze=False
@@ -125,6 +125,16 @@ def _plot(rows: list, best_step: int, loss_name: str, path: pathlib.Path) -> boo
         ax.grid(True, which="both", alpha=0.3)
     panels[-1].set_xlabel("optimisation step")
     fig.tight_layout()
+    return fig
+
+
+def _plot(rows: list, best_step: int, loss_name: str, path: pathlib.Path) -> bool:
+    """Writes loss.png atomically; `False` without matplotlib."""
+    fig = loss_figure(rows, best_step, loss_name)
+    if fig is None:
+        return False
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
