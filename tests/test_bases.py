@@ -3,10 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import numpy.polynomial as npoly
 import pytest
+from helpers import all_bases
 from scipy import integrate
 
 import jaxode
-from helpers import all_bases
 
 T0, T1 = -0.5, 2.0
 

@@ -1,11 +1,10 @@
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import randomize
 
 import jaxode
-from helpers import randomize
 
 
 def test_time_varying_linear_init_is_constant_in_time(getkey):

@@ -14,9 +14,9 @@ import numpy as np
 import numpy.polynomial as npoly
 import optax
 import pytest
+from helpers import all_bases, all_fields, randomize
 
 import jaxode
-from helpers import all_bases, all_fields, randomize
 
 pytestmark = [pytest.mark.float32, pytest.mark.usefixtures("float32")]
 

@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import randomize
 
 import jaxode
-from helpers import randomize
 
 
 def _surrogate(dynamics, key):

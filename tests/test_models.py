@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import numpy.polynomial as npoly
 import pytest
+from helpers import all_fields, randomize
 
 import jaxode
-from helpers import all_fields, randomize
 
 T1 = 1.5
 

@@ -308,8 +308,9 @@ def _surrogate(dynamics, rows, readout):
 def test_surrogate_limit_is_the_network_at_the_saturated_opening():
     # Surrogate: z0 = tanh(W x + b) -> ODE -> readout. Along x0 + r d, z0 -> sign(W d), so the
     # limit is readout(dynamics(sign(W d))) and the rate 2 min_i |(W d)_i| (the rest is smooth).
-    import jaxode
     from helpers import randomize
+
+    import jaxode
 
     basis = jaxode.LegendreBasis(degree=2)
     field = randomize(jaxode.MLPField(3, 8, basis, key=jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
@@ -348,8 +349,9 @@ def test_adaptive_surrogate_does_not_depend_on_the_chunking():
     # norm runs over the batch): at rtol 1e-3 the ray limits moved with the chunk size. Every
     # ray point is solved on its own, so chunks of 2 and all rays at once give identical results,
     # equal to single-point solves, and the notes name the tolerance that bounds their accuracy.
-    import jaxode
     from helpers import randomize
+
+    import jaxode
 
     basis = jaxode.LegendreBasis(degree=1)
     field = randomize(jaxode.LayerField(3, basis, key=jax.random.PRNGKey(3)), jax.random.PRNGKey(4), scale=1.0)
