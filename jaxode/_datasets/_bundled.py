@@ -6,7 +6,6 @@ import pathlib
 import numpy as np
 
 from ._core import Affine, Dataset, minmax, random_split, split_order, zscore
-from ._readers import is_number as _is_number  # noqa: F401  (used by the CLI)
 from ._user import check_seed, load_file
 
 DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data"

@@ -171,14 +171,20 @@ def validate_arrays(x, y, *, name: str = "data", min_samples: int = 4):
             f"{name}: too few samples ({x.shape[0]}); at least {min_samples} are needed."
         )
     for label, values in (("inputs", x), ("outputs", y)):
-        bad = ~np.isfinite(values)
-        if np.any(bad):
-            row, column = (int(k) for k in np.argwhere(bad)[0])
-            raise ValueError(
-                f"{name}: {label} contain {int(bad.sum())} NaN/inf values (first in row index "
-                f"{row}, column index {column}); remove or impute them."
-            )
+        check_finite_values(f"{name}: {label} contain", values)
     return x, y
+
+
+def check_finite_values(what: str, values: np.ndarray) -> None:
+    """Raises a `ValueError` starting with `what` that counts the NaN/inf values of a 2-D
+    array and names the first by its 0-based row and column index."""
+    bad = ~np.isfinite(values)
+    if np.any(bad):
+        row, column = (int(k) for k in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{what} {int(bad.sum())} NaN/inf values (first in row index {row}, column index "
+            f"{column}); remove or impute them."
+        )
 
 
 def split_order(order: np.ndarray, sizes: tuple[int, int, int]) -> dict:

@@ -12,6 +12,8 @@ import zipfile
 
 import numpy as np
 
+from ._core import check_finite_values
+
 NUMERIC_KINDS = "biuf"
 
 
@@ -297,13 +299,7 @@ def load_inputs(path, in_size: int) -> np.ndarray:
                 f"{label}: 'x' has {x.shape[1]} columns but the model takes {in_size} inputs; "
                 f"store {in_size} columns, in the order used for training."
             )
-        bad = ~np.isfinite(x)
-        if np.any(bad):
-            i, j = (int(k) for k in np.argwhere(bad)[0])
-            raise ValueError(
-                f"{label}: 'x' contains {int(bad.sum())} NaN/inf values (first in row index "
-                f"{i}, column index {j}); remove or impute them."
-            )
+        check_finite_values(f"{label}: 'x' contains", x)
         return x
     if suffix == ".csv":
         table = read_csv(path, what)
