@@ -76,6 +76,7 @@ from ._training import (
     build_model as build_model,
     evaluate_model as evaluate_model,
     fit as fit,
+    fit_cohort as fit_cohort,
     global_relative_error as global_relative_error,
     load as load,
     mean_relative_error as mean_relative_error,

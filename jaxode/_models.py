@@ -1,6 +1,8 @@
 """Dynamics on $[t_0, t_1]$: the neural ODE and its discrete cousins, over one shared field."""
 
 import abc
+import contextlib
+import contextvars
 
 import diffrax
 import equinox as eqx
@@ -43,8 +45,26 @@ def _check_horizon(t0: float, t1: float) -> None:
         raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}.")
 
 
+_VALUE_CHECKS = contextvars.ContextVar("jaxode_value_checks", default=True)
+
+
+@contextlib.contextmanager
+def skip_value_checks():
+    """Programs traced inside leave out `check_finite`'s runtime checks: the training engine
+    checks its data on the host once, and a host callback in a hot program would stall the
+    device and keep it out of JAX's compilation cache."""
+    token = _VALUE_CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _VALUE_CHECKS.reset(token)
+
+
 def check_finite(name: str, x: Array) -> Array:
-    """`x`, with a runtime error (also under jit) if it holds NaN or infinite values."""
+    """`x`, with a runtime error (also under jit) if it holds NaN or infinite values (left
+    out of programs traced under `skip_value_checks`)."""
+    if not _VALUE_CHECKS.get():
+        return x
     return eqx.error_if(
         x, ~jnp.all(jnp.isfinite(x)), f"`{name}` contains NaN or infinite values; clean the data."
     )
@@ -80,7 +100,9 @@ def _save_times(ts):
         return None
     values = np.asarray(ts, dtype=np.float64)
     if values.ndim != 1 or values.size == 0 or np.any(np.diff(values) < 0):
-        raise ValueError(f"`ts` must be a non-empty increasing 1-D sequence of save times, got {ts!r}.")
+        raise ValueError(
+            f"`ts` must be a non-empty increasing 1-D sequence of save times, got {ts!r}."
+        )
     return tuple(float(v) for v in values)
 
 
@@ -132,7 +154,9 @@ class NeuralODE(AbstractDynamics):
         as_adjoint(self.paradigm)
         if self.dt0 is None and isinstance(self.stepsize_controller, diffrax.ConstantStepSize):
             raise ValueError("`dt0` is required with diffrax.ConstantStepSize(); pass dt0=h.")
-        if isinstance(self.max_steps, bool) or not (isinstance(self.max_steps, int) and self.max_steps >= 1):
+        if isinstance(self.max_steps, bool) or not (
+            isinstance(self.max_steps, int) and self.max_steps >= 1
+        ):
             raise ValueError(f"`max_steps` must be an integer >= 1, got {self.max_steps!r}.")
 
     def _integrate(self, vector_field, y0):

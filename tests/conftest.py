@@ -1,16 +1,27 @@
 """Tests run in float64: accuracy claims are checked where rounding does not hide them.
 
+Compiled programs go to JAX's persistent compilation cache (a folder under the system's
+temporary directory, or JAXODE_COMPILATION_CACHE), so the many tests that train the same small
+models compile each program once; results do not depend on it.
+
 Randomness is deterministic: `getkey` starts from a fixed seed (override it with the
 environment variable JAXODE_TEST_SEED to explore other draws). Tests of the float32 tier
 (`tests/test_float32.py`) carry the `float32` marker: `pytest -m float32` runs them alone.
 """
 
 import os
+import tempfile
 
 import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# Subprocesses (CLI tests) read the same folder through the environment.
+_CACHE = os.environ.setdefault(
+    "JAXODE_COMPILATION_CACHE", os.path.join(tempfile.gettempdir(), "jaxode-tests-jax-cache")
+)
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 DEFAULT_SEED = 20240601
 

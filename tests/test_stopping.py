@@ -181,15 +181,15 @@ def test_replacement_sampling_draws_each_batch_from_the_key_and_step(tmp_path):
     key = jax.random.PRNGKey(6)
     for step in (0, 5, 123):
         expected = np.asarray(jax.random.randint(jax.random.fold_in(key, step), (7,), 0, 10))
-        np.testing.assert_array_equal(batch_order(key, step, 10, 7, "replacement", {}), expected)
-    drawn = np.concatenate([batch_order(key, s, 10, 7, "replacement", {}) for s in range(40)])
+        np.testing.assert_array_equal(batch_order(key, step, 10, 7, "replacement"), expected)
+    drawn = np.concatenate([batch_order(key, s, 10, 7, "replacement") for s in range(40)])
     assert len(np.unique(drawn)) == 10 and any(
-        len(np.unique(batch_order(key, s, 10, 7, "replacement", {}))) < 7 for s in range(40)
+        len(np.unique(batch_order(key, s, 10, 7, "replacement"))) < 7 for s in range(40)
     )  # with replacement: some batch repeats a sample
     order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1), 10))
     # two batches per epoch: steps 2 and 3 are the halves of epoch 1's permutation
-    np.testing.assert_array_equal(batch_order(key, 2, 10, 5, "epochs", {}), order[:5])
-    np.testing.assert_array_equal(batch_order(key, 3, 10, 5, "epochs", {}), order[5:])
+    np.testing.assert_array_equal(batch_order(key, 2, 10, 5, "epochs"), order[:5])
+    np.testing.assert_array_equal(batch_order(key, 3, 10, 5, "epochs"), order[5:])
 
 
 def test_replacement_sampling_resumes_bit_identically(tmp_path):

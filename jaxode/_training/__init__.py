@@ -13,6 +13,7 @@ from ._config import presets as presets
 from ._fit import FitResult as FitResult
 from ._fit import epoch_order as epoch_order
 from ._fit import fit as fit
+from ._fit import fit_cohort as fit_cohort
 from ._losses import AbstractLoss as AbstractLoss
 from ._losses import L1Loss as L1Loss
 from ._losses import MSELoss as MSELoss

@@ -2,31 +2,36 @@
 solver-failure handling, and atomic checkpoints that resume exactly."""
 
 import dataclasses
-import math
 import pathlib
-import time
+from collections.abc import Sequence
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Float, PRNGKeyArray
 
 from .._counting import EvaluationCounter
 from .._models import NeuralODE
 from .._surrogate import Surrogate
-from ._checkpoint import load_checkpoint, save_checkpoint, write_history
+from ._checkpoint import load_checkpoint
+from ._engine import SAMPLINGS, Plan, Programs, batch_index
+from ._loop import (
+    CHECKPOINT,
+    Options,
+    check_layout,
+    member,
+    member_counters,
+    predict_members,
+    run,
+    stack,
+    start,
+    status_name,
+)
 from ._losses import AbstractLoss, MSELoss
-from ._metrics import error_metrics, predict_in_chunks, ridge_warm_start
-from ._progress import progress_bar
-
-CHECKPOINT, HISTORY = "checkpoint.eqx", "history.csv"
-SAMPLINGS = ("epochs", "replacement")
-# Checkpoint trees hold (best, params, last_good, opt_state): best first, so that the best
-# parameters can be read without building the optimiser (see `read_best`).
-_LAYOUT = 2
+from ._metrics import error_metrics, ridge_warm_start
+from ._regularisers import AbstractRegulariser
 
 
 @dataclasses.dataclass
@@ -90,39 +95,11 @@ def epoch_order(key: PRNGKeyArray, epoch: int, num_samples: int) -> np.ndarray:
 
 
 def batch_order(
-    key: PRNGKeyArray, step: int, num_samples: int, batch_size: int, sampling: str, cache: dict
+    key: PRNGKeyArray, step: int, num_samples: int, batch_size: int, sampling: str
 ) -> np.ndarray:
-    """Row indices of the minibatch of `step`: a pure function of `(key, step)`, so a resumed
-    run replays the same batches. `"epochs"`: each epoch a permutation (`epoch_order`), cut
-    into consecutive batches; `"replacement"`: every batch drawn uniformly with replacement."""
-    if sampling == "replacement":
-        index = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, num_samples)
-        return np.asarray(index)
-    epoch, offset = divmod(step, num_samples // batch_size)
-    if cache.get("epoch") != epoch:
-        cache.update(epoch=epoch, order=epoch_order(key, epoch, num_samples))
-    return cache["order"][offset * batch_size : (offset + 1) * batch_size]
-
-
-# Why a solve failed, as a small integer the host can read: 0 is success.
-_FAILURE_REASONS = (
-    "",
-    "the solver reached `max_steps`",
-    "the step size fell below its minimum",
-    "the solve failed",
-)
-
-
-def _failure_code(result) -> Array:
-    return jnp.where(
-        result == diffrax.RESULTS.successful,
-        0,
-        jnp.where(
-            result == diffrax.RESULTS.max_steps_reached,
-            1,
-            jnp.where(result == diffrax.RESULTS.dt_min_reached, 2, 3),
-        ),
-    )
+    """Row indices of the minibatch of `step`, as the engine draws them on the device (see
+    `sampling` of `fit`)."""
+    return np.asarray(batch_index(key, step, num_samples, batch_size, sampling))
 
 
 def read_best(path, params_skeleton) -> tuple[dict, object]:
@@ -132,22 +109,8 @@ def read_best(path, params_skeleton) -> tuple[dict, object]:
     **Raises:** `ValueError` for a checkpoint of another layout or model.
     """
     meta, best = load_checkpoint(path, params_skeleton)
-    _check_layout(path, meta)
+    check_layout(path, meta)
     return meta, best
-
-
-def _check_layout(path, meta: dict) -> None:
-    if meta.get("layout") != _LAYOUT:
-        raise ValueError(f"{path} was written by an older version of jaxode; start a new run.")
-
-
-def _select(good, new, old):
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(good, a, b), new, old)
-
-
-def _all_finite(tree) -> Array:
-    leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
 def _check_arrays(name: str, data, in_size: int, out_size: int):
@@ -173,10 +136,244 @@ def _checked_int(name: str, value, allow_none: bool = True) -> None:
         raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
 
 
-def _checkpoint_phrase(state: dict, eval_every: int) -> str:
-    if state["checkpoint_step"] is None:
-        return f"no checkpoint had been written yet (the first evaluation is at step {eval_every})"
-    return f"kept the last good checkpoint (step {state['checkpoint_step']})"
+def _is_weight(leaf) -> bool:
+    return isinstance(leaf, float) or eqx.is_inexact_array(leaf)
+
+
+def _regulariser_parts(regularisers: Sequence[tuple], dtype):
+    """Stacked numeric weights of every member's regularisers, and their shared rest."""
+    values, statics = [], []
+    for chosen in regularisers:
+        dynamic, static = eqx.partition(tuple(chosen), _is_weight)
+        values.append(jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), dynamic))
+        statics.append(static)
+    if any(jax.tree_util.tree_structure(v) != jax.tree_util.tree_structure(values[0]) for v in values) or not all(
+        eqx.tree_equal(s, statics[0]) for s in statics
+    ):
+        raise ValueError(
+            "`regularisers`: every member needs the same kinds of regularisers in the same "
+            "order (only their weights may differ)."
+        )
+    return stack(values), statics[0]
+
+
+def _set_hyperparameters(opt_state, values: dict):
+    """`opt_state` with the named hyperparameters of its `optax.inject_hyperparams` part set."""
+    is_injected = lambda node: isinstance(node, optax.InjectStatefulHyperparamsState)
+    found = [n for n in jax.tree_util.tree_leaves(opt_state, is_leaf=is_injected) if is_injected(n)]
+    for name in values:
+        if not any(name in n.hyperparams for n in found):
+            raise ValueError(
+                f"`hyperparameters`: the optimiser has no injected hyperparameter {name!r}; "
+                "build it with optax.inject_hyperparams, e.g. "
+                "optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)."
+            )
+
+    def replace(node):
+        if not is_injected(node):
+            return node
+        hyper = dict(node.hyperparams)
+        for name, value in values.items():
+            if name in hyper:
+                hyper[name] = jnp.asarray(value, jnp.asarray(hyper[name]).dtype)
+        return node._replace(hyperparams=hyper)
+
+    return jax.tree_util.tree_map(replace, opt_state, is_leaf=is_injected)
+
+
+def _mesh(devices, size: int):
+    if devices is None:
+        return None
+    from jax.sharding import AxisType
+
+    chosen = jax.devices()[:devices] if isinstance(devices, int) else list(devices)
+    if size % len(chosen):
+        raise ValueError(
+            f"`devices`: {size} members cannot be split evenly over {len(chosen)} devices; "
+            "choose a cohort size that is a multiple of the device count."
+        )
+    return jax.make_mesh(
+        (len(chosen),), ("members",), axis_types=(AxisType.Auto,), devices=chosen
+    )
+
+
+def _place(mesh, tree, sharded: bool):
+    if mesh is None:
+        return tree
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    spec = PartitionSpec("members") if sharded else PartitionSpec()
+    return jax.device_put(tree, NamedSharding(mesh, spec))
+
+
+def _fit_members(
+    models: list,
+    train,
+    optimiser,
+    *,
+    keys: list,
+    val,
+    epochs,
+    steps,
+    batch_size,
+    sampling,
+    loss,
+    regularisers: list,
+    hyperparameters,
+    clip_norm,
+    patience,
+    eval_every,
+    ridge,
+    max_failed_batches,
+    divergence_factor,
+    checkpoint_dirs: list,
+    resume,
+    count_evaluations,
+    count_every,
+    progress,
+    callback,
+    cohort: bool,
+    devices,
+    shard_map: bool,
+) -> list["FitResult"]:
+    first = models[0]
+    for model in models:
+        if not isinstance(model, Surrogate):
+            raise TypeError(f"`model` must be a jaxode.Surrogate, got {type(model).__name__}.")
+    x, y = _check_arrays("train", train, first.in_size, first.out_size)
+    if val is not None:
+        xv, yv = _check_arrays("val", val, first.in_size, first.out_size)
+    if (epochs is None) == (steps is None):
+        raise ValueError("pass exactly one of `epochs` and `steps`.")
+    for name, value in (
+        ("epochs", epochs),
+        ("steps", steps),
+        ("batch_size", batch_size),
+        ("patience", patience),
+        ("eval_every", eval_every),
+        ("max_failed_batches", max_failed_batches),
+        ("count_every", count_every),
+    ):
+        _checked_int(name, value)
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"`sampling` must be one of {SAMPLINGS}, got {sampling!r}.")
+    if divergence_factor is not None and not divergence_factor > 1:
+        raise ValueError(f"`divergence_factor` must be > 1 or None, got {divergence_factor!r}.")
+    if batch_size > len(x):
+        raise ValueError(
+            f"`batch_size`={batch_size} exceeds the {len(x)} training samples; lower `batch_size`."
+        )
+    if resume and any(d is None for d in checkpoint_dirs):
+        raise ValueError("`resume=True` needs `checkpoint_dir`.")
+    per_epoch = len(x) // batch_size
+    total = steps if steps is not None else epochs * per_epoch
+    interval = min(eval_every or per_epoch, total)
+    if clip_norm is not None:
+        optimiser = optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
+    loss = MSELoss() if loss is None else loss
+    dtype = first.readout.weight.dtype
+
+    params, static = [], None
+    for k, model in enumerate(models):
+        model = _no_throw(model)
+        path = None if checkpoint_dirs[k] is None else pathlib.Path(checkpoint_dirs[k]) / CHECKPOINT
+        if ridge is not None and not (resume and path.is_file()):
+            model = ridge_warm_start(model, x, y, ridge)
+        p, s = eqx.partition(model, eqx.is_inexact_array)
+        if static is None:
+            static = s
+        elif jax.tree_util.tree_structure(p) != jax.tree_util.tree_structure(params[0]) or not eqx.tree_equal(s, static):
+            raise ValueError(
+                f"`models`: member {k} differs from member 0 in structure or settings; a cohort's "
+                "members may differ only in the values of their parameters."
+            )
+        params.append(p)
+    opt_states = [optimiser.init(p) for p in params]
+    if hyperparameters:
+        for name, values in hyperparameters.items():
+            if len(values) != len(models):
+                raise ValueError(
+                    f"`hyperparameters[{name!r}]` has {len(values)} values for {len(models)} members."
+                )
+        opt_states = [
+            _set_hyperparameters(o, {n: v[k] for n, v in hyperparameters.items()})
+            for k, o in enumerate(opt_states)
+        ]
+    regulariser_values, regulariser_static = _regulariser_parts(regularisers, dtype)
+    plan = Plan(
+        static=static,
+        regulariser_static=regulariser_static,
+        optimiser=optimiser,
+        loss=loss,
+        num_samples=len(x),
+        batch_size=batch_size,
+        sampling=sampling,
+        interval=interval,
+        total=total,
+        validated=val is not None,
+        patience=patience,
+        max_failed_batches=max_failed_batches,
+        divergence_factor=divergence_factor,
+    )
+    mesh = _mesh(devices, len(models)) if cohort else None
+    programs = Programs(plan, len(models) if cohort else None, mesh, shard_map)
+
+    state, members = start(params, opt_states, checkpoint_dirs, resume)
+    arrays = dict(
+        xs=_place(mesh, jnp.asarray(x, dtype), False),
+        ys=_place(mesh, jnp.asarray(y, dtype), False),
+        keys=_place(mesh, stack([jnp.asarray(k) for k in keys]), True),
+        regularisers=_place(mesh, regulariser_values, True),
+        count_x=jnp.asarray(x[:batch_size], dtype),
+        count_y=jnp.asarray(y[:batch_size], dtype),
+    )
+    if val is not None:
+        arrays.update(val=(xv, yv), val_targets=jnp.asarray(yv, dtype))
+        fresh = [k for k, record in enumerate(members) if not record.resumed]
+        if fresh:
+            # The initial model's error is the first reference of the divergence test.
+            predicted = predict_members(programs, state.params, xv, dtype)
+            lowest = np.asarray(state.lowest).copy()
+            for k in fresh:
+                initial = error_metrics(predicted[k], yv)["global"]
+                lowest[k] = initial if np.isfinite(initial) else np.inf
+            state = dataclasses.replace(state, lowest=jnp.asarray(lowest, dtype))
+    state = _place(mesh, state, True)
+    options = Options(
+        per_epoch=per_epoch,
+        clip_norm=clip_norm,
+        count_every=count_every,
+        progress=progress,
+        callback=callback,
+    )
+    counter = (
+        EvaluationCounter(lambda m, xb, yb: loss(m.predict(xb), yb)) if count_evaluations else None
+    )
+    state, counters = run(plan, programs, state, members, arrays, options, counter)
+    host = jax.device_get(state)
+    results = []
+    for k, (record, original) in enumerate(zip(members, models)):
+        values = member_counters(counters, k)
+        chosen = member(host.best if val is not None else host.last_good, k)
+        trained = _restore_throw(
+            eqx.combine(jax.tree_util.tree_map(jnp.asarray, chosen), static), original
+        )
+        results.append(
+            FitResult(
+                model=trained,
+                history=record.history,
+                status=status_name(counters, k, record),
+                message=record.message or f"finished {values['step']} steps.",
+                steps=values["step"],
+                best_step=values["best_step"],
+                solver_failures=values["failures"],
+                failed_batches=values["failed_batches"],
+                compile_time=record.compile_time,
+                num_traces=programs.traces,
+                checkpoint_step=record.checkpoint_step,
+            )
+        )
+    return results
 
 
 def fit(
@@ -207,6 +404,9 @@ def fit(
 ) -> FitResult:
     """Trains a `Surrogate` on `(x, y)` arrays (already normalised) by minibatch optimisation.
 
+    The steps between two evaluations run as one compiled program (a `jax.lax.scan` whose
+    minibatches are drawn on the device); the host reads the state only at evaluations.
+
     **Arguments:**
 
     - `model`: the initial `Surrogate`.
@@ -216,7 +416,7 @@ def fit(
     - `key`: seeds the minibatches (see `sampling`).
     - `epochs` or `steps`: training length (exactly one of them); an epoch is
       `len(x) // batch_size` steps.
-    - `batch_size`: samples per step; every step has one shape, so the step compiles once.
+    - `batch_size`: samples per step; every step has one shape, so training compiles once.
     - `sampling`: `"epochs"` (default): epoch $e$ visits the samples in the order
       `permutation(fold_in(key, e))`, its last partial batch dropped; `"replacement"`: the
       batch of step $s$ is drawn uniformly with replacement with `fold_in(key, s)`.
@@ -235,8 +435,8 @@ def fit(
     - `checkpoint_dir`: write `checkpoint.eqx` and `history.csv` there (atomically) at every
       evaluation; `resume`: continue from that checkpoint when present.
     - `count_evaluations`: measure field evaluations per solve on one batch (forward and
-      backward, through host callbacks) at the first, every `count_every`-th and the last
-      evaluation; other history rows leave them out (counting costs about a training epoch).
+      backward, through host callbacks in a program of their own) at the first, every
+      `count_every`-th and the last evaluation; other history rows leave them out.
     - `progress`: show a progress bar (tqdm if installed).
     - `callback`: called with each history row after its checkpoint is written; an exception
       it raises stops training (the checkpoint stays).
@@ -247,267 +447,139 @@ def fit(
 
     **Raises:** `ValueError` for inconsistent arguments (named in the message).
     """
-    if not isinstance(model, Surrogate):
-        raise TypeError(f"`model` must be a jaxode.Surrogate, got {type(model).__name__}.")
-    x, y = _check_arrays("train", train, model.in_size, model.out_size)
-    if val is not None:
-        xv, yv = _check_arrays("val", val, model.in_size, model.out_size)
-    if (epochs is None) == (steps is None):
-        raise ValueError("pass exactly one of `epochs` and `steps`.")
-    for name, value in (
-        ("epochs", epochs),
-        ("steps", steps),
-        ("batch_size", batch_size),
-        ("patience", patience),
-        ("eval_every", eval_every),
-        ("max_failed_batches", max_failed_batches),
-    ):
-        _checked_int(name, value)
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"`sampling` must be one of {SAMPLINGS}, got {sampling!r}.")
-    if divergence_factor is not None and not divergence_factor > 1:
-        raise ValueError(f"`divergence_factor` must be > 1 or None, got {divergence_factor!r}.")
-    if batch_size > len(x):
+    [result] = _fit_members(
+        [model],
+        train,
+        optimiser,
+        keys=[key],
+        val=val,
+        epochs=epochs,
+        steps=steps,
+        batch_size=batch_size,
+        sampling=sampling,
+        loss=loss,
+        regularisers=[regularisers],
+        hyperparameters=None,
+        clip_norm=clip_norm,
+        patience=patience,
+        eval_every=eval_every,
+        ridge=ridge,
+        max_failed_batches=max_failed_batches,
+        divergence_factor=divergence_factor,
+        checkpoint_dirs=[checkpoint_dir],
+        resume=resume,
+        count_evaluations=count_evaluations,
+        count_every=count_every,
+        progress=progress,
+        callback=None if callback is None else lambda k, row: callback(row),
+        cohort=False,
+        devices=None,
+        shard_map=True,
+    )
+    return result
+
+
+def fit_cohort(
+    models: Sequence[Surrogate],
+    train: tuple[Float[np.ndarray, "n in"], Float[np.ndarray, "n out"]],
+    optimiser: optax.GradientTransformation,
+    *,
+    keys: Sequence[PRNGKeyArray],
+    val: tuple[Float[np.ndarray, "m in"], Float[np.ndarray, "m out"]] | None = None,
+    epochs: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 32,
+    sampling: str = "epochs",
+    loss: AbstractLoss | None = None,
+    regularisers: tuple | Sequence[tuple] = (),
+    hyperparameters: dict | None = None,
+    clip_norm: float | None = None,
+    patience: int | None = None,
+    eval_every: int | None = None,
+    ridge: float | None = None,
+    max_failed_batches: int | None = 10,
+    divergence_factor: float | None = 100.0,
+    checkpoint_dirs: Sequence | None = None,
+    resume: bool = False,
+    count_evaluations: bool = True,
+    count_every: int = 10,
+    progress: bool = False,
+    callback=None,
+    devices: int | Sequence | None = None,
+    shard_map: bool = True,
+) -> list[FitResult]:
+    """Trains a cohort: K models of one structure, differing in their values (initialisation,
+    minibatch seed, hyperparameters, regularisation weights), as one compiled program
+    (`jax.vmap` over the members). Member k ends as `fit` would end it alone with the same
+    values, to rounding: each member keeps its own early stopping, best parameters,
+    divergence and failure state; a member that stops is frozen while the others go on.
+
+    **Arguments:** as for `fit`, and:
+
+    - `models`: the K initial `Surrogate`s (same structure and settings).
+    - `keys`: K minibatch keys.
+    - `regularisers`: shared `AbstractRegulariser`s, or a sequence of K tuples of the same
+      kinds whose weights differ.
+    - `hyperparameters`: `{name: K values}` for hyperparameters of an optimiser built with
+      `optax.inject_hyperparams` (constant ones: an injected schedule overrides them).
+    - `checkpoint_dirs`: K directories (each gets a checkpoint and history that a single
+      `fit` can also resume).
+    - `callback`: called as `callback(k, row)` for each history row of member k.
+    - `devices`: shard the members over this many local devices (or these devices); the
+      cohort size must be a multiple of their number. `shard_map=True` (default) runs one
+      loop per device, so that adaptive solves of different lengths need no collective per
+      step; `False` leaves the partitioning of the vmapped program to the compiler.
+
+    Adaptive solves of vmapped members step in lock-step until the slowest member finishes:
+    a cohort of adaptive neural ODEs pays for its slowest member at every step.
+
+    **Returns:** one `FitResult` per member.
+
+    **Raises:** `ValueError` for inconsistent arguments (named in the message).
+    """
+    models = list(models)
+    size = len(models)
+    if size < 1:
+        raise ValueError("`models` must hold at least one model.")
+    keys = list(keys)
+    if len(keys) != size:
+        raise ValueError(f"`keys` has {len(keys)} keys for {size} members.")
+    if all(isinstance(r, AbstractRegulariser) for r in regularisers):
+        regularisers = [tuple(regularisers)] * size
+    elif len(regularisers) != size:
         raise ValueError(
-            f"`batch_size`={batch_size} exceeds the {len(x)} training samples; lower `batch_size`."
+            f"`regularisers` must be shared regularisers or one tuple per member ({size}), "
+            f"got {len(regularisers)} entries."
         )
-    if resume and checkpoint_dir is None:
-        raise ValueError("`resume=True` needs `checkpoint_dir`.")
-    per_epoch = len(x) // batch_size
-    total = steps if steps is not None else epochs * per_epoch
-    eval_every = eval_every or per_epoch
-    if clip_norm is not None:
-        optimiser = optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
-
-    loss = MSELoss() if loss is None else loss
-    original = model
-    model = _no_throw(model)
-    dtype = model.readout.weight.dtype
-    directory = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
-    path = None if directory is None else directory / CHECKPOINT
-    resuming = resume and path.is_file()
-    if ridge is not None and not resuming:
-        model = ridge_warm_start(model, x, y, ridge)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    opt_state = optimiser.init(params)
-    xs, ys = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    traces = [0]
-
-    def objective(p, xb, yb):
-        m = eqx.combine(p, static)
-        trajectory = m.dynamics.solve_batch(jax.vmap(m.features)(xb))
-        misfit = loss(jax.vmap(m.readout)(trajectory.final), yb)
-        penalty = sum((r(m) for r in regularisers), jnp.zeros((), misfit.dtype))
-        failed = jnp.sum(~jnp.broadcast_to(trajectory.succeeded, (xb.shape[0],)))
-        return misfit + penalty, (misfit, failed, jnp.max(_failure_code(trajectory.result)))
-
-    @eqx.filter_jit
-    def train_step(params, opt_state, xs, ys, index):
-        traces[0] += 1
-        (_, (misfit, failed, reason)), grads = jax.value_and_grad(objective, has_aux=True)(
-            params, xs[index], ys[index]
-        )
-        updates, new_state = optimiser.update(grads, opt_state, params)
-        new_params = eqx.apply_updates(params, updates)
-        finite = jnp.isfinite(misfit) & _all_finite(new_params)
-        good = finite & (failed == 0)
-        return (
-            _select(good, new_params, params),
-            _select(good, new_state, opt_state),
-            misfit,
-            failed,
-            reason,
-            finite,
-        )
-
-    state = dict(
-        layout=_LAYOUT,
-        step=0,
-        best_step=0,
-        best_val=math.inf,
-        lowest=math.inf,
-        bad=0,
-        failures=0,
-        failed_batches=0,
-        consecutive_failures=0,
-        history=[],
-        wall=0.0,
-        compile_time=0.0,
-        checkpoint_step=None,
-    )
-    best, last_good = params, params
-    if resuming:
-        meta, (best, params, last_good, opt_state) = load_checkpoint(
-            path, (params, params, params, opt_state)
-        )
-        _check_layout(path, meta)
-        state.update(meta)
-    elif val is not None:
-        # The initial model's error is the first reference of the divergence test.
-        initial = error_metrics(predict_in_chunks(eqx.combine(params, static), xv), yv)
-        state["lowest"] = initial["global"] if np.isfinite(initial["global"]) else math.inf
-
-    counter = (
-        EvaluationCounter(lambda m, xb, yb: loss(m.predict(xb), yb)) if count_evaluations else None
-    )
-    bar = progress_bar(total, state["step"], progress, elapsed=state["wall"])
-    status, message, running, count, first = "completed", "", 0.0, 0, True
-    start = time.perf_counter() - state["wall"]
-    orders = {}
-
-    def failure_advice() -> str:
-        return (
-            "loosen the solver tolerances (rtol/atol), raise max_steps or lower the learning rate"
-            + ("" if clip_norm is not None else ", or enable gradient clipping (clip_norm)")
-        )
-
-    try:
-        while state["step"] < total:
-            s = state["step"]
-            index = jnp.asarray(batch_order(key, s, len(x), batch_size, sampling, orders))
-            tic = time.perf_counter()
-            params, opt_state, misfit, failed, reason, finite = train_step(
-                params, opt_state, xs, ys, index
-            )
-            misfit, failed, reason, finite = float(misfit), int(failed), int(reason), bool(finite)
-            if first:
-                first = False
-                state["compile_time"] = time.perf_counter() - tic
-                start += state["compile_time"]
-                if val is None and not resuming and math.isfinite(misfit):
-                    state["lowest"] = misfit  # the initial model's loss on the first batch
-            state["step"] = s + 1
-            bar.update(1)
-            if failed:
-                state["failures"] += failed
-                state["failed_batches"] += 1
-                state["consecutive_failures"] += 1
-                run = state["consecutive_failures"]
-                if max_failed_batches is not None and run >= max_failed_batches:
-                    status = "solver_failed"
-                    params = last_good
-                    message = (
-                        f"the ODE solve failed in {run} consecutive batches (steps "
-                        f"{s + 2 - run} to {s + 1}; {_FAILURE_REASONS[reason]}); stopped at "
-                        f"step {s + 1} and {_checkpoint_phrase(state, eval_every)}; "
-                        f"{failure_advice()}."
-                    )
-                    break
-            elif not finite:
-                status = "diverged"
-                params = last_good
-                advice = (
-                    "lower the learning rate or enable gradient clipping (clip_norm)"
-                    if clip_norm is None
-                    else f"lower the learning rate (gradients are already clipped at norm {clip_norm:g})"
-                )
-                message = (
-                    f"loss or parameters became NaN/inf at step {s + 1} (epoch "
-                    f"{s // per_epoch + 1}); {_checkpoint_phrase(state, eval_every)}; {advice}."
-                )
-                break
-            else:
-                state["consecutive_failures"] = 0
-                running, count = running + misfit, count + 1
-            if state["step"] % eval_every == 0 or state["step"] == total:
-                model_now = eqx.combine(params, static)
-                row = {
-                    "step": state["step"],
-                    "epoch": state["step"] / per_epoch,
-                    "train_loss": running / count if count else math.nan,
-                }
-                running, count = 0.0, 0
-                if val is not None:
-                    pv = predict_in_chunks(model_now, xv)
-                    row["val_loss"] = float(loss(jnp.asarray(pv), jnp.asarray(yv)))
-                    row.update(error_metrics(pv, yv, prefix="val_"))
-                    monitored = row["val_global"]
-                else:
-                    monitored = row["train_loss"]
-                monitored = monitored if np.isfinite(monitored) else math.inf
-                threshold = (
-                    math.inf if divergence_factor is None else divergence_factor * state["lowest"]
-                )
-                row["solver_failures"] = state["failures"]
-                state["wall"] = time.perf_counter() - start
-                row["wall_time"] = state["wall"]
-                if monitored > threshold and math.isfinite(state["lowest"]):
-                    status = "diverged"
-                    params = last_good
-                    what = "validation error" if val is not None else "training loss"
-                    message = (
-                        f"the {what} exploded: {monitored:.3g} at step {state['step']} is more "
-                        f"than {divergence_factor:g} times its lowest value "
-                        f"({state['lowest']:.3g}); stopped and "
-                        f"{_checkpoint_phrase(state, eval_every)}; {failure_advice()}."
-                    )
-                    state["history"].append(row)
-                    if directory is not None:
-                        write_history(directory / HISTORY, state["history"])
-                    break
-                state["lowest"] = min(state["lowest"], monitored)
-                if val is not None:
-                    if monitored < state["best_val"]:
-                        state.update(best_val=monitored, best_step=state["step"], bad=0)
-                        best = params
-                    else:
-                        state["bad"] += 1
-                else:
-                    best, state["best_step"] = params, state["step"]
-                evaluation = len(state["history"])
-                stopping = patience is not None and state["bad"] >= patience
-                last = state["step"] == total or stopping
-                if counter is not None and (evaluation % count_every == 0 or last):
-                    counts = counter(model_now, xs[:batch_size], ys[:batch_size])
-                    row["forward_evaluations"] = counts.forward_evaluations
-                    row["backward_evaluations"] = counts.backward_evaluations
-                state["history"].append(row)
-                last_good = params
-                if directory is not None:
-                    meta = dict(state, checkpoint_step=state["step"])
-                    save_checkpoint(path, meta, (best, params, last_good, opt_state))
-                    state["checkpoint_step"] = state["step"]
-                    write_history(directory / HISTORY, state["history"])
-                bar.set_postfix_str(
-                    f"loss {row['train_loss']:.3g}"
-                    + (f" val {row['val_global']:.4f}" if val is not None else "")
-                )
-                if callback is not None:
-                    callback(row)
-                if stopping:
-                    status = "early_stopped"
-                    message = f"no validation improvement in {patience} evaluations; stopped at step {state['step']}."
-                    break
-    except KeyboardInterrupt:
-        status = "interrupted"
-        if directory is None:
-            restart = "nothing to resume from (no checkpoint_dir)"
-        elif state["checkpoint_step"] is None:
-            restart = "no checkpoint was written yet, so a resume starts from step 0"
-        else:
-            restart = f"a resume restarts from the checkpoint at step {state['checkpoint_step']}"
-        message = f"interrupted at step {state['step']}; {restart}."
-    finally:
-        bar.close()
-    if not message:
-        message = f"finished {state['step']} steps."
-    if state["failures"] and status != "solver_failed":
-        message += (
-            f" {state['failures']} solver failures in {state['failed_batches']} batches "
-            "were skipped; loosen tolerances or raise max_steps."
-        )
-    chosen = best if val is not None else last_good
-    trained = _restore_throw(eqx.combine(chosen, static), original)
-    return FitResult(
-        model=trained,
-        history=state["history"],
-        status=status,
-        message=message,
-        steps=state["step"],
-        best_step=state["best_step"],
-        solver_failures=state["failures"],
-        failed_batches=state["failed_batches"],
-        compile_time=state["compile_time"],
-        num_traces=traces[0],
-        checkpoint_step=state["checkpoint_step"],
+    checkpoint_dirs = [None] * size if checkpoint_dirs is None else list(checkpoint_dirs)
+    if len(checkpoint_dirs) != size:
+        raise ValueError(f"`checkpoint_dirs` has {len(checkpoint_dirs)} entries for {size} members.")
+    return _fit_members(
+        models,
+        train,
+        optimiser,
+        keys=keys,
+        val=val,
+        epochs=epochs,
+        steps=steps,
+        batch_size=batch_size,
+        sampling=sampling,
+        loss=loss,
+        regularisers=regularisers,
+        hyperparameters=hyperparameters,
+        clip_norm=clip_norm,
+        patience=patience,
+        eval_every=eval_every,
+        ridge=ridge,
+        max_failed_batches=max_failed_batches,
+        divergence_factor=divergence_factor,
+        checkpoint_dirs=checkpoint_dirs,
+        resume=resume,
+        count_evaluations=count_evaluations,
+        count_every=count_every,
+        progress=progress,
+        callback=callback,
+        cohort=True,
+        devices=devices,
+        shard_map=shard_map,
     )

@@ -1,0 +1,327 @@
+"""The compiled programs of training, for one model or a cohort of models: a step, a chunk of
+steps between two evaluations, the predictions of an evaluation and its bookkeeping.
+
+Everything here runs on the device; the host calls one chunk per evaluation interval and
+reads the training state only at evaluations. Every program takes arrays only (the model's
+structure, the optimiser and the loss are closed over), so a call is dispatched without
+re-inspecting Python objects and compiles once.
+"""
+
+import dataclasses
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from .._models import skip_value_checks
+from ._losses import AbstractLoss
+
+# Member statuses, as small integers the device can hold.
+RUNNING, COMPLETED, EARLY_STOPPED, DIVERGED, EXPLODED, SOLVER_FAILED = range(6)
+STATUS_NAMES = {
+    RUNNING: "running",
+    COMPLETED: "completed",
+    EARLY_STOPPED: "early_stopped",
+    DIVERGED: "diverged",
+    EXPLODED: "diverged",
+    SOLVER_FAILED: "solver_failed",
+}
+SAMPLINGS = ("epochs", "replacement")
+# Why a solve failed, as a small integer the host can read: 0 is success.
+FAILURE_REASONS = (
+    "",
+    "the solver reached `max_steps`",
+    "the step size fell below its minimum",
+    "the solve failed",
+)
+
+
+class TrainState(eqx.Module):
+    """Everything training carries from one step to the next, for one model (or, with a
+    leading member axis on every leaf, for a cohort).
+
+    **Fields:**
+
+    - `best`, `params`, `last_good`: the model's floating-point arrays (an
+      `eqx.partition` of it): best by validation error, current, and as of the last
+      evaluation. `best` comes first so that it can be read from a checkpoint alone.
+    - `opt_state`: the optimiser's state.
+    - `step`: optimisation steps done; `status`: `RUNNING`, `COMPLETED`, `EARLY_STOPPED`,
+      `DIVERGED` (NaN/inf), `EXPLODED` (monitored error past the divergence factor) or
+      `SOLVER_FAILED`.
+    - `best_step`, `best_val`: step and monitored error of `best`; `lowest`: the lowest
+      monitored error (the divergence test's reference); `bad`: evaluations since the last
+      improvement.
+    - `failures`: samples whose solve failed; `failed_batches`, `consecutive_failures`:
+      batches skipped because of them; `failure_reason`: code of the latest failure.
+    - `loss_sum`, `loss_count`: the training loss summed since the last evaluation.
+    """
+
+    best: PyTree
+    params: PyTree
+    last_good: PyTree
+    opt_state: PyTree
+    step: Int[Array, ""]
+    status: Int[Array, ""]
+    best_step: Int[Array, ""]
+    best_val: Float[Array, ""]
+    lowest: Float[Array, ""]
+    bad: Int[Array, ""]
+    failures: Int[Array, ""]
+    failed_batches: Int[Array, ""]
+    consecutive_failures: Int[Array, ""]
+    failure_reason: Int[Array, ""]
+    loss_sum: Float[Array, ""]
+    loss_count: Int[Array, ""]
+
+
+def initial_state(params, opt_state, lowest: float, dtype) -> TrainState:
+    """The state before the first step; `lowest` is the initial model's monitored error."""
+    zero = jnp.zeros((), jnp.int32)
+    # Copies, so that no two fields share a buffer.
+    copy = lambda tree: jax.tree_util.tree_map(jnp.array, tree)
+    return TrainState(
+        best=copy(params),
+        params=copy(params),
+        last_good=copy(params),
+        opt_state=opt_state,
+        step=zero,
+        status=zero,
+        best_step=zero,
+        best_val=jnp.asarray(jnp.inf, dtype),
+        lowest=jnp.asarray(lowest, dtype),
+        bad=zero,
+        failures=zero,
+        failed_batches=zero,
+        consecutive_failures=zero,
+        failure_reason=zero,
+        loss_sum=jnp.zeros((), dtype),
+        loss_count=zero,
+    )
+
+
+def batch_index(
+    key: PRNGKeyArray, step, num_samples: int, batch_size: int, sampling: str
+) -> Int[Array, " batch"]:
+    """Row indices of the minibatch of `step`, a pure function of `(key, step)` so that a
+    resumed run replays the same batches. `"epochs"`: epoch $e$ visits the samples in the
+    order `permutation(fold_in(key, e))`, cut into consecutive batches (the last partial one
+    dropped); `"replacement"`: the batch is drawn uniformly with replacement with
+    `fold_in(key, step)`."""
+    if sampling == "replacement":
+        return jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, num_samples)
+    epoch, offset = jnp.divmod(step, num_samples // batch_size)
+    order = jax.random.permutation(jax.random.fold_in(key, epoch), num_samples)
+    return jax.lax.dynamic_slice(order, (offset * batch_size,), (batch_size,))
+
+
+def failure_code(result) -> Array:
+    """`FAILURE_REASONS` index of a `diffrax.RESULTS` value."""
+    return jnp.where(
+        result == diffrax.RESULTS.successful,
+        0,
+        jnp.where(
+            result == diffrax.RESULTS.max_steps_reached,
+            1,
+            jnp.where(result == diffrax.RESULTS.dt_min_reached, 2, 3),
+        ),
+    )
+
+
+def _select(flag, new, old):
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(flag, a, b), new, old)
+
+
+def _like(new: TrainState, old: TrainState) -> TrainState:
+    """`new` with the dtypes of `old`, so that every program maps a state to the same type."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, b.dtype), new, old)
+
+
+def _all_finite(tree) -> Array:
+    leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def predictions(model, xs):
+    """Predictions of a batch through the dynamics' `solve_batch`, with the solve's status."""
+    trajectory = model.dynamics.solve_batch(jax.vmap(model.features)(xs))
+    return jax.vmap(model.readout)(trajectory.final), trajectory
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What every program of one training run closes over (nothing here is an array).
+
+    `total` steps in all, evaluations every `interval` steps, `regulariser_static` the
+    non-numeric part of the regularisers (their weights are arguments).
+    """
+
+    static: PyTree
+    regulariser_static: PyTree
+    optimiser: optax.GradientTransformation
+    loss: AbstractLoss
+    num_samples: int
+    batch_size: int
+    sampling: str
+    interval: int
+    total: int
+    validated: bool
+    patience: int | None
+    max_failed_batches: int | None
+    divergence_factor: float | None
+
+
+class Programs:
+    """The compiled programs of a `Plan`, for `members` models trained together (`None`: a
+    single model, run without `vmap`; its state still carries a member axis of length 1 on
+    the host, removed inside the programs).
+
+    **Arguments:**
+
+    - `plan`: the `Plan`.
+    - `members`: cohort size, or `None`.
+    - `mesh`: a `jax.sharding.Mesh` with one axis `"members"` to shard the cohort over;
+      `shard_map=True` runs one loop per device (no collective inside adaptive solves),
+      `False` leaves the partitioning to the compiler.
+    """
+
+    def __init__(self, plan: Plan, members: int | None, mesh=None, shard_map: bool = True):
+        self.plan, self.members, self.traces = plan, members, 0
+        self.chunk = self._compile(self._chunk, (0, None, None, 0, 0, 0), mesh, shard_map)
+        self.predict = self._compile(self._predict, (0, None), mesh, shard_map)
+        self.record = self._compile(self._record, (0, 0, 0), mesh, shard_map)
+        self.loss_of = jax.jit(jax.vmap(lambda p, y: plan.loss(p, y), in_axes=(0, None)))
+
+    def _compile(self, function, in_axes, mesh, shard_map):
+        if self.members is None:
+            squeeze = lambda tree: jax.tree_util.tree_map(lambda a: a[0], tree)
+            expand = lambda tree: jax.tree_util.tree_map(lambda a: a[None], tree)
+
+            def single(*args):
+                args = [a if axis is None else squeeze(a) for a, axis in zip(args, in_axes)]
+                return expand(function(*args))
+
+            return jax.jit(single)
+        batched = jax.vmap(function, in_axes=in_axes)
+        if mesh is not None and shard_map:
+            from jax.sharding import PartitionSpec as P
+
+            specs = tuple(P() if axis is None else P("members") for axis in in_axes)
+            batched = jax.shard_map(
+                batched, mesh=mesh, in_specs=specs, out_specs=P("members"), check_vma=False
+            )
+        return jax.jit(batched)
+
+    def objective(self, params, regulariser_values, xb, yb):
+        plan = self.plan
+        model = eqx.combine(params, plan.static)
+        predicted, trajectory = predictions(model, xb)
+        misfit = plan.loss(predicted, yb)
+        regularisers = eqx.combine(regulariser_values, plan.regulariser_static)
+        penalty = sum((r(model) for r in regularisers), jnp.zeros((), misfit.dtype))
+        succeeded = jnp.broadcast_to(trajectory.succeeded, (xb.shape[0],))
+        reason = jnp.max(failure_code(trajectory.result))
+        return misfit + penalty, (misfit, jnp.sum(~succeeded), reason)
+
+    def _step(self, state: TrainState, xs, ys, key, regulariser_values, boundary) -> TrainState:
+        plan = self.plan
+        active = (state.status == RUNNING) & (state.step < boundary)
+        # A frozen member of a vmapped cohort still runs the step (vmap turns `cond` into a
+        # select); zero parameters make its solve trivial, so it does not hold the others'
+        # adaptive loops back.
+        params = jax.tree_util.tree_map(lambda p: jnp.where(active, p, 0), state.params)
+        index = batch_index(key, state.step, plan.num_samples, plan.batch_size, plan.sampling)
+        gradient = jax.value_and_grad(self.objective, has_aux=True)
+        (_, (misfit, failed, reason)), grads = gradient(
+            params, regulariser_values, xs[index], ys[index]
+        )
+        updates, opt_state = plan.optimiser.update(grads, state.opt_state, params)
+        new_params = eqx.apply_updates(params, updates)
+        finite = jnp.isfinite(misfit) & _all_finite(new_params)
+        has_failed = failed > 0
+        good = finite & ~has_failed
+        consecutive = jnp.where(has_failed, state.consecutive_failures + 1, 0)
+        status = jnp.where(finite | has_failed, RUNNING, DIVERGED)
+        if plan.max_failed_batches is not None:
+            status = jnp.where(consecutive >= plan.max_failed_batches, SOLVER_FAILED, status)
+        lowest = state.lowest
+        if not plan.validated:
+            # Without validation data the reference of the divergence test is the initial
+            # model's loss on the first batch.
+            lowest = jnp.where((state.step == 0) & jnp.isfinite(misfit), misfit, lowest)
+        updated = dataclasses.replace(
+            state,
+            params=_select(good, new_params, state.params),
+            opt_state=_select(good, opt_state, state.opt_state),
+            step=state.step + 1,
+            status=status,
+            lowest=lowest.astype(state.lowest.dtype),
+            failures=state.failures + failed.astype(jnp.int32),
+            failed_batches=state.failed_batches + has_failed.astype(jnp.int32),
+            consecutive_failures=consecutive,
+            failure_reason=jnp.where(has_failed, reason, state.failure_reason).astype(jnp.int32),
+            loss_sum=state.loss_sum + jnp.where(good, misfit, 0).astype(state.loss_sum.dtype),
+            loss_count=state.loss_count + good.astype(jnp.int32),
+        )
+        return _like(updated, state)
+
+    def _chunk(self, state, xs, ys, key, regulariser_values, boundary):
+        """`plan.interval` steps as one scan; steps at or past `boundary` (the next
+        evaluation, or the end) and steps of a stopped member leave the state as it is."""
+        self.traces += 1
+        plan = self.plan
+
+        def body(carry, _):
+            active = (carry.status == RUNNING) & (carry.step < boundary)
+            stepped = self._step(carry, xs, ys, key, regulariser_values, boundary)
+            return _select(active, stepped, carry), None
+
+        with skip_value_checks():
+            state, _ = jax.lax.scan(body, state, length=plan.interval)
+        return state
+
+    def _predict(self, params, xs):
+        with skip_value_checks():
+            return predictions(eqx.combine(params, self.plan.static), xs)[0]
+
+    def _record(self, state: TrainState, monitored, evaluated) -> TrainState:
+        """The bookkeeping of an evaluation: divergence test, best parameters, early
+        stopping, end of training. `monitored` is the validation error (ignored without
+        validation data: the mean training loss since the last evaluation is monitored);
+        members with `evaluated` false are left as they are."""
+        plan = self.plan
+        dtype = state.lowest.dtype
+        if plan.validated:
+            value = monitored.astype(dtype)
+        else:
+            value = (state.loss_sum / state.loss_count).astype(dtype)
+        value = jnp.where(jnp.isfinite(value), value, jnp.inf)
+        exploded = jnp.zeros((), bool)
+        if plan.divergence_factor is not None:
+            exploded = (value > plan.divergence_factor * state.lowest) & jnp.isfinite(
+                state.lowest
+            )
+        kept = evaluated & ~exploded
+        improved = kept & (value < state.best_val) if plan.validated else kept
+        bad = jnp.where(kept, jnp.where(improved, 0, state.bad + 1), state.bad)
+        stopping = kept & (plan.patience is not None) & (bad >= (plan.patience or 0))
+        status = jnp.where(evaluated & exploded, EXPLODED, state.status)
+        status = jnp.where(kept & (state.step >= plan.total), COMPLETED, status)
+        status = jnp.where(stopping, EARLY_STOPPED, status)
+        updated = dataclasses.replace(
+            state,
+            best=_select(improved, state.params, state.best),
+            last_good=_select(kept, state.params, state.last_good),
+            status=status,
+            best_step=jnp.where(improved, state.step, state.best_step),
+            best_val=jnp.where(improved, value, state.best_val),
+            lowest=jnp.where(kept, jnp.minimum(state.lowest, value), state.lowest),
+            bad=bad if plan.validated else state.bad,
+            loss_sum=jnp.where(evaluated, 0, state.loss_sum).astype(state.loss_sum.dtype),
+            loss_count=jnp.where(evaluated, 0, state.loss_count),
+        )
+        return _like(updated, state)
+

@@ -1,0 +1,357 @@
+"""The host side of training: one compiled chunk per evaluation interval, then the evaluation,
+history, checkpoints, progress and the messages that say how each member ended."""
+
+import dataclasses
+import math
+import pathlib
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._counting import EvaluationCounter
+from ._checkpoint import load_checkpoint, save_checkpoint, write_history
+from ._engine import (
+    COMPLETED,
+    DIVERGED,
+    EARLY_STOPPED,
+    EXPLODED,
+    FAILURE_REASONS,
+    RUNNING,
+    SOLVER_FAILED,
+    STATUS_NAMES,
+    Plan,
+    Programs,
+    TrainState,
+    initial_state,
+)
+from ._metrics import error_metrics
+from ._progress import progress_bar
+
+CHECKPOINT, HISTORY = "checkpoint.eqx", "history.csv"
+# Checkpoints hold a JSON header and a `TrainState` (best parameters first, see `read_best`).
+LAYOUT = 3
+_PREDICT_ROWS = 256
+
+
+def stack(trees):
+    """One tree whose leaves stack the leaves of `trees` along a new leading axis."""
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def member(tree, k: int):
+    """Member `k` of a stacked tree."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[k], tree)
+
+
+def check_layout(path, meta: dict) -> None:
+    if meta.get("layout") != LAYOUT:
+        raise ValueError(f"{path} was written by an older version of jaxode; start a new run.")
+
+
+@dataclasses.dataclass
+class Member:
+    """What the host keeps of one member: its directory, history and timing."""
+
+    directory: pathlib.Path | None
+    history: list
+    wall: float = 0.0
+    compile_time: float = 0.0
+    checkpoint_step: int | None = None
+    monitored: float = math.nan
+    message: str = ""
+    interrupted: bool = False
+    resumed: bool = False
+
+    def meta(self) -> dict:
+        return dict(
+            layout=LAYOUT,
+            history=self.history,
+            wall=self.wall,
+            compile_time=self.compile_time,
+            checkpoint_step=self.checkpoint_step,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Host-side settings of a run (see `fit` for their meaning)."""
+
+    per_epoch: int
+    clip_norm: float | None
+    count_every: int
+    progress: bool
+    callback: object
+
+
+def start(params: list, opt_states: list, directories: list, resume: bool):
+    """The stacked initial state of every member (resumed from its checkpoint when `resume`
+    and one exists) and their host records."""
+    states, members = [], []
+    dtype = jax.tree_util.tree_leaves(params[0])[0].dtype
+    for p, o, directory in zip(params, opt_states, directories):
+        directory = None if directory is None else pathlib.Path(directory)
+        path = None if directory is None else directory / CHECKPOINT
+        if resume and path.is_file():
+            skeleton = initial_state(p, o, math.inf, dtype)
+            meta, state = load_checkpoint(path, skeleton)
+            check_layout(path, meta)
+            record = Member(
+                directory,
+                meta["history"],
+                meta["wall"],
+                meta["compile_time"],
+                meta["checkpoint_step"],
+                resumed=True,
+            )
+        else:
+            state, record = initial_state(p, o, math.inf, dtype), Member(directory, [])
+        states.append(state)
+        members.append(record)
+    return stack(states), members
+
+
+def _failure_advice(clip_norm) -> str:
+    return (
+        "loosen the solver tolerances (rtol/atol), raise max_steps or lower the learning rate"
+        + ("" if clip_norm is not None else ", or enable gradient clipping (clip_norm)")
+    )
+
+
+def _checkpoint_phrase(record: Member, interval: int) -> str:
+    if record.checkpoint_step is None:
+        return f"no checkpoint had been written yet (the first evaluation is at step {interval})"
+    return f"kept the last good checkpoint (step {record.checkpoint_step})"
+
+
+def ending(plan: Plan, options: Options, record: Member, counters: dict) -> str:
+    """The sentence that says how a member ended and, when it did not complete, what to
+    change."""
+    status, step = counters["status"], counters["step"]
+    phrase = _checkpoint_phrase(record, plan.interval)
+    if record.interrupted:
+        if record.directory is None:
+            restart = "nothing to resume from (no checkpoint_dir)"
+        elif record.checkpoint_step is None:
+            restart = "no checkpoint was written yet, so a resume starts from step 0"
+        else:
+            restart = f"a resume restarts from the checkpoint at step {record.checkpoint_step}"
+        message = f"interrupted at step {step}; {restart}."
+    elif status == SOLVER_FAILED:
+        run = counters["consecutive_failures"]
+        message = (
+            f"the ODE solve failed in {run} consecutive batches (steps {step - run + 1} to "
+            f"{step}; {FAILURE_REASONS[counters['failure_reason']]}); stopped at step {step} "
+            f"and {phrase}; {_failure_advice(options.clip_norm)}."
+        )
+    elif status == DIVERGED:
+        advice = (
+            "lower the learning rate or enable gradient clipping (clip_norm)"
+            if options.clip_norm is None
+            else "lower the learning rate (gradients are already clipped at norm "
+            f"{options.clip_norm:g})"
+        )
+        message = (
+            f"loss or parameters became NaN/inf at step {step} (epoch "
+            f"{(step - 1) // options.per_epoch + 1}); {phrase}; {advice}."
+        )
+    elif status == EXPLODED:
+        what = "validation error" if plan.validated else "training loss"
+        message = (
+            f"the {what} exploded: {record.monitored:.3g} at step {step} is more than "
+            f"{plan.divergence_factor:g} times its lowest value ({counters['lowest']:.3g}); "
+            f"stopped and {phrase}; {_failure_advice(options.clip_norm)}."
+        )
+    elif status == EARLY_STOPPED:
+        message = (
+            f"no validation improvement in {plan.patience} evaluations; stopped at step {step}."
+        )
+    else:
+        message = f"finished {step} steps."
+    if counters["failures"] and status != SOLVER_FAILED:
+        message += (
+            f" {counters['failures']} solver failures in {counters['failed_batches']} batches "
+            "were skipped; loosen tolerances or raise max_steps."
+        )
+    return message
+
+
+_COUNTERS = (
+    "step",
+    "status",
+    "best_step",
+    "lowest",
+    "bad",
+    "failures",
+    "failed_batches",
+    "consecutive_failures",
+    "failure_reason",
+    "loss_sum",
+    "loss_count",
+)
+
+
+def counters_of(state: TrainState) -> dict:
+    """The scalar fields of every member, as NumPy arrays (one transfer)."""
+    values = jax.device_get(tuple(getattr(state, name) for name in _COUNTERS))
+    return {name: np.asarray(value) for name, value in zip(_COUNTERS, values)}
+
+
+def member_counters(counters: dict, k: int) -> dict:
+    return {
+        name: float(value[k]) if value.dtype.kind == "f" else int(value[k])
+        for name, value in counters.items()
+    }
+
+
+def predict_members(programs: Programs, params, xs: np.ndarray, dtype) -> np.ndarray:
+    """Predictions of every member on `xs`, `(members, n, out)` float64, in fixed-size
+    chunks (one compilation for any number of samples)."""
+    out = []
+    for begin in range(0, len(xs), _PREDICT_ROWS):
+        part = xs[begin : begin + _PREDICT_ROWS]
+        pad = _PREDICT_ROWS - len(part)
+        padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
+        predicted = programs.predict(params, jnp.asarray(padded, dtype))
+        out.append(np.asarray(predicted)[:, : len(part)])
+    return np.concatenate(out, axis=1).astype(np.float64)
+
+
+def run(
+    plan: Plan,
+    programs: Programs,
+    state: TrainState,
+    members: list[Member],
+    arrays: dict,
+    options: Options,
+    counter: EvaluationCounter | None,
+):
+    """Trains until every member has stopped; returns the final state and counters. A
+    `KeyboardInterrupt` marks the members still running as interrupted."""
+    xs, ys, keys, regularisers = arrays["xs"], arrays["ys"], arrays["keys"], arrays["regularisers"]
+    counters = counters_of(state)
+    resumed_wall = [record.wall for record in members]
+    done = int(np.max(counters["step"][counters["status"] == RUNNING], initial=0))
+    bar = progress_bar(plan.total, done, options.progress, elapsed=max(resumed_wall))
+    start, chunk = time.perf_counter(), None
+    try:
+        while np.any(counters["status"] == RUNNING):
+            running = counters["status"] == RUNNING
+            steps = counters["step"]
+            boundary = np.minimum((steps // plan.interval + 1) * plan.interval, plan.total)
+            boundary = jnp.asarray(boundary.astype(np.int32))
+            if chunk is None:
+                # Compiled ahead of time: the compilation is timed on its own, and a call
+                # that would need another compilation fails instead of recompiling.
+                tic = time.perf_counter()
+                chunk = programs.chunk.lower(state, xs, ys, keys, regularisers, boundary).compile()
+                compile_time = time.perf_counter() - tic
+                start += compile_time
+                for record in members:
+                    record.compile_time = record.compile_time or compile_time
+            state = chunk(state, xs, ys, keys, regularisers, boundary)
+            after = counters_of(state)
+            bar.update(int(np.max(after["step"][running])) - int(np.max(steps[running])))
+            evaluated = running & (after["status"] == RUNNING)
+            elapsed = time.perf_counter() - start
+            for k in np.flatnonzero(evaluated):
+                members[k].wall = resumed_wall[k] + elapsed
+            state, counters = evaluate(
+                plan, programs, state, members, after, evaluated, arrays, options, counter
+            )
+            for k in np.flatnonzero(running & (counters["status"] != RUNNING)):
+                members[k].message = ending(plan, options, members[k], member_counters(counters, k))
+            _postfix(bar, members, counters, running, plan.validated)
+            if options.callback is not None:
+                for k in np.flatnonzero(evaluated):
+                    options.callback(int(k), members[k].history[-1])
+    except KeyboardInterrupt:
+        counters = counters_of(state)
+        for k in np.flatnonzero(counters["status"] == RUNNING):
+            members[k].interrupted = True
+            members[k].message = ending(plan, options, members[k], member_counters(counters, k))
+    finally:
+        bar.close()
+    return state, counters
+
+
+def evaluate(plan, programs, state, members, after, evaluated, arrays, options, counter):
+    """The evaluation after a chunk: validation error, the device bookkeeping (`record`),
+    history rows, evaluation counts and checkpoints of the members in `evaluated`."""
+    monitored = np.full(len(members), np.inf)
+    rows = {}
+    if np.any(evaluated):
+        if plan.validated:
+            xv, yv = arrays["val"]
+            predicted = predict_members(programs, state.params, xv, arrays["xs"].dtype)
+            as_device = jnp.asarray(predicted, arrays["xs"].dtype)
+            val_losses = np.asarray(programs.loss_of(as_device, arrays["val_targets"]))
+        for k in np.flatnonzero(evaluated):
+            row = {
+                "step": int(after["step"][k]),
+                "epoch": int(after["step"][k]) / options.per_epoch,
+                "train_loss": float(after["loss_sum"][k] / after["loss_count"][k])
+                if after["loss_count"][k]
+                else math.nan,
+            }
+            if plan.validated:
+                row["val_loss"] = float(val_losses[k])
+                row.update(error_metrics(predicted[k], yv, prefix="val_"))
+                value = row["val_global"]
+            else:
+                value = row["train_loss"]
+            monitored[k] = value if np.isfinite(value) else np.inf
+            members[k].monitored = value
+            row["solver_failures"] = int(after["failures"][k])
+            rows[k] = row
+    flags = jnp.asarray(evaluated)
+    state = programs.record(state, jnp.asarray(monitored, arrays["xs"].dtype), flags)
+    counters = counters_of(state)
+    host_state = None
+    for k, row in rows.items():
+        record = members[k]
+        status = counters["status"][k]
+        row["wall_time"] = record.wall
+        last = status in (COMPLETED, EARLY_STOPPED)
+        kept = status != EXPLODED
+        if counter is not None and kept and (len(record.history) % options.count_every == 0 or last):
+            params = member(state.params, k)
+            counts = counter(eqx.combine(params, plan.static), arrays["count_x"], arrays["count_y"])
+            row["forward_evaluations"] = counts.forward_evaluations
+            row["backward_evaluations"] = counts.backward_evaluations
+        record.history.append(row)
+        if record.directory is not None:
+            if kept:
+                if host_state is None:
+                    host_state = jax.device_get(state)
+                record.checkpoint_step = row["step"]
+                save_checkpoint(
+                    record.directory / CHECKPOINT, record.meta(), member(host_state, k)
+                )
+            write_history(record.directory / HISTORY, record.history)
+    return state, counters
+
+
+def _postfix(bar, members, counters, running, validated) -> None:
+    latest = [members[k].history[-1] for k in np.flatnonzero(running) if members[k].history]
+    if not latest:
+        return
+    if len(members) == 1:
+        row = latest[0]
+        text = f"loss {row['train_loss']:.3g}" + (
+            f" val {row['val_global']:.4f}" if validated else ""
+        )
+    else:
+        key = "val_global" if validated else "train_loss"
+        values = [row[key] for row in latest if math.isfinite(row[key])]
+        active = int(np.sum(counters["status"] == RUNNING))
+        text = f"{active}/{len(members)} running" + (
+            f", best {key} {min(values):.4g}" if values else ""
+        )
+    bar.set_postfix_str(text)
+
+
+def status_name(counters: dict, k: int, record: Member) -> str:
+    return "interrupted" if record.interrupted else STATUS_NAMES[int(counters["status"][k])]

@@ -1,0 +1,244 @@
+"""The compiled engine and cohorts: member k of a cohort is the single run with its values,
+members stop on their own, checkpoints resume bit-identically, the hot program compiles once
+and holds no host callback."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxode
+from jaxode._training import TikhonovRegulariser, fit, fit_cohort
+
+
+def _resnet(seed, scale=1.0):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    field = jaxode.MLPField(3, 5, jaxode.LegendreBasis(2), key=k1)
+    model = jaxode.Surrogate(2, 2, jaxode.ResNet(field, 1.0, 4), key=k2)
+    return jax.tree_util.tree_map(lambda a: a * scale if eqx.is_inexact_array(a) else a, model)
+
+
+def _node(seed):
+    """The default adaptive neural ODE (Dopri5, PID controller, shared steps)."""
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    field = jaxode.MLPField(3, 5, jaxode.LegendreBasis(2), key=k1)
+    controller = diffrax.PIDController(rtol=1e-5, atol=1e-7)
+    return jaxode.Surrogate(
+        2, 2, jaxode.NeuralODE(field, 1.0, stepsize_controller=controller), key=k2
+    )
+
+
+def _data(n=40):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(n, 2))
+    return x, np.stack([np.sin(2 * x[:, 0]) * x[:, 1], np.cos(x[:, 0] + x[:, 1])], axis=1)
+
+
+def _leaves(model):
+    return [
+        np.asarray(a) for a in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    ]
+
+
+def _adam(learning_rate):
+    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+
+
+_COMMON = dict(steps=12, batch_size=8, eval_every=4, count_evaluations=False, clip_norm=1.0)
+
+
+@pytest.mark.parametrize("build", [_resnet, _node], ids=["resnet", "neural-ode"])
+def test_member_k_equals_the_single_run_with_its_values(build):
+    x, y = _data()
+    train, val = (x[:32], y[:32]), (x[32:], y[32:])
+    seeds, rates, weights = [0, 1, 2], [1e-2, 3e-3, 2e-2], [1e-3, 0.0, 1e-2]
+    keys = [jax.random.PRNGKey(10 + s) for s in seeds]
+    regularisers = [(TikhonovRegulariser(weights=w, readout=w),) for w in weights]
+    cohort = fit_cohort(
+        [build(s) for s in seeds],
+        train,
+        _adam(1e-2),
+        keys=keys,
+        val=val,
+        regularisers=regularisers,
+        hyperparameters={"learning_rate": rates},
+        **_COMMON,
+    )
+    for k, result in enumerate(cohort):
+        alone = fit(
+            build(seeds[k]),
+            train,
+            _adam(rates[k]),
+            key=keys[k],
+            val=val,
+            regularisers=regularisers[k],
+            **_COMMON,
+        )
+        assert result.status == alone.status == "completed"
+        assert result.best_step == alone.best_step
+        for a, b in zip(_leaves(result.model), _leaves(alone.model)):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            [r["val_global"] for r in result.history],
+            [r["val_global"] for r in alone.history],
+            rtol=1e-9,
+        )
+    # the members really differ: the same values give the same run, other values another one
+    assert not np.allclose(_leaves(cohort[0].model)[0], _leaves(cohort[1].model)[0])
+
+
+def test_a_diverging_member_is_frozen_and_reported_while_the_others_go_on():
+    x, y = _data()
+    # member 1's learning rate overflows its parameters at the first step
+    optimiser = optax.inject_hyperparams(optax.sgd)(learning_rate=1e-2)
+    results = fit_cohort(
+        [_resnet(s) for s in range(3)],
+        (x, y),
+        optimiser,
+        keys=[jax.random.PRNGKey(s) for s in range(3)],
+        steps=20,
+        batch_size=8,
+        count_evaluations=False,
+        hyperparameters={"learning_rate": [1e-2, 1e300, 1e-2]},
+    )
+    assert [r.status for r in results] == ["completed", "diverged", "completed"]
+    assert results[1].steps < 20 and "NaN/inf" in results[1].message
+    assert results[0].steps == results[2].steps == 20
+    assert all(np.all(np.isfinite(a)) for r in results for a in _leaves(r.model))
+    alone = fit(
+        _resnet(2),
+        (x, y),
+        optax.inject_hyperparams(optax.sgd)(learning_rate=1e-2),
+        key=jax.random.PRNGKey(2),
+        steps=20,
+        batch_size=8,
+        count_evaluations=False,
+    )
+    for a, b in zip(_leaves(results[2].model), _leaves(alone.model)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_cohort_checkpoints_resume_bit_identically(tmp_path):
+    x, y = _data()
+    models = [_resnet(s) for s in range(2)]
+    keys = [jax.random.PRNGKey(s) for s in range(2)]
+
+    def run(directory, callback=None, resume=False):
+        return fit_cohort(
+            models,
+            (x[:32], y[:32]),
+            _adam(1e-2),
+            keys=keys,
+            val=(x[32:], y[32:]),
+            hyperparameters={"learning_rate": [1e-2, 5e-3]},
+            checkpoint_dirs=[directory / "m0", directory / "m1"],
+            resume=resume,
+            callback=callback,
+            **_COMMON,
+        )
+
+    straight = run(tmp_path / "a")
+
+    def interrupt(k, row):
+        if row["step"] == 8:
+            raise KeyboardInterrupt
+
+    stopped = run(tmp_path / "b", callback=interrupt)
+    assert [r.status for r in stopped] == ["interrupted", "interrupted"]
+    assert "a resume restarts from the checkpoint at step 8" in stopped[1].message
+    resumed = run(tmp_path / "b", resume=True)
+    for one, other in zip(straight, resumed):
+        untimed = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+        assert other.steps == 12 and untimed(other.history) == untimed(one.history)
+        for a, b in zip(_leaves(one.model), _leaves(other.model)):
+            np.testing.assert_array_equal(a, b)
+    # a member's directory is an ordinary run: `fit` resumes it alone (to rounding: unbatched)
+    alone = fit(
+        _resnet(1),
+        (x[:32], y[:32]),
+        _adam(5e-3),
+        key=keys[1],
+        val=(x[32:], y[32:]),
+        checkpoint_dir=tmp_path / "b" / "m1",
+        resume=True,
+        **_COMMON,
+    )
+    assert alone.steps == 12
+    for a, b in zip(_leaves(alone.model), _leaves(straight[1].model)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_an_adaptive_neural_ode_resumes_bit_identically(tmp_path):
+    x, y = _data()
+
+    def run(directory, callback=None, resume=False):
+        return fit(
+            _node(0),
+            (x[:32], y[:32]),
+            optax.adam(1e-2),
+            key=jax.random.PRNGKey(4),
+            val=(x[32:], y[32:]),
+            checkpoint_dir=directory,
+            resume=resume,
+            callback=callback,
+            **_COMMON,
+        )
+
+    straight = run(tmp_path / "a")
+
+    def interrupt(row):
+        if row["step"] == 4:
+            raise KeyboardInterrupt
+
+    assert run(tmp_path / "b", callback=interrupt).status == "interrupted"
+    resumed = run(tmp_path / "b", resume=True)
+    assert resumed.steps == straight.steps == 12 and resumed.num_traces == 1
+    for a, b in zip(_leaves(straight.model), _leaves(resumed.model)):
+        np.testing.assert_array_equal(a, b)
+    assert [r["val_global"] for r in resumed.history] == [r["val_global"] for r in straight.history]
+
+
+def test_the_chunk_compiles_once_and_holds_no_host_callback():
+    from jaxode._training._engine import Plan, Programs, initial_state
+
+    model = jaxode.Surrogate(
+        2,
+        2,
+        jaxode.NeuralODE(
+            jaxode.MLPField(3, 5, jaxode.LegendreBasis(2), key=jax.random.PRNGKey(0)),
+            1.0,
+            throw=False,
+        ),
+        key=jax.random.PRNGKey(1),
+    )
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    optimiser = optax.adam(1e-3)
+    plan = Plan(
+        static, (), optimiser, jaxode.MSELoss(), 40, 8, "epochs", 5, 10, False, None, 10, 100.0
+    )
+    programs = Programs(plan, 2)
+    stacked = lambda tree: jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), tree)
+    state = stacked(initial_state(params, optimiser.init(params), np.inf, jnp.float64))
+    x, y = _data()
+    args = (
+        state,
+        jnp.asarray(x),
+        jnp.asarray(y),
+        jnp.stack([jax.random.PRNGKey(0)] * 2),
+        (),
+        jnp.array([5, 5]),
+    )
+    lowered = programs.chunk.lower(*args)
+    assert "callback" not in lowered.as_text().lower()
+    # the model's own checks are callbacks when traced outside the engine
+    outside = jax.jit(lambda p, xs: eqx.combine(p, static).predict(xs)).lower(
+        params, jnp.asarray(x)
+    )
+    assert "callback" in outside.as_text().lower()
+    compiled = lowered.compile()
+    state = compiled(*args)
+    state = compiled(state, *args[1:-1], jnp.array([10, 10]))
+    assert programs.traces == 1 and np.asarray(state.step).tolist() == [10, 10]
