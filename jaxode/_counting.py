@@ -24,14 +24,61 @@ class _Tally:
         self.accepted = 0
         self.rejected = 0
 
-    def add_evaluations(self, state, *, size):
-        # One evaluation per state in the (possibly batched) argument.
-        self.evaluations += int(np.size(state)) // size
+    def add_evaluations(self, lanes, marker):
+        # `marker` is empty: it is there for `vmap` to batch (see `_count_evaluations`).
+        del marker
+        self.evaluations += int(lanes)
 
-    def add_solve(self, accepted, rejected):
+    def add_solve(self, lanes, accepted, rejected):
+        # One solve per entry: the lanes are in the arrays' shapes already.
+        del lanes
         self.solves += int(np.size(accepted))
         self.accepted += int(np.sum(accepted))
         self.rejected += int(np.sum(rejected))
+
+
+def _call_back(callback, *values, lanes=1):
+    """Calls `callback(lanes, *values)` on the host from compiled code, as one callback
+    however many samples a `vmap` batches together.
+
+    `jax.debug.callback` unrolls under `vmap` into one callback per lane: a batch of 4096
+    samples would put 4096 callbacks into every stage of the solver, each compiled, which
+    costs minutes and gigabytes. Here the `vmap` rule calls back once instead, with `lanes`
+    multiplied by the batch size and the values stacked (broadcast where unbatched), so
+    `callback` must read the entries of `values` as separate calls. The rule emits a plain
+    `jax.debug.callback`: under differentiation, partial evaluation and checkpointing it
+    behaves as before, which the counts rely on. A second, enclosing `vmap` unrolls that
+    callback once per outer lane, as before: slow to compile but exact.
+
+    **Arguments:**
+
+    - `callback`: a host function `callback(lanes, *values)`.
+    - `values`: arrays for it, whose batching (as with `jax.debug.callback`) is what a `vmap`
+      acts on. Their gradients are stopped: a count is no part of the derivative.
+    - `lanes`: how many calls one call stands for.
+    """
+    values = jax.lax.stop_gradient(values)
+
+    @jax.custom_batching.custom_vmap
+    def call(*xs):
+        jax.debug.callback(functools.partial(callback, lanes), *xs)
+
+    @call.def_vmap
+    def rule(axis_size, in_batched, *xs):
+        xs = [
+            x if batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+            for x, batched in zip(xs, in_batched)
+        ]
+        jax.debug.callback(functools.partial(callback, lanes * axis_size), *xs)
+        return None, None
+
+    call(*values)
+
+
+def _count_evaluations(tally, state, *, size):
+    # One evaluation per state of `size` in the argument (known from its shape). The host
+    # needs no values: an empty slice of the state only carries its batching, at no transfer.
+    _call_back(tally.add_evaluations, jnp.ravel(state)[:0], lanes=jnp.size(state) // size)
 
 
 class _CountedField(AbstractField):
@@ -56,7 +103,7 @@ class _CountedField(AbstractField):
         return self.inner.bases()
 
     def __call__(self, t, z, args=None):
-        jax.debug.callback(functools.partial(self.tally.add_evaluations, size=self.state_size), z)
+        _count_evaluations(self.tally, z, size=self.state_size)
         return self.inner(t, z, args)
 
     def __getattr__(self, name):
@@ -64,7 +111,7 @@ class _CountedField(AbstractField):
         attr = getattr(self.inner, name)
         if name == "rate_z":
             def counted(t, x):
-                jax.debug.callback(functools.partial(self.tally.add_evaluations, size=self.width), x)
+                _count_evaluations(self.tally, x, size=self.width)
                 return attr(t, x)
             return counted
         return attr
@@ -102,7 +149,7 @@ class _CountedDynamics(AbstractDynamics):
         return self.inner.t1
 
     def _report(self, trajectory):
-        jax.debug.callback(
+        _call_back(
             self.tally.add_solve, trajectory.num_accepted_steps, trajectory.num_rejected_steps
         )
         return trajectory
@@ -114,7 +161,7 @@ class _CountedDynamics(AbstractDynamics):
         # Shared steps give scalar counts for the whole batch: one solve per sample all the same.
         trajectory = self.inner.solve_batch(features)
         lanes = (features.shape[0],)
-        jax.debug.callback(
+        _call_back(
             self.tally.add_solve,
             jnp.broadcast_to(trajectory.num_accepted_steps, lanes),
             jnp.broadcast_to(trajectory.num_rejected_steps, lanes),
@@ -144,8 +191,10 @@ class EvaluationCounter:
     """Measures the cost of `loss(model, *args)` and its gradient in field evaluations.
 
     The model's fields and dynamics are wrapped by counters that report to the host from
-    compiled code, so the numbers are what actually ran (Diffrax reports steps only).
-    Compiles once per model structure; reuse one counter across calls.
+    compiled code, so the numbers are what actually ran (Diffrax reports steps only). A batch
+    reports once per evaluation, not once per sample, so the compiled program and its cost do
+    not grow with the batch size. Compiles once per model structure; reuse one counter
+    across calls.
 
     **Arguments:**
 

@@ -1,8 +1,10 @@
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 import jaxode
+from jaxode._counting import _instrument, _Tally
 
 
 def _loss(model, xs):
@@ -79,3 +81,62 @@ def test_constant_step_counts_of_both_paradigms_in_closed_form(getkey):
         assert a.forward_evaluations == b.forward_evaluations == 1 + 6 * n
         assert b.backward_evaluations == 1 + 6 * n
         assert a.backward_evaluations == 2 * (1 + 6 * n)
+
+
+def _callbacks(jaxpr):
+    # Callback equations of a jaxpr and of all the jaxprs nested in its equations' parameters
+    # (loop bodies, branches, custom rules).
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == "debug_callback"
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                    count += _callbacks(sub.jaxpr)
+                elif isinstance(sub, jax.extend.core.Jaxpr):
+                    count += _callbacks(sub)
+    return count
+
+
+def test_callbacks_do_not_multiply_with_the_batch(getkey):
+    # Under vmap a jax.debug.callback unrolls into one per sample, which at batch 4096 took
+    # minutes to compile; the counter's callbacks must be as many at any batch size.
+    field = jaxode.MLPField(4, 6, jaxode.LegendreBasis(2), key=getkey())
+    layer = jaxode.LayerField(3, jaxode.MonomialBasis(1), key=getkey())
+    ham = jaxode.HamiltonianField(3, jaxode.MonomialBasis(1), key=getkey())
+    # Own steps under the continuous adjoint: vmapped solves forward and backward (a constant
+    # step keeps the tracing short); shared steps: the default, as the training loop counts.
+    otd = {"paradigm": jaxode.OptimizeThenDiscretize(), "shared_steps": False}
+    heun = {"solver": diffrax.Heun(), "stepsize_controller": diffrax.ConstantStepSize(), "dt0": 0.25}
+    dynamics = {
+        "shared steps": jaxode.NeuralODE(field, 1.0),
+        "own steps, continuous adjoint": jaxode.NeuralODE(field, 1.0, **otd, **heun),
+        "resnet": jaxode.ResNet(layer, 1.0, 5),
+        "hamiltonian": jaxode.HamiltonianNet(ham, 1.0, 4),
+    }
+    key = getkey()
+    for name, dyn in dynamics.items():
+        model = jaxode.Surrogate(3, 2, dyn, key=key)
+        gradient = eqx.filter_grad(lambda m, xs: _loss(_instrument(m, _Tally()), xs))
+        counts = [
+            _callbacks(eqx.filter_make_jaxpr(gradient)(model, jnp.zeros((batch, 3)))[0].jaxpr)
+            for batch in (4, 64)
+        ]
+        assert counts[0] == counts[1] and counts[0] > 0, (name, counts)
+
+
+def test_own_steps_count_every_lane_for_the_slowest_lane(getkey):
+    # Vmapped solves run as many steps as their slowest lane, each lane evaluating the field
+    # every time: the batched callback must count all lanes of every step.
+    field = jaxode.MLPField(4, 6, jaxode.LegendreBasis(2), key=getkey())
+    controller = diffrax.PIDController(rtol=1e-6, atol=1e-8)
+    dynamics = jaxode.NeuralODE(field, 2.0, stepsize_controller=controller, shared_steps=False)
+    model = jaxode.Surrogate(3, 2, dynamics, key=getkey())
+    xs = jax.random.normal(getkey(), (5, 3)) * jnp.array([0.1, 0.5, 1.0, 3.0, 10.0])[:, None]
+    counts = jaxode.EvaluationCounter(_loss)(model, xs)
+    trajectory = dynamics.solve_batch(jax.vmap(model.features)(xs))
+    steps = trajectory.num_accepted_steps + trajectory.num_rejected_steps
+    assert len(set(steps.tolist())) > 1
+    assert counts.solves == 5
+    assert counts.accepted_steps == int(jnp.sum(trajectory.num_accepted_steps)) / 5
+    assert counts.forward_evaluations == 1 + 6 * int(jnp.max(steps))
