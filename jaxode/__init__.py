@@ -85,4 +85,5 @@ from ._training import (
     ridge_readout as ridge_readout,
     ridge_warm_start as ridge_warm_start,
     train as train,
+    train_cohort as train_cohort,
 )

@@ -113,6 +113,13 @@ def _train_parser(sub) -> None:
     p.add_argument(
         "--resume", type=pathlib.Path, metavar="RUN_DIR", help="continue an interrupted run"
     )
+    p.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        help="train one run per seed (e.g. 0-4 or 0,2,7) as one cohort, in one compiled "
+        "program; --out is then the cohort's folder: a run seed-<s>/ per seed and summary.json "
+        "(mean +- sample std of every metric)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, section, name, kind, text in OPTIONS:
         choices = CHOICES.get((section, name))
@@ -205,7 +212,12 @@ def _train(args) -> int:
         ]
         changed += [
             flag
-            for flag, value in (("--preset", args.preset), ("--config", args.config), ("--out", args.out))
+            for flag, value in (
+                ("--preset", args.preset),
+                ("--config", args.config),
+                ("--out", args.out),
+                ("--seeds", args.seeds),
+            )
             if value is not None
         ]
         if changed:
@@ -213,6 +225,8 @@ def _train(args) -> int:
                 "--resume continues a run with its stored configuration; drop "
                 f"{', '.join(changed)}."
             )
+        if (args.resume / COHORT).is_file():
+            return _train_cohort(args, None, args.resume)
         stored = args.resume / "config.toml"
         if not stored.is_file():
             raise FileNotFoundError(f"--resume {str(args.resume)!r} holds no run (no config.toml).")
@@ -222,7 +236,10 @@ def _train(args) -> int:
         config = _config_from_args(args)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         label = pathlib.Path(config.data.dataset).stem
-        out = args.out or pathlib.Path("runs") / f"{label}-{config.model.basis}-{stamp}"
+        name = f"{label}-{config.model.basis}" + ("-seeds" if args.seeds else "")
+        out = args.out or pathlib.Path("runs") / f"{name}-{stamp}"
+        if args.seeds is not None:
+            return _train_cohort(args, config, out)
     _set_precision(config.train.precision)
     from ._training._run import train
 
@@ -248,6 +265,85 @@ def _train(args) -> int:
         print("loss.png skipped: matplotlib is not installed (pip install matplotlib).")
     print(f"{_summary(metrics)}; written to {out}")
     return 0 if result.status in ("completed", "early_stopped") else 1
+
+
+COHORT, SUMMARY = "cohort.json", "summary.json"
+_SUMMARY_METRICS = (
+    "test_physical_global",
+    "test_physical_per_sample",
+    "test_global",
+    "test_per_sample",
+    "val_global",
+    "train_global",
+    "best_step",
+    "train_time",
+)
+
+
+def _start_cohort(config: RunConfig, seeds: list[int], out: pathlib.Path) -> list[RunConfig]:
+    import dataclasses
+
+    from ._training._checkpoint import atomic_write_text
+
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{str(out)!r} is a file; choose a directory for the cohort (--out).")
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(
+            f"{str(out)!r} exists and is not empty; choose a new or empty --out, or continue "
+            f"a cohort with --resume {out}."
+        )
+    members = [f"seed-{s}" for s in seeds]
+    atomic_write_text(out / COHORT, json.dumps({"seeds": seeds, "members": members}, indent=2))
+    return [
+        dataclasses.replace(config, train=dataclasses.replace(config.train, seed=s)) for s in seeds
+    ]
+
+
+def _train_cohort(args, config: RunConfig | None, out: pathlib.Path) -> int:
+    """`train --seeds`: one cohort, a run directory per seed and a summary."""
+    from ._training._checkpoint import atomic_write_text
+    from ._training._run import _json_text, train_cohort
+    from ._training._summary import parse_seeds, summarise, summary_table
+
+    if config is None:
+        listing = json.loads((out / COHORT).read_text())
+        seeds, configs = listing["seeds"], None
+        precision = RunConfig.from_toml((out / listing["members"][0] / "config.toml").read_text())
+        precision = precision.train.precision
+    else:
+        seeds = parse_seeds(args.seeds)
+        created = not out.exists()
+        configs = _start_cohort(config, seeds, out)
+        precision = config.train.precision
+    _set_precision(precision)
+    run_dirs = [out / f"seed-{s}" for s in seeds]
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        outcomes = train_cohort(
+            configs, run_dirs, resume=config is None, progress=not args.no_progress
+        )
+    except BaseException:
+        if config is not None and not any(d.exists() for d in run_dirs):
+            (out / COHORT).unlink(missing_ok=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    statuses = [result.status for _, result, _ in outcomes]
+    for seed, (_, result, metrics) in zip(seeds, outcomes):
+        error = metrics.get("test_physical_global")
+        figure = "" if error is None else f", test relative error (global, physical) {error:.4f}"
+        print(f"seed {seed}: {result.status}{figure}: {result.message}")
+    if "interrupted" in statuses:
+        print(f"Continue with: jaxode train --resume {out}")
+        return 130
+    summary = summarise([metrics for _, _, metrics in outcomes])
+    atomic_write_text(out / SUMMARY, _json_text(summary))
+    print(f"mean +- sample std over {len(seeds)} seeds:")
+    print(summary_table(summary, _SUMMARY_METRICS))
+    print(f"written to {out}")
+    return 0 if all(s in ("completed", "early_stopped") for s in statuses) else 1
 
 
 def _load_run(run_dir: pathlib.Path):
@@ -413,6 +509,22 @@ def _is_users_error(error: BaseException) -> bool:
     return pathlib.Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
 
 
+def _use_compilation_cache() -> None:
+    """Turns on JAX's persistent compilation cache, so that a second run of the same model
+    skips compilation: in $JAXODE_COMPILATION_CACHE, by default a folder under the user's
+    cache directory ($XDG_CACHE_HOME or ~/.cache); JAXODE_COMPILATION_CACHE=off turns it off."""
+    import os
+
+    import jax
+
+    setting = os.environ.get("JAXODE_COMPILATION_CACHE", "")
+    if setting.lower() == "off":
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    jax.config.update("jax_compilation_cache_dir", setting or os.path.join(base, "jaxode", "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def main(argv=None) -> int:
     """Entry point of the `jaxode` command; returns the exit status."""
     parser = build_parser()
@@ -420,6 +532,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    _use_compilation_cache()
     try:
         return args.handler(args)
     except KeyboardInterrupt as interrupt:

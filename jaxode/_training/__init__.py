@@ -29,3 +29,4 @@ from ._run import TrainedSurrogate as TrainedSurrogate
 from ._run import evaluate_model as evaluate_model
 from ._run import load as load
 from ._run import train as train
+from ._run import train_cohort as train_cohort

@@ -301,9 +301,7 @@ class Programs:
         value = jnp.where(jnp.isfinite(value), value, jnp.inf)
         exploded = jnp.zeros((), bool)
         if plan.divergence_factor is not None:
-            exploded = (value > plan.divergence_factor * state.lowest) & jnp.isfinite(
-                state.lowest
-            )
+            exploded = (value > plan.divergence_factor * state.lowest) & jnp.isfinite(state.lowest)
         kept = evaluated & ~exploded
         improved = kept & (value < state.best_val) if plan.validated else kept
         bad = jnp.where(kept, jnp.where(improved, 0, state.bad + 1), state.bad)
@@ -324,4 +322,3 @@ class Programs:
             loss_count=jnp.where(evaluated, 0, state.loss_count),
         )
         return _like(updated, state)
-

@@ -26,6 +26,7 @@ from ._loop import (
     predict_members,
     run,
     stack,
+    to_host,
     start,
     status_name,
 )
@@ -147,9 +148,9 @@ def _regulariser_parts(regularisers: Sequence[tuple], dtype):
         dynamic, static = eqx.partition(tuple(chosen), _is_weight)
         values.append(jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), dynamic))
         statics.append(static)
-    if any(jax.tree_util.tree_structure(v) != jax.tree_util.tree_structure(values[0]) for v in values) or not all(
-        eqx.tree_equal(s, statics[0]) for s in statics
-    ):
+    if any(
+        jax.tree_util.tree_structure(v) != jax.tree_util.tree_structure(values[0]) for v in values
+    ) or not all(eqx.tree_equal(s, statics[0]) for s in statics):
         raise ValueError(
             "`regularisers`: every member needs the same kinds of regularisers in the same "
             "order (only their weights may differ)."
@@ -192,18 +193,24 @@ def _mesh(devices, size: int):
             f"`devices`: {size} members cannot be split evenly over {len(chosen)} devices; "
             "choose a cohort size that is a multiple of the device count."
         )
-    return jax.make_mesh(
-        (len(chosen),), ("members",), axis_types=(AxisType.Auto,), devices=chosen
-    )
+    return jax.make_mesh((len(chosen),), ("members",), axis_types=(AxisType.Auto,), devices=chosen)
 
 
 def _place(mesh, tree, sharded: bool):
+    """`tree` on `mesh`: split along its member axis, or replicated. Every process passes the
+    whole tree and contributes the shards of its own devices (so this also works across
+    processes under `jax.distributed`)."""
     if mesh is None:
         return tree
     from jax.sharding import NamedSharding, PartitionSpec
 
-    spec = PartitionSpec("members") if sharded else PartitionSpec()
-    return jax.device_put(tree, NamedSharding(mesh, spec))
+    sharding = NamedSharding(mesh, PartitionSpec("members") if sharded else PartitionSpec())
+
+    def put(leaf):
+        values = np.asarray(leaf)
+        return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
+
+    return jax.tree_util.tree_map(put, tree)
 
 
 def _fit_members(
@@ -282,7 +289,9 @@ def _fit_members(
         p, s = eqx.partition(model, eqx.is_inexact_array)
         if static is None:
             static = s
-        elif jax.tree_util.tree_structure(p) != jax.tree_util.tree_structure(params[0]) or not eqx.tree_equal(s, static):
+        elif jax.tree_util.tree_structure(p) != jax.tree_util.tree_structure(
+            params[0]
+        ) or not eqx.tree_equal(s, static):
             raise ValueError(
                 f"`models`: member {k} differs from member 0 in structure or settings; a cohort's "
                 "members may differ only in the values of their parameters."
@@ -319,11 +328,13 @@ def _fit_members(
     programs = Programs(plan, len(models) if cohort else None, mesh, shard_map)
 
     state, members = start(params, opt_states, checkpoint_dirs, resume)
+    state = _place(mesh, state, True)
     arrays = dict(
         xs=_place(mesh, jnp.asarray(x, dtype), False),
         ys=_place(mesh, jnp.asarray(y, dtype), False),
         keys=_place(mesh, stack([jnp.asarray(k) for k in keys]), True),
         regularisers=_place(mesh, regulariser_values, True),
+        place=lambda tree: _place(mesh, tree, True),
         count_x=jnp.asarray(x[:batch_size], dtype),
         count_y=jnp.asarray(y[:batch_size], dtype),
     )
@@ -333,12 +344,12 @@ def _fit_members(
         if fresh:
             # The initial model's error is the first reference of the divergence test.
             predicted = predict_members(programs, state.params, xv, dtype)
-            lowest = np.asarray(state.lowest).copy()
+            lowest = to_host(state.lowest).copy()
             for k in fresh:
                 initial = error_metrics(predicted[k], yv)["global"]
                 lowest[k] = initial if np.isfinite(initial) else np.inf
-            state = dataclasses.replace(state, lowest=jnp.asarray(lowest, dtype))
-    state = _place(mesh, state, True)
+            lowest = _place(mesh, jnp.asarray(lowest, dtype), True)
+            state = dataclasses.replace(state, lowest=lowest)
     options = Options(
         per_epoch=per_epoch,
         clip_norm=clip_norm,
@@ -350,7 +361,7 @@ def _fit_members(
         EvaluationCounter(lambda m, xb, yb: loss(m.predict(xb), yb)) if count_evaluations else None
     )
     state, counters = run(plan, programs, state, members, arrays, options, counter)
-    host = jax.device_get(state)
+    host = to_host(state)
     results = []
     for k, (record, original) in enumerate(zip(members, models)):
         values = member_counters(counters, k)
@@ -553,7 +564,9 @@ def fit_cohort(
         )
     checkpoint_dirs = [None] * size if checkpoint_dirs is None else list(checkpoint_dirs)
     if len(checkpoint_dirs) != size:
-        raise ValueError(f"`checkpoint_dirs` has {len(checkpoint_dirs)} entries for {size} members.")
+        raise ValueError(
+            f"`checkpoint_dirs` has {len(checkpoint_dirs)} entries for {size} members."
+        )
     return _fit_members(
         models,
         train,

@@ -46,6 +46,25 @@ def member(tree, k: int):
     return jax.tree_util.tree_map(lambda leaf: leaf[k], tree)
 
 
+def to_host(tree):
+    """NumPy copies of the arrays of `tree`; an array spread over several processes
+    (`jax.distributed`) is gathered from all of them."""
+
+    def fetch(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return np.asarray(leaf)
+
+    return jax.tree_util.tree_map(fetch, tree)
+
+
+def writes_files() -> bool:
+    """Whether this process writes checkpoints and history (one process of several does)."""
+    return jax.process_index() == 0
+
+
 def check_layout(path, meta: dict) -> None:
     if meta.get("layout") != LAYOUT:
         raise ValueError(f"{path} was written by an older version of jaxode; start a new run.")
@@ -195,8 +214,8 @@ _COUNTERS = (
 
 def counters_of(state: TrainState) -> dict:
     """The scalar fields of every member, as NumPy arrays (one transfer)."""
-    values = jax.device_get(tuple(getattr(state, name) for name in _COUNTERS))
-    return {name: np.asarray(value) for name, value in zip(_COUNTERS, values)}
+    values = to_host(tuple(getattr(state, name) for name in _COUNTERS))
+    return dict(zip(_COUNTERS, values))
 
 
 def member_counters(counters: dict, k: int) -> dict:
@@ -215,7 +234,7 @@ def predict_members(programs: Programs, params, xs: np.ndarray, dtype) -> np.nda
         pad = _PREDICT_ROWS - len(part)
         padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
         predicted = programs.predict(params, jnp.asarray(padded, dtype))
-        out.append(np.asarray(predicted)[:, : len(part)])
+        out.append(to_host(predicted)[:, : len(part)])
     return np.concatenate(out, axis=1).astype(np.float64)
 
 
@@ -234,14 +253,15 @@ def run(
     counters = counters_of(state)
     resumed_wall = [record.wall for record in members]
     done = int(np.max(counters["step"][counters["status"] == RUNNING], initial=0))
-    bar = progress_bar(plan.total, done, options.progress, elapsed=max(resumed_wall))
+    shown = options.progress and writes_files()
+    bar = progress_bar(plan.total, done, shown, elapsed=max(resumed_wall))
     start, chunk = time.perf_counter(), None
     try:
         while np.any(counters["status"] == RUNNING):
             running = counters["status"] == RUNNING
             steps = counters["step"]
             boundary = np.minimum((steps // plan.interval + 1) * plan.interval, plan.total)
-            boundary = jnp.asarray(boundary.astype(np.int32))
+            boundary = arrays["place"](jnp.asarray(boundary.astype(np.int32)))
             if chunk is None:
                 # Compiled ahead of time: the compilation is timed on its own, and a call
                 # that would need another compilation fails instead of recompiling.
@@ -306,30 +326,41 @@ def evaluate(plan, programs, state, members, after, evaluated, arrays, options, 
             members[k].monitored = value
             row["solver_failures"] = int(after["failures"][k])
             rows[k] = row
-    flags = jnp.asarray(evaluated)
-    state = programs.record(state, jnp.asarray(monitored, arrays["xs"].dtype), flags)
+    flags = arrays["place"](jnp.asarray(evaluated))
+    monitored = arrays["place"](jnp.asarray(monitored, arrays["xs"].dtype))
+    state = programs.record(state, monitored, flags)
     counters = counters_of(state)
-    host_state = None
+    fetched = []
+
+    def host_state():
+        if not fetched:
+            fetched.append(to_host(state))
+        return fetched[0]
+
     for k, row in rows.items():
         record = members[k]
         status = counters["status"][k]
         row["wall_time"] = record.wall
         last = status in (COMPLETED, EARLY_STOPPED)
         kept = status != EXPLODED
-        if counter is not None and kept and (len(record.history) % options.count_every == 0 or last):
-            params = member(state.params, k)
+        if (
+            counter is not None
+            and kept
+            and (len(record.history) % options.count_every == 0 or last)
+        ):
+            params = jax.tree_util.tree_map(jnp.asarray, member(host_state().params, k))
             counts = counter(eqx.combine(params, plan.static), arrays["count_x"], arrays["count_y"])
             row["forward_evaluations"] = counts.forward_evaluations
             row["backward_evaluations"] = counts.backward_evaluations
         record.history.append(row)
-        if record.directory is not None:
+        if record.directory is None:
+            continue
+        if kept:
+            record.checkpoint_step = row["step"]
+        if writes_files():
             if kept:
-                if host_state is None:
-                    host_state = jax.device_get(state)
-                record.checkpoint_step = row["step"]
-                save_checkpoint(
-                    record.directory / CHECKPOINT, record.meta(), member(host_state, k)
-                )
+                path = record.directory / CHECKPOINT
+                save_checkpoint(path, record.meta(), member(host_state(), k))
             write_history(record.directory / HISTORY, record.history)
     return state, counters
 

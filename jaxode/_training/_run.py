@@ -15,7 +15,7 @@ from .._surrogate import Surrogate, count_dynamics_parameters, count_parameters
 from ._build import build_loss, build_model, build_optimiser, build_regularisers
 from ._checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
 from ._config import RunConfig
-from ._fit import CHECKPOINT, FitResult, fit, read_best
+from ._fit import CHECKPOINT, FitResult, fit, fit_cohort, read_best
 from ._metrics import error_metrics, predict_in_chunks
 
 CONFIG, MODEL, METRICS, HISTORY, NORMALISATION, PLOT = (
@@ -120,7 +120,9 @@ def loss_figure(rows: list, best_step: int, loss_name: str):
         bottom.set_ylabel("validation relative error\n(global, normalised units)")
         panels.append(bottom)
     for ax in panels:
-        ax.axvline(best_step, color="k", linestyle=":", label=f"returned parameters (step {best_step})")
+        ax.axvline(
+            best_step, color="k", linestyle=":", label=f"returned parameters (step {best_step})"
+        )
         ax.legend(fontsize="small")
         ax.grid(True, which="both", alpha=0.3)
     panels[-1].set_xlabel("optimisation step")
@@ -174,6 +176,89 @@ def _check_out(run_dir: pathlib.Path) -> None:
         )
 
 
+def _stored_config(config: RunConfig | None, run_dir: pathlib.Path) -> RunConfig:
+    stored = run_dir / CONFIG
+    if not stored.is_file():
+        raise FileNotFoundError(f"no run to resume in {str(run_dir)!r} (missing {CONFIG}).")
+    stored_config = RunConfig.from_toml(stored.read_text())
+    if config is not None and config != stored_config:
+        raise ValueError(
+            f"resuming {str(run_dir)!r} with a configuration other than its stored one ("
+            + "; ".join(_differences(config, stored_config))
+            + "); pass config=None (CLI: --resume alone) to continue the stored run."
+        )
+    return stored_config
+
+
+def _fit_arguments(config: RunConfig, data: Dataset) -> dict:
+    """The model and the keyword arguments of `fit` that `config` describes."""
+    t = config.train
+    train_size = len(data.splits["train"])
+    if t.batch_size > train_size:
+        raise ValueError(
+            f"train.batch_size={t.batch_size} exceeds the {train_size} training samples of "
+            f"{data.name!r}; lower it (--batch-size {train_size} or less)."
+        )
+    per_epoch = train_size // t.batch_size
+    total = t.iterations if t.iterations is not None else t.epochs * per_epoch
+    return dict(
+        optimiser=build_optimiser(t, total),
+        val=data.arrays("val"),
+        steps=total,
+        batch_size=t.batch_size,
+        sampling=t.sampling,
+        loss=build_loss(t),
+        clip_norm=t.clip_norm,
+        patience=t.patience,
+        eval_every=t.eval_every_iterations or t.eval_every * per_epoch,
+        ridge=t.ridge,
+        max_failed_batches=t.max_failed_batches,
+        divergence_factor=t.divergence_factor,
+    )
+
+
+def _initial(config: RunConfig, data: Dataset):
+    """`(model, minibatch key)` of `config.train.seed`."""
+    model_key, batch_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
+    return build_model(config, data.in_size, data.out_size, key=model_key), batch_key
+
+
+def _write_start(config: RunConfig, data: Dataset, run_dir: pathlib.Path) -> None:
+    atomic_write_text(run_dir / CONFIG, config.to_toml())
+    normalisation = {"x": data.x_norm.to_dict(), "y": data.y_norm.to_dict()}
+    atomic_write_text(run_dir / NORMALISATION, json.dumps(normalisation))
+
+
+def _finish(config: RunConfig, data: Dataset, run_dir: pathlib.Path, result: FitResult):
+    """Writes what a stopped run leaves (`model.eqx`, `metrics.json`, `loss.png`) and returns
+    `(trained, result, metrics)` as `train` does."""
+    trained = TrainedSurrogate(result.model, data.x_norm, data.y_norm, config)
+    if result.status == "interrupted":
+        return trained, result, {}
+    metrics = dict(status=result.status, message=result.message, steps=result.steps)
+    if result.checkpoint_step is None:
+        atomic_write_text(run_dir / METRICS, _json_text(metrics))
+        return trained, result, metrics
+    save_checkpoint(run_dir / MODEL, {"best_step": result.best_step}, result.model)
+    metrics.update(evaluate_model(result.model, data))
+    last = result.history[-1] if result.history else {}
+    counted = [row for row in result.history if "forward_evaluations" in row]
+    counts = counted[-1] if counted else {}
+    metrics.update(
+        best_step=result.best_step,
+        solver_failures=result.solver_failures,
+        compile_time=result.compile_time,
+        train_time=last.get("wall_time", 0.0),
+        parameters=count_parameters(result.model),
+        dynamics_parameters=count_dynamics_parameters(result.model),
+        forward_evaluations=counts.get("forward_evaluations"),
+        backward_evaluations=counts.get("backward_evaluations"),
+    )
+    metrics["plot"] = _plot(result.history, result.best_step, config.train.loss, run_dir / PLOT)
+    atomic_write_text(run_dir / METRICS, _json_text(metrics))
+    return trained, result, metrics
+
+
 def train(
     config: RunConfig | None, run_dir, *, resume: bool = False, progress: bool = True
 ) -> tuple[TrainedSurrogate, FitResult, dict]:
@@ -197,92 +282,100 @@ def train(
     `ValueError` when resuming with a configuration other than the stored one, or for
     settings the data cannot satisfy. A failed start leaves no run files behind.
     """
-    run_dir = pathlib.Path(run_dir)
-    stored = run_dir / CONFIG
-    if resume:
-        if not stored.is_file():
-            raise FileNotFoundError(f"no run to resume in {str(run_dir)!r} (missing {CONFIG}).")
-        stored_config = RunConfig.from_toml(stored.read_text())
-        if config is not None and config != stored_config:
+    [outcome] = train_cohort(
+        None if config is None else [config], [run_dir], resume=resume, progress=progress
+    )
+    return outcome
+
+
+# The fields in which the members of one cohort may differ.
+COHORT_FIELDS = (("train", "seed"),)
+
+
+def _check_cohort(configs: list[RunConfig]) -> None:
+    first = configs[0].to_dict()
+    for k, config in enumerate(configs[1:], start=1):
+        values = config.to_dict()
+        differing = [
+            f"{section}.{key}"
+            for section, entries in values.items()
+            for key, value in entries.items()
+            if first[section][key] != value and (section, key) not in COHORT_FIELDS
+        ]
+        if differing:
+            allowed = ", ".join(f"{s}.{k}" for s, k in COHORT_FIELDS)
             raise ValueError(
-                f"resuming {str(run_dir)!r} with a configuration other than its stored one ("
-                + "; ".join(_differences(config, stored_config))
-                + "); pass config=None (CLI: --resume alone) to continue the stored run."
+                f"cohort member {k} differs from member 0 in {', '.join(differing)}; members "
+                f"may differ only in {allowed}: train the others as separate runs or cohorts."
             )
-        config = stored_config
+
+
+def train_cohort(
+    configs: list[RunConfig] | None, run_dirs, *, resume: bool = False, progress: bool = True
+) -> list[tuple[TrainedSurrogate, FitResult, dict]]:
+    """Trains the runs of `configs`, which differ only in their seeds, as one cohort (one
+    compiled program, see `fit_cohort`): each of `run_dirs` becomes the run directory that
+    `train` would write for its configuration, and resumes as part of the cohort or alone.
+
+    **Arguments:** as for `train`, with one configuration and one directory per member
+    (`configs=None` when resuming).
+
+    **Returns:** one `(trained, fit_result, metrics)` per member.
+
+    **Raises:** as `train`, and `ValueError` when the configurations differ in more than
+    `train.seed`.
+    """
+    run_dirs = [pathlib.Path(d) for d in run_dirs]
+    if resume:
+        given = [None] * len(run_dirs) if configs is None else list(configs)
+        configs = [_stored_config(c, d) for c, d in zip(given, run_dirs)]
     else:
-        if not isinstance(config, RunConfig):
-            raise TypeError(f"`config` must be a RunConfig, got {type(config).__name__}.")
-        _check_out(run_dir)
-    data = _dataset(config)
-    t = config.train
-    train_size = len(data.splits["train"])
-    if t.batch_size > train_size:
-        raise ValueError(
-            f"train.batch_size={t.batch_size} exceeds the {train_size} training samples of "
-            f"{data.name!r}; lower it (--batch-size {train_size} or less)."
-        )
-    key = jax.random.PRNGKey(t.seed)
-    model_key, batch_key = jax.random.split(key)
-    model = build_model(config, data.in_size, data.out_size, key=model_key)
-    per_epoch = train_size // t.batch_size
-    total = t.iterations if t.iterations is not None else t.epochs * per_epoch
-    created = not run_dir.exists()
+        for config in configs:
+            if not isinstance(config, RunConfig):
+                raise TypeError(f"`config` must be a RunConfig, got {type(config).__name__}.")
+        if len(configs) != len(run_dirs):
+            raise ValueError(f"{len(configs)} configurations for {len(run_dirs)} run directories.")
+        for run_dir in run_dirs:
+            _check_out(run_dir)
+    _check_cohort(configs)
+    data = _dataset(configs[0])
+    arguments = _fit_arguments(configs[0], data)
+    initial = [_initial(config, data) for config in configs]
+    created = [not d.exists() for d in run_dirs]
     try:
         if not resume:
-            atomic_write_text(stored, config.to_toml())
-            normalisation = {"x": data.x_norm.to_dict(), "y": data.y_norm.to_dict()}
-            atomic_write_text(run_dir / NORMALISATION, json.dumps(normalisation))
-        result = fit(
-            model,
-            data.arrays("train"),
-            build_optimiser(t, total),
-            key=batch_key,
-            val=data.arrays("val"),
-            steps=total,
-            batch_size=t.batch_size,
-            sampling=t.sampling,
-            loss=build_loss(t),
-            regularisers=build_regularisers(t),
-            clip_norm=t.clip_norm,
-            patience=t.patience,
-            eval_every=t.eval_every_iterations or t.eval_every * per_epoch,
-            ridge=t.ridge,
-            max_failed_batches=t.max_failed_batches,
-            divergence_factor=t.divergence_factor,
-            checkpoint_dir=run_dir,
+            for config, run_dir in zip(configs, run_dirs):
+                _write_start(config, data, run_dir)
+        common = dict(
+            checkpoint_dirs=run_dirs,
             resume=resume,
             progress=progress,
+            regularisers=build_regularisers(configs[0].train),
+            **arguments,
         )
+        if len(configs) == 1:
+            del common["checkpoint_dirs"]
+            model, key = initial[0]
+            results = [
+                fit(model, data.arrays("train"), key=key, checkpoint_dir=run_dirs[0], **common)
+            ]
+        else:
+            results = fit_cohort(
+                [model for model, _ in initial],
+                data.arrays("train"),
+                keys=[key for _, key in initial],
+                **common,
+            )
     except BaseException:
-        if not resume and not (run_dir / CHECKPOINT).exists():
-            _remove_start(run_dir, created)
+        if not resume:
+            for run_dir, made in zip(run_dirs, created):
+                if not (run_dir / CHECKPOINT).exists():
+                    _remove_start(run_dir, made)
         raise
-    trained = TrainedSurrogate(result.model, data.x_norm, data.y_norm, config)
-    if result.status == "interrupted":
-        return trained, result, {}
-    metrics = dict(status=result.status, message=result.message, steps=result.steps)
-    if result.checkpoint_step is None:
-        atomic_write_text(run_dir / METRICS, _json_text(metrics))
-        return trained, result, metrics
-    save_checkpoint(run_dir / MODEL, {"best_step": result.best_step}, result.model)
-    metrics.update(evaluate_model(result.model, data))
-    last = result.history[-1] if result.history else {}
-    counted = [row for row in result.history if "forward_evaluations" in row]
-    counts = counted[-1] if counted else {}
-    metrics.update(
-        best_step=result.best_step,
-        solver_failures=result.solver_failures,
-        compile_time=result.compile_time,
-        train_time=last.get("wall_time", 0.0),
-        parameters=count_parameters(result.model),
-        dynamics_parameters=count_dynamics_parameters(result.model),
-        forward_evaluations=counts.get("forward_evaluations"),
-        backward_evaluations=counts.get("backward_evaluations"),
-    )
-    metrics["plot"] = _plot(result.history, result.best_step, t.loss, run_dir / PLOT)
-    atomic_write_text(run_dir / METRICS, _json_text(metrics))
-    return trained, result, metrics
+    return [
+        _finish(config, data, run_dir, result)
+        for config, run_dir, result in zip(configs, run_dirs, results)
+    ]
 
 
 def _remove_start(run_dir: pathlib.Path, created: bool) -> None:
