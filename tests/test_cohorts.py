@@ -242,3 +242,30 @@ def test_the_chunk_compiles_once_and_holds_no_host_callback():
     state = compiled(*args)
     state = compiled(state, *args[1:-1], jnp.array([10, 10]))
     assert programs.traces == 1 and np.asarray(state.step).tolist() == [10, 10]
+
+
+def test_a_shared_solve_cohort_matches_its_members_to_the_tolerance():
+    x, y = _data()
+    models, keys = [_node(s) for s in range(3)], [jax.random.PRNGKey(10 + s) for s in range(3)]
+    common = dict(val=(x[32:], y[32:]), **_COMMON)
+    shared = fit_cohort(
+        models, (x[:32], y[:32]), optax.adam(1e-2), keys=keys, shared_solve=True, **common
+    )
+    for k, result in enumerate(shared):
+        alone = fit(models[k], (x[:32], y[:32]), optax.adam(1e-2), key=keys[k], **common)
+        assert result.status == "completed" and result.num_traces == 1
+        # one step sequence for all: members agree with their own solves to the tolerance
+        for a, b in zip(_leaves(result.model), _leaves(alone.model)):
+            np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-3)
+        np.testing.assert_allclose(
+            [r["val_global"] for r in result.history],
+            [r["val_global"] for r in alone.history],
+            rtol=1e-3,
+        )
+        assert not np.allclose(
+            _leaves(result.model)[0], _leaves(alone.model)[0], rtol=1e-12, atol=0
+        )
+    with pytest.raises(ValueError, match="needs neural ODE members"):
+        fit_cohort(
+            [_resnet(0)], (x, y), optax.adam(1e-2), keys=keys[:1], steps=1, shared_solve=True
+        )

@@ -151,6 +151,30 @@ def predictions(model, xs):
     return jax.vmap(model.readout)(trajectory.final), trajectory
 
 
+class _CohortField(eqx.Module):
+    """The batches of all members of a cohort as one ODE: member k's field (leading axis of
+    every array) applied to member k's states."""
+
+    field: eqx.Module
+
+    def __call__(self, t, states, args=None):
+        each = lambda field, batch: jax.vmap(field, in_axes=(None, 0))(t, batch)
+        return eqx.filter_vmap(each)(self.field, states)
+
+
+def shared_predictions(models, xs):
+    """Predictions `(members, batch, out)` of stacked neural-ODE surrogates `models` on
+    their batches `xs` `(members, batch, in)`, with one adaptive solve for all, and its
+    `diffrax.RESULTS`."""
+    dynamics = models.dynamics
+    over_members = lambda function: eqx.filter_vmap(lambda m, a: jax.vmap(function(m))(a))
+    features = over_members(lambda m: m.features)(models, xs)
+    states = over_members(lambda f: f.lift)(dynamics.field, features)
+    solution, ys = dynamics._integrate(_CohortField(dynamics.field), states)
+    final = over_members(lambda f: f.unlift)(dynamics.field, ys[-1])
+    return over_members(lambda m: m.readout)(models, final), solution.result
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """What every program of one training run closes over (nothing here is an array).
@@ -186,16 +210,29 @@ class Programs:
     - `mesh`: a `jax.sharding.Mesh` with one axis `"members"` to shard the cohort over;
       `shard_map=True` runs one loop per device (no collective inside adaptive solves),
       `False` leaves the partitioning to the compiler.
+    - `shared_solve`: step a cohort of neural ODEs with one adaptive solve over all members'
+      batches (per device) instead of one vmapped solve per member.
     """
 
-    def __init__(self, plan: Plan, members: int | None, mesh=None, shard_map: bool = True):
+    def __init__(
+        self,
+        plan: Plan,
+        members: int | None,
+        mesh=None,
+        shard_map: bool = True,
+        shared_solve: bool = False,
+    ):
         self.plan, self.members, self.traces = plan, members, 0
-        self.chunk = self._compile(self._chunk, (0, None, None, 0, 0, 0), mesh, shard_map)
+        self.shared_solve = shared_solve
+        chunk_axes = (0, None, None, 0, 0, 0)
+        self.chunk = self._compile(self._chunk, chunk_axes, mesh, shard_map, not shared_solve)
         self.predict = self._compile(self._predict, (0, None), mesh, shard_map)
         self.record = self._compile(self._record, (0, 0, 0), mesh, shard_map)
         self.loss_of = jax.jit(jax.vmap(lambda p, y: plan.loss(p, y), in_axes=(0, None)))
 
-    def _compile(self, function, in_axes, mesh, shard_map):
+    def _compile(self, function, in_axes, mesh, shard_map, vectorise: bool = True):
+        """`function` of one member as a program of the cohort (`vectorise=False`: it
+        already takes the whole cohort)."""
         if self.members is None:
             squeeze = lambda tree: jax.tree_util.tree_map(lambda a: a[0], tree)
             expand = lambda tree: jax.tree_util.tree_map(lambda a: a[None], tree)
@@ -205,7 +242,7 @@ class Programs:
                 return expand(function(*args))
 
             return jax.jit(single)
-        batched = jax.vmap(function, in_axes=in_axes)
+        batched = jax.vmap(function, in_axes=in_axes) if vectorise else function
         if mesh is not None and shard_map:
             from jax.sharding import PartitionSpec as P
 
@@ -226,18 +263,25 @@ class Programs:
         reason = jnp.max(failure_code(trajectory.result))
         return misfit + penalty, (misfit, jnp.sum(~succeeded), reason)
 
-    def _step(self, state: TrainState, xs, ys, key, regulariser_values, boundary) -> TrainState:
+    def _active(self, state: TrainState, boundary):
+        return (state.status == RUNNING) & (state.step < boundary)
+
+    def _frozen_zero(self, state: TrainState, boundary):
+        """The parameters a step differentiates: a frozen member of a cohort still runs the
+        step (vmap turns `cond` into a select), and zero parameters make its solve trivial,
+        so that it does not hold the others' adaptive loops back."""
+        active = self._active(state, boundary)
+        return jax.tree_util.tree_map(lambda p: jnp.where(active, p, 0), state.params)
+
+    def _index(self, state: TrainState, key):
         plan = self.plan
-        active = (state.status == RUNNING) & (state.step < boundary)
-        # A frozen member of a vmapped cohort still runs the step (vmap turns `cond` into a
-        # select); zero parameters make its solve trivial, so it does not hold the others'
-        # adaptive loops back.
-        params = jax.tree_util.tree_map(lambda p: jnp.where(active, p, 0), state.params)
-        index = batch_index(key, state.step, plan.num_samples, plan.batch_size, plan.sampling)
-        gradient = jax.value_and_grad(self.objective, has_aux=True)
-        (_, (misfit, failed, reason)), grads = gradient(
-            params, regulariser_values, xs[index], ys[index]
-        )
+        return batch_index(key, state.step, plan.num_samples, plan.batch_size, plan.sampling)
+
+    def _apply(self, state: TrainState, params, grads, misfit, failed, reason) -> TrainState:
+        """One member's update from its gradient: skipped (parameters kept) when the batch's
+        solve failed or anything became NaN/inf, which also stops the member when it
+        persists (`max_failed_batches`) or is NaN/inf (`DIVERGED`)."""
+        plan = self.plan
         updates, opt_state = plan.optimiser.update(grads, state.opt_state, params)
         new_params = eqx.apply_updates(params, updates)
         finite = jnp.isfinite(misfit) & _all_finite(new_params)
@@ -258,29 +302,65 @@ class Programs:
             opt_state=_select(good, opt_state, state.opt_state),
             step=state.step + 1,
             status=status,
-            lowest=lowest.astype(state.lowest.dtype),
-            failures=state.failures + failed.astype(jnp.int32),
-            failed_batches=state.failed_batches + has_failed.astype(jnp.int32),
+            lowest=lowest,
+            failures=state.failures + failed,
+            failed_batches=state.failed_batches + has_failed,
             consecutive_failures=consecutive,
-            failure_reason=jnp.where(has_failed, reason, state.failure_reason).astype(jnp.int32),
-            loss_sum=state.loss_sum + jnp.where(good, misfit, 0).astype(state.loss_sum.dtype),
-            loss_count=state.loss_count + good.astype(jnp.int32),
+            failure_reason=jnp.where(has_failed, reason, state.failure_reason),
+            loss_sum=state.loss_sum + jnp.where(good, misfit, 0),
+            loss_count=state.loss_count + good,
         )
         return _like(updated, state)
+
+    def _step(self, state: TrainState, xs, ys, key, regulariser_values, boundary) -> TrainState:
+        params = self._frozen_zero(state, boundary)
+        index = self._index(state, key)
+        gradient = jax.value_and_grad(self.objective, has_aux=True)
+        (_, (misfit, failed, reason)), grads = gradient(
+            params, regulariser_values, xs[index], ys[index]
+        )
+        stepped = self._apply(state, params, grads, misfit, failed, reason)
+        return _select(self._active(state, boundary), stepped, state)
+
+    def _shared_step(self, state, xs, ys, keys, regulariser_values, boundary) -> TrainState:
+        """One step of every member with one adaptive solve over all their batches."""
+        params = jax.vmap(self._frozen_zero)(state, boundary)
+        index = jax.vmap(self._index)(state, keys)
+        gradient = jax.value_and_grad(self.shared_objective, has_aux=True)
+        (_, (misfit, failed, reason)), grads = gradient(
+            params, regulariser_values, xs[index], ys[index]
+        )
+        stepped = jax.vmap(self._apply)(state, params, grads, misfit, failed, reason)
+        return jax.vmap(_select)(jax.vmap(self._active)(state, boundary), stepped, state)
+
+    def shared_objective(self, params, regulariser_values, xb, yb):
+        """The summed losses of all members (leading axis of every argument), their batches
+        solved as one ODE; a failed solve fails every member's batch."""
+        plan = self.plan
+        models = eqx.combine(params, plan.static)
+        predicted, result = shared_predictions(models, xb)
+        misfit = jax.vmap(plan.loss)(predicted, yb)
+        regularisers = eqx.combine(regulariser_values, plan.regulariser_static)
+
+        def penalty(model, chosen):
+            return sum((r(model) for r in chosen), jnp.zeros((), misfit.dtype))
+
+        penalties = eqx.filter_vmap(penalty)(models, regularisers)
+        failed = jnp.where(result == diffrax.RESULTS.successful, 0, xb.shape[1])
+        reason = jnp.broadcast_to(failure_code(result), misfit.shape)
+        return jnp.sum(misfit + penalties), (misfit, jnp.broadcast_to(failed, misfit.shape), reason)
 
     def _chunk(self, state, xs, ys, key, regulariser_values, boundary):
         """`plan.interval` steps as one scan; steps at or past `boundary` (the next
         evaluation, or the end) and steps of a stopped member leave the state as it is."""
         self.traces += 1
-        plan = self.plan
+        step = self._shared_step if self.shared_solve else self._step
 
         def body(carry, _):
-            active = (carry.status == RUNNING) & (carry.step < boundary)
-            stepped = self._step(carry, xs, ys, key, regulariser_values, boundary)
-            return _select(active, stepped, carry), None
+            return step(carry, xs, ys, key, regulariser_values, boundary), None
 
         with skip_value_checks():
-            state, _ = jax.lax.scan(body, state, length=plan.interval)
+            state, _ = jax.lax.scan(body, state, length=self.plan.interval)
         return state
 
     def _predict(self, params, xs):

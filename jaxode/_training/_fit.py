@@ -26,9 +26,9 @@ from ._loop import (
     predict_members,
     run,
     stack,
-    to_host,
     start,
     status_name,
+    to_host,
 )
 from ._losses import AbstractLoss, MSELoss
 from ._metrics import error_metrics, ridge_warm_start
@@ -242,6 +242,7 @@ def _fit_members(
     cohort: bool,
     devices,
     shard_map: bool,
+    shared_solve: bool = False,
 ) -> list["FitResult"]:
     first = models[0]
     for model in models:
@@ -325,7 +326,12 @@ def _fit_members(
         divergence_factor=divergence_factor,
     )
     mesh = _mesh(devices, len(models)) if cohort else None
-    programs = Programs(plan, len(models) if cohort else None, mesh, shard_map)
+    if shared_solve and not isinstance(first.dynamics, NeuralODE):
+        raise ValueError(
+            "`shared_solve=True` needs neural ODE members (their adaptive solves are shared); "
+            f"a {type(first.dynamics).__name__} cohort is exact and fast as it is: drop it."
+        )
+    programs = Programs(plan, len(models) if cohort else None, mesh, shard_map, shared_solve)
 
     state, members = start(params, opt_states, checkpoint_dirs, resume)
     state = _place(mesh, state, True)
@@ -518,6 +524,7 @@ def fit_cohort(
     callback=None,
     devices: int | Sequence | None = None,
     shard_map: bool = True,
+    shared_solve: bool = False,
 ) -> list[FitResult]:
     """Trains a cohort: K models of one structure, differing in their values (initialisation,
     minibatch seed, hyperparameters, regularisation weights), as one compiled program
@@ -540,6 +547,13 @@ def fit_cohort(
       cohort size must be a multiple of their number. `shard_map=True` (default) runs one
       loop per device, so that adaptive solves of different lengths need no collective per
       step; `False` leaves the partitioning of the vmapped program to the compiler.
+
+    - `shared_solve`: for neural ODE members, one adaptive solve over all members' batches
+      (on each device) instead of one per member. The error norm of the step-size
+      controller then runs over every member's states, so the members share one step
+      sequence and each member's result depends on the others at the level of the solver
+      tolerance (as a sample's does on its batch with `shared_steps`); a failed solve fails
+      the batch of every member.
 
     Adaptive solves of vmapped members step in lock-step until the slowest member finishes:
     a cohort of adaptive neural ODEs pays for its slowest member at every step.
@@ -595,4 +609,5 @@ def fit_cohort(
         cohort=True,
         devices=devices,
         shard_map=shard_map,
+        shared_solve=shared_solve,
     )

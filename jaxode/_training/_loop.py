@@ -358,10 +358,11 @@ def evaluate(plan, programs, state, members, after, evaluated, arrays, options, 
         if kept:
             record.checkpoint_step = row["step"]
         if writes_files():
+            # History first: the rows on disk always reach the checkpoint a resume uses.
+            write_history(record.directory / HISTORY, record.history)
             if kept:
                 path = record.directory / CHECKPOINT
                 save_checkpoint(path, record.meta(), member(host_state(), k))
-            write_history(record.directory / HISTORY, record.history)
     return state, counters
 
 
