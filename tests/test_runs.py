@@ -318,3 +318,42 @@ def test_loss_figure_has_labelled_panels_and_marks_the_best_step():
         assert "returned parameters (step 20)" in [t.get_text() for t in ax.get_legend().get_texts()]
     (only,) = loss_figure([{"step": 5, "train_loss": 2.0}], 5, "l1").axes
     assert only.get_xlabel() == "optimisation step"
+
+
+def test_seeds_train_one_cohort_with_a_run_per_seed_and_a_summary(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "cohort"
+    flags = [*_flags(TINY), "--no-progress"]
+    original = run_module.fit_cohort
+
+    def interrupted(*args, **kwargs):
+        def stop(k, row):
+            if row["step"] == 8:
+                raise KeyboardInterrupt
+
+        return original(*args, **kwargs, callback=stop)
+
+    monkeypatch.setattr(run_module, "fit_cohort", interrupted)
+    assert main(["train", *flags, "--seeds", "0-2", "--out", str(out)]) == 130
+    assert f"Continue with: jaxode train --resume {out}" in capsys.readouterr().out
+    monkeypatch.setattr(run_module, "fit_cohort", original)
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cohort.json", "seed-0", "seed-1", "seed-2", "summary.json"
+    ]
+    metrics = [_strict_json(out / f"seed-{s}" / "metrics.json") for s in range(3)]
+    summary = _strict_json(out / "summary.json")
+    values = [m["test_physical_global"] for m in metrics]
+    assert summary["test_physical_global"] == {
+        "mean": pytest.approx(np.mean(values), rel=1e-12),
+        "std": pytest.approx(np.std(values, ddof=1), rel=1e-12),
+        "n": 3,
+    }
+    assert len(set(values)) == 3  # three seeds, three models
+    # each member is the run `jaxode train --seed s` makes alone, resumed or not (to rounding)
+    alone = tmp_path / "alone"
+    assert main(["train", *flags, "--seed", "1", "--out", str(alone)]) == 0
+    for a, b in zip(_leaves(load(alone).model), _leaves(load(out / "seed-1").model)):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+    assert (out / "seed-1" / "config.toml").read_text() == (alone / "config.toml").read_text()
+    assert main(["train", *flags, "--seeds", "2-1", "--out", str(tmp_path / "bad")]) == 2
+    assert "--seeds '2-1'" in capsys.readouterr().err and not (tmp_path / "bad").exists()
