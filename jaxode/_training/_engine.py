@@ -273,9 +273,27 @@ class Programs:
         active = self._active(state, boundary)
         return jax.tree_util.tree_map(lambda p: jnp.where(active, p, 0), state.params)
 
-    def _index(self, state: TrainState, key):
+    def _orders(self, state: TrainState, key):
+        """The sample orders of every epoch a chunk can reach from `state.step` (as
+        `batch_index` draws them), computed once per chunk instead of once per step."""
         plan = self.plan
-        return batch_index(key, state.step, plan.num_samples, plan.batch_size, plan.sampling)
+        if plan.sampling == "replacement":
+            return None
+        per_epoch = plan.num_samples // plan.batch_size
+        first = state.step // per_epoch
+        epochs = first + jnp.arange(plan.interval // per_epoch + 2)
+        permute = lambda e: jax.random.permutation(jax.random.fold_in(key, e), plan.num_samples)
+        return first, jax.vmap(permute)(epochs)
+
+    def _index(self, state: TrainState, key, orders):
+        """`batch_index` of `state.step`, read from the chunk's `orders`."""
+        plan = self.plan
+        if orders is None:
+            return batch_index(key, state.step, plan.num_samples, plan.batch_size, plan.sampling)
+        first, table = orders
+        epoch, offset = jnp.divmod(state.step, plan.num_samples // plan.batch_size)
+        order = table[jnp.clip(epoch - first, 0, table.shape[0] - 1)]
+        return jax.lax.dynamic_slice(order, (offset * plan.batch_size,), (plan.batch_size,))
 
     def _apply(self, state: TrainState, params, grads, misfit, failed, reason) -> TrainState:
         """One member's update from its gradient: skipped (parameters kept) when the batch's
@@ -312,9 +330,9 @@ class Programs:
         )
         return _like(updated, state)
 
-    def _step(self, state: TrainState, xs, ys, key, regulariser_values, boundary) -> TrainState:
+    def _step(self, state, xs, ys, key, regulariser_values, boundary, orders) -> TrainState:
         params = self._frozen_zero(state, boundary)
-        index = self._index(state, key)
+        index = self._index(state, key, orders)
         gradient = jax.value_and_grad(self.objective, has_aux=True)
         (_, (misfit, failed, reason)), grads = gradient(
             params, regulariser_values, xs[index], ys[index]
@@ -322,10 +340,10 @@ class Programs:
         stepped = self._apply(state, params, grads, misfit, failed, reason)
         return _select(self._active(state, boundary), stepped, state)
 
-    def _shared_step(self, state, xs, ys, keys, regulariser_values, boundary) -> TrainState:
+    def _shared_step(self, state, xs, ys, keys, regulariser_values, boundary, orders):
         """One step of every member with one adaptive solve over all their batches."""
         params = jax.vmap(self._frozen_zero)(state, boundary)
-        index = jax.vmap(self._index)(state, keys)
+        index = jax.vmap(self._index)(state, keys, orders)
         gradient = jax.value_and_grad(self.shared_objective, has_aux=True)
         (_, (misfit, failed, reason)), grads = gradient(
             params, regulariser_values, xs[index], ys[index]
@@ -354,10 +372,13 @@ class Programs:
         """`plan.interval` steps as one scan; steps at or past `boundary` (the next
         evaluation, or the end) and steps of a stopped member leave the state as it is."""
         self.traces += 1
-        step = self._shared_step if self.shared_solve else self._step
+        if self.shared_solve:
+            step, orders = self._shared_step, jax.vmap(self._orders)(state, key)
+        else:
+            step, orders = self._step, self._orders(state, key)
 
         def body(carry, _):
-            return step(carry, xs, ys, key, regulariser_values, boundary), None
+            return step(carry, xs, ys, key, regulariser_values, boundary, orders), None
 
         with skip_value_checks():
             state, _ = jax.lax.scan(body, state, length=self.plan.interval)
