@@ -269,3 +269,19 @@ def test_history_counts_evaluations_at_the_documented_cadence(getkey):
     assert all(result.history[i]["forward_evaluations"] == 4 for i in counted)
     times = [row["wall_time"] for row in result.history]
     assert times[0] > 0 and all(b > a for a, b in zip(times, times[1:]))
+
+
+def test_prediction_reports_a_failed_solve_from_the_host_without_a_callback(getkey):
+    from jaxode._training._metrics import _predict, predict_in_chunks
+
+    x, _ = tiny_data()
+    failing = tiny_model(getkey(), max_steps=2, rtol=1e-12)
+    with pytest.raises(RuntimeError, match="solve failed for 48 of 48 inputs"):
+        predict_in_chunks(failing, x)
+    import dataclasses
+
+    quiet = eqx.tree_at(
+        lambda m: m.dynamics, failing, dataclasses.replace(failing.dynamics, throw=False)
+    )
+    lowered = _predict.lower(quiet, jnp.asarray(x))
+    assert "callback" not in lowered.as_text().lower()

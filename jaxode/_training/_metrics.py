@@ -1,11 +1,14 @@
 """Relative errors (computed in float64 NumPy) and the closed-form ridge readout."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._models import NeuralODE, skip_value_checks
 from .._surrogate import Surrogate
 
 
@@ -43,23 +46,44 @@ def forward(model: Surrogate, xs: Float[Array, "batch in"]):
     return predictions, succeeded
 
 
+# The callers check their inputs on the host, so these programs leave out the runtime value
+# checks: without host callbacks JAX's persistent compilation cache can keep them.
 @eqx.filter_jit
 def _features_at_t1(model: Surrogate, xs):
-    return model.dynamics.solve_batch(jax.vmap(model.features)(xs)).final
+    with skip_value_checks():
+        return model.dynamics.solve_batch(jax.vmap(model.features)(xs)).final
 
 
 def predict_in_chunks(model: Surrogate, xs: np.ndarray, chunk: int = 256) -> np.ndarray:
     """`model.predict` in fixed-size chunks (one compilation for any number of samples),
-    as float64 NumPy."""
-    return _chunked(_predict, model, xs, chunk)
+    as float64 NumPy.
+
+    **Raises:** `RuntimeError` when a solve of a `NeuralODE` with `throw=True` failed (checked
+    here, on the host, so that the compiled program holds no host callback).
+    """
+    dynamics = model.dynamics
+    throw = isinstance(dynamics, NeuralODE) and dynamics.throw
+    if throw:
+        model = eqx.tree_at(lambda m: m.dynamics, model, dataclasses.replace(dynamics, throw=False))
+    predictions, succeeded = _chunked(_predict, model, xs, chunk)
+    if throw and not np.all(succeeded):
+        raise RuntimeError(
+            f"NeuralODE solve failed for {int(np.sum(~succeeded))} of {len(succeeded)} inputs "
+            "(max_steps reached or step size too small): increase `max_steps` or loosen the "
+            "`stepsize_controller` tolerances."
+        )
+    return predictions
 
 
 @eqx.filter_jit
 def _predict(model, xs):
-    return forward(model, xs)[0]
+    with skip_value_checks():
+        return forward(model, xs)
 
 
 def _chunked(function, model, xs, chunk):
+    """`function(model, part)` over padded chunks of `xs`; outputs (or tuples of them)
+    concatenated, floating ones as float64."""
     xs = np.asarray(xs)
     dtype = model.readout.weight.dtype
     out = []
@@ -67,8 +91,11 @@ def _chunked(function, model, xs, chunk):
         part = xs[start : start + chunk]
         pad = chunk - len(part)
         padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
-        out.append(np.asarray(function(model, jnp.asarray(padded, dtype)))[: len(part)])
-    return np.concatenate(out).astype(np.float64)
+        values = jax.device_get(function(model, jnp.asarray(padded, dtype)))
+        out.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: len(part)], values))
+    joined = jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *out)
+    widen = lambda a: a.astype(np.float64) if a.dtype.kind == "f" else a
+    return jax.tree_util.tree_map(widen, joined)
 
 
 def ridge_readout(
