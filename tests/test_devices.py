@@ -58,6 +58,13 @@ if os.environ.get("PROCESS_ID") != "1":
                           steps=1, batch_size=8, devices=jax.devices())
     except ValueError as error:
         out["error"] = str(error)
+    node = jaxode.Surrogate(2, 2, jaxode.NeuralODE(jaxode.MLPField(3, 5, jaxode.LegendreBasis(2),
+                            key=jax.random.PRNGKey(0)), 1.0), key=jax.random.PRNGKey(1))
+    try:
+        jaxode.fit_cohort([node] * 4, (x, y), optax.adam(1e-2), keys=[jax.random.PRNGKey(0)] * 4,
+                          steps=1, batch_size=8, devices=jax.devices(), shard_map=True)
+    except ValueError as error:
+        out["node_error"] = str(error)
 print("RESULT" + json.dumps(out))
 """
 
@@ -99,6 +106,7 @@ def test_a_cohort_sharded_over_4_cpu_devices_equals_the_single_device_run():
     _assert_same(out["one"], out["shard_map"])
     _assert_same(out["one"], out["compiler"])
     assert "3 members cannot be split evenly over 4 devices" in out["error"]
+    assert "Diffrax issue 765" in out["node_error"]
 
 
 def test_two_processes_train_one_cohort_and_agree():

@@ -5,6 +5,7 @@ import dataclasses
 import pathlib
 from collections.abc import Sequence
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ from jaxtyping import Float, PRNGKeyArray
 
 from .._counting import EvaluationCounter
 from .._models import NeuralODE
+from .._paradigms import as_adjoint
 from .._surrogate import Surrogate
 from ._checkpoint import load_checkpoint
 from ._engine import SAMPLINGS, Plan, Programs, batch_index
@@ -213,6 +215,29 @@ def _place(mesh, tree, sharded: bool):
     return jax.tree_util.tree_map(put, tree)
 
 
+def _checkpointed_solve(model: Surrogate) -> bool:
+    dynamics = model.dynamics
+    return isinstance(dynamics, NeuralODE) and isinstance(
+        as_adjoint(dynamics.paradigm), diffrax.RecursiveCheckpointAdjoint
+    )
+
+
+def _one_loop_per_device(model: Surrogate, shard_map: bool | None, mesh) -> bool:
+    """Whether a sharded cohort runs under `shard_map`: by default yes, except for neural ODEs
+    differentiated through their steps, whose checkpointed solver loop does not trace under
+    `shard_map` in Equinox 0.13 (Diffrax issue 765)."""
+    if shard_map is None:
+        return not _checkpointed_solve(model)
+    if shard_map and mesh is not None and _checkpointed_solve(model):
+        raise ValueError(
+            "`shard_map=True` cannot differentiate a neural ODE through its solver steps "
+            "(discretize-then-optimize): Equinox's checkpointed loop fails under shard_map "
+            "(Diffrax issue 765). Leave `shard_map` unset (the compiler partitions the cohort) "
+            "or train with OptimizeThenDiscretize()."
+        )
+    return shard_map
+
+
 def _fit_members(
     models: list,
     train,
@@ -241,7 +266,7 @@ def _fit_members(
     callback,
     cohort: bool,
     devices,
-    shard_map: bool,
+    shard_map: bool | None,
     shared_solve: bool = False,
 ) -> list["FitResult"]:
     first = models[0]
@@ -331,6 +356,7 @@ def _fit_members(
             "`shared_solve=True` needs neural ODE members (their adaptive solves are shared); "
             f"a {type(first.dynamics).__name__} cohort is exact and fast as it is: drop it."
         )
+    shard_map = _one_loop_per_device(first, shard_map, mesh)
     programs = Programs(plan, len(models) if cohort else None, mesh, shard_map, shared_solve)
 
     state, members = start(params, opt_states, checkpoint_dirs, resume)
@@ -523,7 +549,7 @@ def fit_cohort(
     progress: bool = False,
     callback=None,
     devices: int | Sequence | None = None,
-    shard_map: bool = True,
+    shard_map: bool | None = None,
     shared_solve: bool = False,
 ) -> list[FitResult]:
     """Trains a cohort: K models of one structure, differing in their values (initialisation,
@@ -544,10 +570,12 @@ def fit_cohort(
       `fit` can also resume).
     - `callback`: called as `callback(k, row)` for each history row of member k.
     - `devices`: shard the members over this many local devices (or these devices); the
-      cohort size must be a multiple of their number. `shard_map=True` (default) runs one
-      loop per device, so that adaptive solves of different lengths need no collective per
-      step; `False` leaves the partitioning of the vmapped program to the compiler.
-
+      cohort size must be a multiple of their number. `shard_map=True` runs one loop per
+      device, so that adaptive solves of different lengths need no collective per step;
+      `False` leaves the partitioning of the vmapped program to the compiler, which puts an
+      all-reduce into every iteration of an adaptive loop (Diffrax issue 407). The default
+      (`None`) is `True`, except for neural ODEs differentiated through their steps, which
+      do not trace under `shard_map` in Equinox 0.13 (Diffrax issue 765).
     - `shared_solve`: for neural ODE members, one adaptive solve over all members' batches
       (on each device) instead of one per member. The error norm of the step-size
       controller then runs over every member's states, so the members share one step
