@@ -281,7 +281,9 @@ class Programs:
             return None
         per_epoch = plan.num_samples // plan.batch_size
         first = state.step // per_epoch
-        epochs = first + jnp.arange(plan.interval // per_epoch + 2)
+        # `interval` consecutive steps reach at most this many epochs.
+        reach = 1 if plan.interval == 1 else (plan.interval - 2) // per_epoch + 2
+        epochs = first + jnp.arange(reach)
         permute = lambda e: jax.random.permutation(jax.random.fold_in(key, e), plan.num_samples)
         return first, jax.vmap(permute)(epochs)
 
