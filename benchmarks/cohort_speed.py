@@ -33,7 +33,6 @@ ratios are medians over repeats of ratios measured within one repeat. Prints tab
 import argparse
 import dataclasses
 import inspect
-import json
 import os
 import platform
 import sys
@@ -44,6 +43,8 @@ import numpy as np
 import optax
 
 import jaxode
+
+from _results import write_json
 
 STRUCTURES = {
     "resnet": dict(model="resnet", field="layer", width=15, steps=12),
@@ -286,11 +287,7 @@ def main():
         print(f"goal {name}: {'met' if met else 'missed'}")
     result.update(goals=goals, total_s=time.perf_counter() - started,
                   load_average=os.getloadavg())
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+from _results import write_json
+
 
 def folder_size(path: pathlib.Path) -> tuple[int, int]:
     files = [p for p in path.rglob("*") if p.is_file()]
@@ -135,11 +137,7 @@ def main():
                 "the final evaluation; wall - train_time is the process less fit's training "
                 "wall time (start-up, compilation of the chunk, final evaluation, files).",
     }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ goal is a counting call costing less than two plain steps. Prints a table and wr
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,8 @@ import numpy as np
 import optax
 
 import jaxode
+
+from _results import write_json
 
 
 def _seconds(fn):
@@ -116,11 +117,7 @@ def main() -> None:
         "counting_call_over_plain_step": round(ratio, 3),
         "goal": "a counting call at batch 4096 costs less than 2 plain steps",
     }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ load hits both sides alike. A temporary persistent compilation cache spares the 
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import shutil
@@ -48,6 +47,8 @@ import numpy as np
 import optax
 
 import jaxode
+
+from _results import write_json
 
 
 def study_setup(batch_size: int, seed: int):
@@ -296,11 +297,7 @@ def main():
                 "its minibatches on the device (a permutation per step), the hand-written "
                 "loops take them from the host; both train the same number of steps.",
     }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
     if cache is not None:
         shutil.rmtree(cache, ignore_errors=True)
 

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from _results import write_json
+
 CHILD = r"""
 import json, sys, time
 start = float(sys.argv[1]); precision = sys.argv[2]; epochs = int(sys.argv[3])
@@ -65,11 +67,7 @@ def main() -> None:
         )
     result = {"benchmark": "train_speed", "machine": platform.platform(),
               "cpus": os.cpu_count(), "load_average": os.getloadavg(), "rows": rows}
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":
