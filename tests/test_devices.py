@@ -58,6 +58,11 @@ if os.environ.get("PROCESS_ID") != "1":
                           steps=1, batch_size=8, devices=jax.devices())
     except ValueError as error:
         out["error"] = str(error)
+    try:
+        jaxode.fit_cohort([model(0)] * 8, (x, y), optax.adam(1e-2), keys=[jax.random.PRNGKey(0)] * 8,
+                          steps=1, batch_size=8, devices=8)
+    except ValueError as error:
+        out["count_error"] = str(error)
     node = jaxode.Surrogate(2, 2, jaxode.NeuralODE(jaxode.MLPField(3, 5, jaxode.LegendreBasis(2),
                             key=jax.random.PRNGKey(0)), 1.0), key=jax.random.PRNGKey(1))
     try:
@@ -107,6 +112,7 @@ def test_a_cohort_sharded_over_4_cpu_devices_equals_the_single_device_run():
     _assert_same(out["one"], out["compiler"])
     assert "3 members cannot be split evenly over 4 devices" in out["error"]
     assert "Diffrax issue 765" in out["node_error"]
+    assert "`devices`=8, but 4 devices are available" in out["count_error"]
 
 
 def test_two_processes_train_one_cohort_and_agree():

@@ -189,7 +189,15 @@ def _mesh(devices, size: int):
         return None
     from jax.sharding import AxisType
 
-    chosen = jax.devices()[:devices] if isinstance(devices, int) else list(devices)
+    if isinstance(devices, int):
+        if not 1 <= devices <= len(jax.devices()):
+            raise ValueError(
+                f"`devices`={devices}, but {len(jax.devices())} devices are available "
+                f"({jax.default_backend()}); choose 1 to {len(jax.devices())}."
+            )
+        chosen = jax.devices()[:devices]
+    else:
+        chosen = list(devices)
     if size % len(chosen):
         raise ValueError(
             f"`devices`: {size} members cannot be split evenly over {len(chosen)} devices; "
