@@ -57,8 +57,9 @@ class FitResult:
     - `steps`: optimisation steps done; `best_step`: step of the returned parameters.
     - `solver_failures`: samples whose solve failed (their batches were skipped);
       `failed_batches`: the number of such batches.
-    - `compile_time`: seconds of the first step (compilation included).
-    - `num_traces`: how often the training step was traced (1 means no recompilation).
+    - `compile_time`: seconds to trace and compile the training program (one chunk of steps
+      between two evaluations) and the evaluation's bookkeeping.
+    - `num_traces`: how often the training program was traced (1: compiled once).
     - `checkpoint_step`: step of the last checkpoint written (`None`: none was written); a
       resume restarts from it.
     """
