@@ -62,6 +62,8 @@ class FitResult:
     - `num_traces`: how often the training program was traced (1: compiled once).
     - `checkpoint_step`: step of the last checkpoint written (`None`: none was written); a
       resume restarts from it.
+    - `training_started`: Unix time at which the first step of this call started, after
+      compilation (`None`: no step ran).
     """
 
     model: Surrogate
@@ -75,6 +77,7 @@ class FitResult:
     compile_time: float
     num_traces: int
     checkpoint_step: int | None = None
+    training_started: float | None = None
 
 
 def _no_throw(model: Surrogate) -> Surrogate:
@@ -423,6 +426,7 @@ def _fit_members(
                 compile_time=record.compile_time,
                 num_traces=programs.traces,
                 checkpoint_step=record.checkpoint_step,
+                training_started=record.training_started,
             )
         )
     return results

@@ -83,6 +83,7 @@ class Member:
     message: str = ""
     interrupted: bool = False
     resumed: bool = False
+    training_started: float | None = None
 
     def meta(self) -> dict:
         return dict(
@@ -282,8 +283,10 @@ def run(
                 jax.block_until_ready(programs.record(state, inf, nothing))
                 compile_time = time.perf_counter() - tic
                 start += compile_time
+                started = time.time()
                 for record in members:
                     record.compile_time = record.compile_time or compile_time
+                    record.training_started = started
             state = chunk(state, xs, ys, keys, regularisers, boundary)
             after = counters_of(state)
             bar.update(int(np.max(after["step"][running])) - int(np.max(steps[running])))

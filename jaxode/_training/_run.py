@@ -248,6 +248,7 @@ def _finish(config: RunConfig, data: Dataset, run_dir: pathlib.Path, result: Fit
         best_step=result.best_step,
         solver_failures=result.solver_failures,
         compile_time=result.compile_time,
+        training_started=result.training_started,
         train_time=last.get("wall_time", 0.0),
         parameters=count_parameters(result.model),
         dynamics_parameters=count_dynamics_parameters(result.model),
