@@ -226,3 +226,24 @@ def test_one_training_step_of_fit_is_one_optax_adam_step(getkey):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-7)
         # Adam's first step moves every parameter with a nonzero gradient by about the rate.
         assert np.abs(np.asarray(a) - np.asarray(p)).max() == pytest.approx(1e-2, rel=1e-3)
+
+
+def test_a_float32_cohort_member_is_its_single_run_to_float32_rounding():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (40, 2)).astype(np.float32)
+    y = np.stack([np.sin(2 * x[:, 0]) * x[:, 1], np.cos(x[:, 0] + x[:, 1])], axis=1)
+
+    def model(seed):
+        k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+        field = jaxode.MLPField(3, 5, jaxode.LegendreBasis(2), key=k1)
+        return jaxode.Surrogate(2, 2, jaxode.ResNet(field, 1.0, 4), key=k2)
+
+    keys = [jax.random.PRNGKey(10 + s) for s in range(2)]
+    common = dict(steps=8, batch_size=8, eval_every=4, count_evaluations=False)
+    cohort = jaxode.fit_cohort([model(0), model(1)], (x, y), optax.adam(1e-2), keys=keys, **common)
+    alone = jaxode.fit(model(1), (x, y), optax.adam(1e-2), key=keys[1], **common)
+    ours = jax.tree_util.tree_leaves(eqx.filter(cohort[1].model, eqx.is_inexact_array))
+    theirs = jax.tree_util.tree_leaves(eqx.filter(alone.model, eqx.is_inexact_array))
+    assert all(a.dtype == jnp.float32 for a in ours)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
