@@ -257,3 +257,29 @@ def test_metrics_json_is_strict_json(tmp_path):
         raise AssertionError(f"non-standard JSON constant {name}")
 
     assert json.loads(text, parse_constant=refuse) == {"a": None, "b": [1.0, None], "c": {"d": 2.5}}
+
+
+def test_interrupts_during_a_program_with_callbacks_arrive_after_it():
+    import os
+    import signal
+
+    from jaxode._training._signals import interrupts_held
+
+    reached, seen = [], []
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: seen.append(number))
+    try:
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            # a host callback running while the signal arrives finishes undisturbed
+            jax.debug.callback(lambda: reached.append(True))
+            jax.effects_barrier()
+            reached.append("end of block")
+            assert seen == []
+        assert reached == [True, "end of block"] and seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after SIGINT")
+    assert reached[-1] == "after SIGINT"

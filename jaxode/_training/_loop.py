@@ -29,6 +29,7 @@ from ._engine import (
 )
 from ._metrics import error_metrics
 from ._progress import progress_bar
+from ._signals import interrupts_held
 
 CHECKPOINT, HISTORY = "checkpoint.eqx", "history.csv"
 # Checkpoints hold a JSON header and a `TrainState` (best parameters first, see `read_best`).
@@ -365,7 +366,9 @@ def evaluate(plan, programs, state, members, after, evaluated, arrays, options, 
             and (len(record.history) % options.count_every == 0 or last)
         ):
             params = jax.tree_util.tree_map(jnp.asarray, member(host_state().params, k))
-            counts = counter(eqx.combine(params, plan.static), arrays["count_x"], arrays["count_y"])
+            with interrupts_held():
+                model = eqx.combine(params, plan.static)
+                counts = counter(model, arrays["count_x"], arrays["count_y"])
             row["forward_evaluations"] = counts.forward_evaluations
             row["backward_evaluations"] = counts.backward_evaluations
         record.history.append(row)
