@@ -18,6 +18,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from .._models import skip_value_checks
 from ._losses import AbstractLoss
+from ._metrics import forward
 
 # Member statuses, as small integers the device can hold.
 RUNNING, COMPLETED, EARLY_STOPPED, DIVERGED, EXPLODED, SOLVER_FAILED = range(6)
@@ -145,12 +146,6 @@ def _all_finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
-def predictions(model, xs):
-    """Predictions of a batch through the dynamics' `solve_batch`, with the solve's status."""
-    trajectory = model.dynamics.solve_batch(jax.vmap(model.features)(xs))
-    return jax.vmap(model.readout)(trajectory.final), trajectory
-
-
 class _CohortField(eqx.Module):
     """The batches of all members of a cohort as one ODE: member k's field (leading axis of
     every array) applied to member k's states."""
@@ -255,12 +250,11 @@ class Programs:
     def objective(self, params, regulariser_values, xb, yb):
         plan = self.plan
         model = eqx.combine(params, plan.static)
-        predicted, trajectory = predictions(model, xb)
+        predicted, succeeded, result = forward(model, xb)
         misfit = plan.loss(predicted, yb)
         regularisers = eqx.combine(regulariser_values, plan.regulariser_static)
         penalty = sum((r(model) for r in regularisers), jnp.zeros((), misfit.dtype))
-        succeeded = jnp.broadcast_to(trajectory.succeeded, (xb.shape[0],))
-        reason = jnp.max(failure_code(trajectory.result))
+        reason = jnp.max(failure_code(result))
         return misfit + penalty, (misfit, jnp.sum(~succeeded), reason)
 
     def _active(self, state: TrainState, boundary):
@@ -388,7 +382,7 @@ class Programs:
 
     def _predict(self, params, xs):
         with skip_value_checks():
-            return predictions(eqx.combine(params, self.plan.static), xs)[0]
+            return forward(eqx.combine(params, self.plan.static), xs)[0]
 
     def _record(self, state: TrainState, monitored, evaluated) -> TrainState:
         """The bookkeeping of an evaluation: divergence test, best parameters, early

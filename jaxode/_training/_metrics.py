@@ -38,12 +38,13 @@ def error_metrics(predictions, targets, prefix: str = "") -> dict:
 
 
 def forward(model: Surrogate, xs: Float[Array, "batch in"]):
-    """Predictions of a batch (through the dynamics' `solve_batch`) and whether each sample's
-    solve succeeded (with shared steps, a failure fails the whole batch)."""
+    """Predictions of a batch (through the dynamics' `solve_batch`), whether each sample's
+    solve succeeded (with shared steps, a failure fails the whole batch) and the solve's
+    `diffrax.RESULTS` (one per sample, or one for a shared solve)."""
     trajectory = model.dynamics.solve_batch(jax.vmap(model.features)(xs))
     predictions = jax.vmap(model.readout)(trajectory.final)
     succeeded = jnp.broadcast_to(trajectory.succeeded, (xs.shape[0],))
-    return predictions, succeeded
+    return predictions, succeeded, trajectory.result
 
 
 # The callers check their inputs on the host, so these programs leave out the runtime value
@@ -78,7 +79,7 @@ def predict_in_chunks(model: Surrogate, xs: np.ndarray, chunk: int = 256) -> np.
 @eqx.filter_jit
 def _predict(model, xs):
     with skip_value_checks():
-        return forward(model, xs)
+        return forward(model, xs)[:2]
 
 
 def _chunked(function, model, xs, chunk):
