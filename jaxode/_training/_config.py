@@ -6,25 +6,9 @@ import pathlib
 import tomllib
 import typing
 
-PRECISIONS = ("float32", "float64")
-PRESETS = pathlib.Path(__file__).resolve().parent.parent / "presets"
+from ._choices import CHOICES
 
-# The named choices of every string field: the CLI offers exactly these.
-CHOICES = {
-    ("data", "protocol"): ("jaxode", "study"),
-    ("model", "model"): ("node", "resnet", "hamiltonian"),
-    ("model", "field"): ("mlp", "layer", "antisymmetric", "hamiltonian"),
-    ("model", "basis"): ("static", "monomial", "legendre", "chebyshev", "fourier", "piecewise"),
-    ("model", "solver"): ("dopri5", "tsit5", "bosh3", "heun", "euler", "dopri8"),
-    ("model", "paradigm"): ("discretize", "optimize"),
-    ("model", "opening_activation"): ("tanh", "none"),
-    ("model", "field_init"): ("default", "normal"),
-    ("train", "optimiser"): ("adam", "adamw", "rmsprop", "sgd"),
-    ("train", "schedule"): ("cosine", "step", "constant"),
-    ("train", "sampling"): ("epochs", "replacement"),
-    ("train", "loss"): ("mse", "l1", "relative"),
-    ("train", "precision"): PRECISIONS,
-}
+PRESETS = pathlib.Path(__file__).resolve().parent.parent / "presets"
 
 
 def _check_choice(section: str, name: str, value, choices) -> None:
