@@ -87,3 +87,16 @@ from ._training import (
     train as train,
     train_cohort as train_cohort,
 )
+
+# Ablation sweeps (issue 10).
+from ._sweeps import (
+    AbstractExecutor as AbstractExecutor,
+    Cell as Cell,
+    LocalExecutor as LocalExecutor,
+    RayExecutor as RayExecutor,
+    SweepPlan as SweepPlan,
+    SweepSpec as SweepSpec,
+    make_plan as make_plan,
+    sweep as sweep,
+    sweep_report as sweep_report,
+)

@@ -1,6 +1,7 @@
 """The `jaxode` command: train, evaluate and predict with time-parameterized surrogates."""
 
 import argparse
+import contextlib
 import json
 import pathlib
 import signal
@@ -203,6 +204,15 @@ def _raise_terminated(signum, frame):
     raise _Terminated
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _train(args) -> int:
     if args.resume is not None:
         changed = [
@@ -243,16 +253,12 @@ def _train(args) -> int:
     _set_precision(config.train.precision)
     from ._training._run import train
 
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        _, result, metrics = train(
-            None if args.resume is not None else config,
-            out,
-            resume=args.resume is not None,
-            progress=not args.no_progress,
-        )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    _, result, metrics = train(
+        None if args.resume is not None else config,
+        out,
+        resume=args.resume is not None,
+        progress=not args.no_progress,
+    )
     if result.status == "interrupted":
         print(f"{result.message} Continue with: jaxode train --resume {out}")
         return 130
@@ -317,7 +323,6 @@ def _train_cohort(args, config: RunConfig | None, out: pathlib.Path) -> int:
         precision = config.train.precision
     _set_precision(precision)
     run_dirs = [out / f"seed-{s}" for s in seeds]
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         outcomes = train_cohort(
             configs, run_dirs, resume=config is None, progress=not args.no_progress
@@ -328,8 +333,6 @@ def _train_cohort(args, config: RunConfig | None, out: pathlib.Path) -> int:
             if created and not any(out.iterdir()):
                 out.rmdir()
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     statuses = [result.status for _, result, _ in outcomes]
     for seed, (_, result, metrics) in zip(seeds, outcomes):
         error = metrics.get("test_physical_global")
@@ -493,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing --output")
     p.set_defaults(handler=_predict)
     _add_probe(sub)
+    from ._sweeps._command import add_parser
+
+    add_parser(sub)
+    sub.choices["sweep"].epilog = "jaxode sweep report DIR --help: the tables and plots of a sweep."
     return parser
 
 
@@ -528,13 +535,20 @@ def _use_compilation_cache() -> None:
 def main(argv=None) -> int:
     """Entry point of the `jaxode` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["sweep", "report"]:
+        from ._sweeps._command import report_parser
+
+        args = report_parser(_Parser).parse_args(argv[2:])
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     _use_compilation_cache()
     try:
-        return args.handler(args)
+        with _sigterm_as_interrupt():
+            return args.handler(args)
     except KeyboardInterrupt as interrupt:
         print("jaxode: interrupted", file=sys.stderr)
         return 143 if isinstance(interrupt, _Terminated) else 130

@@ -12,12 +12,10 @@ import numpy as np
 
 from .._training._checkpoint import atomic_write_bytes, atomic_write_text
 from .._training._config import CHOICES
+from ._table import RESULTS, SUCCEEDED, read_csv
 
-RESULTS, HISTORY = "results.csv", "history.csv"
+HISTORY = "history.csv"
 STATUSES = ("completed", "early_stopped", "diverged", "solver_failed", "error", "interrupted")
-SUCCEEDED = ("completed", "early_stopped")
-# Identifiers and free text stay strings: a hash made only of digits is not a number.
-TEXT_COLUMNS = ("cell", "cohort", "status", "message", "run_dir", "data.dataset")
 # Fields that change what is compared rather than how well: the plots keep their values apart.
 STRUCTURAL = ("data.dataset", "data.protocol", "model.model", "model.field", "model.paradigm")
 BASIS_COLOURS = {basis: f"C{i}" for i, basis in enumerate(CHOICES[("model", "basis")])}
@@ -25,24 +23,6 @@ METRIC_UNITS = {"steps": "optimisation steps", "best_step": "optimisation step",
                 "compile_time": "s", "parameters": "count", "dynamics_parameters": "count",
                 "solver_failures": "samples", "forward_evaluations": "evaluations per solve",
                 "backward_evaluations": "evaluations per solve"}
-
-
-def _parse(text: str | None, column):
-    if not text or column in TEXT_COLUMNS:
-        return text or None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"True": True, "False": False}.get(text, text)
-
-
-def _read_csv(path) -> tuple[list[str], list[dict]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = [{k: _parse(v, k) for k, v in row.items() if k is not None} for row in reader]
-        return list(reader.fieldnames or []), rows
 
 
 def read_results(sweep_dir) -> list[dict]:
@@ -64,13 +44,13 @@ def _results(sweep_dir) -> tuple[list[str], list[dict]]:
         raise FileNotFoundError(
             f"{str(path)!r} does not exist; run `jaxode sweep SPEC --out DIR` first."
         )
-    return _read_csv(path)
+    return read_csv(path)
 
 
 def read_history(path) -> list[dict]:
     """The rows of a `history.csv` as `write_history` writes it, parsed as `read_results`
     parses; `[]` without the file (a cell that never reached an evaluation)."""
-    return _read_csv(path)[1] if pathlib.Path(path).is_file() else []
+    return read_csv(path)[1] if pathlib.Path(path).is_file() else []
 
 
 def resolve_field(name: str, columns, *, argument: str | None = None) -> str:

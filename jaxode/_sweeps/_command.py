@@ -1,0 +1,107 @@
+"""`jaxode sweep SPEC.toml` and `jaxode sweep report DIR`."""
+
+import argparse
+import collections
+import pathlib
+
+EXECUTORS = ("local", "ray")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train every cell of a sweep spec (TOML), resumably; `sweep report DIR` reads it",
+        description="Train the cells of a sweep spec, grouped into cohorts (one compiled program "
+        "per structure). Running it again resumes; `jaxode sweep report DIR` writes its tables "
+        "and plots.",
+    )
+    p.add_argument("spec", type=pathlib.Path, metavar="SPEC.toml")
+    p.add_argument("--out", type=pathlib.Path, help="sweep folder (default sweeps/<spec name>)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (cells, cohorts, compilations) and a cost estimate from a short "
+        "timing of one cohort per kind; train nothing",
+    )
+    p.add_argument("--no-estimate", action="store_true", help="--dry-run without the timing")
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help="default local")
+    p.add_argument("--address", help="Ray cluster address (--executor ray; default: local)")
+    p.add_argument("--retry-failed", action="store_true", help="train failed cells again")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_sweep)
+
+
+def report_parser(parser_class) -> argparse.ArgumentParser:
+    """The parser of `jaxode sweep report` (read before the main parser, which would take
+    `report` for a spec file)."""
+    r = parser_class(
+        prog="jaxode sweep report",
+        description="Tables (mean +- sample std over seeds, Markdown and CSV) and plots of a "
+        "sweep's results.csv.",
+    )
+    r.add_argument("directory", type=pathlib.Path, metavar="DIR")
+    r.add_argument(
+        "--rows", default="basis,degree", help="fields of the table's rows (default basis,degree)"
+    )
+    r.add_argument("--cols", default="model", help="fields of its columns (default model)")
+    r.add_argument("--metric", default="test_global", help="metric (default test_global)")
+    r.add_argument("--out", type=pathlib.Path, help="report folder (default DIR/report)")
+    r.set_defaults(handler=run_report, command="sweep report")
+    return r
+
+
+def _names(text: str) -> tuple:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def run_report(args) -> int:
+    from ._report import report
+
+    written = report(
+        args.directory,
+        rows=_names(args.rows),
+        cols=_names(args.cols),
+        metric=args.metric,
+        out=args.out,
+    )
+    print(written["table"])
+    print(f"written: {', '.join(str(p) for p in written['files'])}")
+    return 0
+
+
+def run_sweep(args) -> int:
+    from ._executors import LocalExecutor, RayExecutor
+    from ._plan import estimate, make_plan
+    from ._spec import SweepSpec
+    from ._sweep import sweep
+
+    spec = SweepSpec.from_file(args.spec)
+    if args.dry_run:
+        plan = make_plan(spec)
+        print(plan.describe())
+        if not args.no_estimate:
+            cost = estimate(plan)
+            print(
+                f"estimated {cost['seconds'] / 60:.1f} min here ({cost['fixed_seconds']:.0f} s of "
+                "it compilation, evaluation and files), from 20 timed steps of "
+                f"{cost['kinds_timed']} of {cost['kinds']} kinds of cohort"
+            )
+        return 0
+    if args.address is not None and args.executor != "ray":
+        raise ValueError("--address needs --executor ray.")
+    executor = (
+        RayExecutor(address=args.address)
+        if args.executor == "ray"
+        else LocalExecutor(set_precision=True)
+    )
+    out = args.out or pathlib.Path("sweeps") / spec.name
+    rows = sweep(
+        spec, out, executor=executor, retry_failed=args.retry_failed, progress=not args.no_progress
+    )
+    counts = collections.Counter(row["status"] for row in rows)
+    print(
+        f"{len(rows)} cells: "
+        + ", ".join(f"{n} {status}" for status, n in counts.most_common())
+        + f"; results in {out / 'results.csv'}; tables and plots: jaxode sweep report {out}"
+    )
+    return 0 if set(counts) <= {"completed", "early_stopped"} else 1

@@ -1,0 +1,167 @@
+"""A sweep's plan: its cells grouped into cohorts (one compiled program each), checked against
+their data, with an optional cost estimate from a short timing."""
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+import tempfile
+import time
+
+from .._training._config import RunConfig
+from .._training._run import COHORT_FIELDS, _dataset
+from ._spec import SweepSpec
+
+# Cohorts that share these fields cost about the same per step and member.
+_KIND_FIELDS = (
+    ("data", "dataset"),
+    ("model", "model"),
+    ("model", "field"),
+    ("model", "width"),
+    ("model", "hidden"),
+    ("model", "solver"),
+    ("model", "paradigm"),
+    ("model", "steps"),
+    ("train", "batch_size"),
+    ("train", "precision"),
+)
+_PROBED_KINDS = 8
+_PROBE_STEPS = 20
+
+
+def structure_key(config: RunConfig) -> str:
+    """The identity of the cohort `config` belongs to: its configuration without the fields
+    in which cohort members may differ (`COHORT_FIELDS`)."""
+    values = config.to_dict()
+    for section, field in COHORT_FIELDS:
+        values[section][field] = None
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass(frozen=True)
+class Cohort:
+    """Cells that differ only in `COHORT_FIELDS`, trained as one program; `steps` is the
+    number of optimisation steps of each member."""
+
+    key: str
+    cells: tuple
+    steps: int
+
+    @property
+    def config(self) -> RunConfig:
+        return self.cells[0].config
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """The cells of a spec and their cohorts, in spec order."""
+
+    spec: SweepSpec
+    cells: tuple
+    cohorts: tuple
+
+    def describe(self) -> str:
+        """The plan as text: counts, then one line per cohort."""
+        members = [len(c.cells) for c in self.cohorts]
+        lines = [
+            f"sweep {self.spec.name!r}: {len(self.cells)} cells in {len(self.cohorts)} cohorts "
+            f"({min(members)}-{max(members)} members each), {len(self.cohorts)} compilations "
+            "(one per cohort)",
+        ]
+        varying = varying_fields(self.cells)
+        for cohort in self.cohorts:
+            shown = {n: v for n, v in cohort.cells[0].values.items() if n in varying}
+            shown = {n: v for n, v in shown.items() if tuple(n.split(".")) not in COHORT_FIELDS}
+            label = ", ".join(f"{n}={v!r}" for n, v in shown.items()) or "base"
+            seeds = [c.config.train.seed for c in cohort.cells]
+            lines.append(
+                f"  cohort {cohort.key}: {label}; {len(cohort.cells)} members "
+                f"(seeds {', '.join(map(str, seeds))}), {cohort.steps} steps"
+            )
+        return "\n".join(lines)
+
+
+def varying_fields(cells) -> set:
+    """The axis fields that take more than one value over `cells`."""
+    names = {n for c in cells for n in c.values}
+    return {n for n in names if len({repr(c.values.get(n)) for c in cells}) > 1}
+
+
+def steps_of(config: RunConfig, train_size: int) -> int:
+    """Optimisation steps of a run of `config` on `train_size` training samples.
+
+    **Raises:** `ValueError` when the batch is larger than the training split."""
+    t = config.train
+    if t.batch_size > train_size:
+        raise ValueError(
+            f"train.batch_size={t.batch_size} exceeds the {train_size} training samples of "
+            f"{config.data.dataset!r}."
+        )
+    return t.iterations if t.iterations is not None else t.epochs * (train_size // t.batch_size)
+
+
+def make_plan(spec: SweepSpec) -> SweepPlan:
+    """Expands `spec`, loads each data set once and groups the cells into cohorts.
+
+    **Raises:** `ValueError` or `FileNotFoundError` naming the cell whose data set is missing
+    or cannot satisfy its settings."""
+    cells = spec.cells()
+    sizes, groups = {}, {}
+    for index, cell in enumerate(cells):
+        d = cell.config.data
+        source = (d.dataset, d.split_seed, d.protocol, d.num_outputs)
+        try:
+            if source not in sizes:
+                sizes[source] = len(_dataset(cell.config).splits["train"])
+            steps = steps_of(cell.config, sizes[source])
+        except (ValueError, FileNotFoundError) as error:
+            raise type(error)(f"sweep cell {index} ({cell.label()}): {error}") from None
+        groups.setdefault(structure_key(cell.config), []).append((cell, steps))
+    cohorts = tuple(
+        Cohort(key, tuple(cell for cell, _ in members), members[0][1])
+        for key, members in groups.items()
+    )
+    return SweepPlan(spec, tuple(cells), cohorts)
+
+
+def _kind(config: RunConfig) -> tuple:
+    return tuple(getattr(getattr(config, s), f) for s, f in _KIND_FIELDS)
+
+
+def estimate(plan: SweepPlan) -> dict:
+    """Seconds the sweep would take, from training one cohort of every kind (data, model,
+    field, sizes, solver, paradigm, batch, precision; at most 8 kinds) for 20 steps: the fixed
+    cost of a cohort (compilation, data, evaluation and files: the timed call's wall time
+    less its training) plus steps x seconds per step, scaled linearly with the members
+    (vmapped members cost about proportionally on a CPU; on a GPU less, so this is an upper
+    bound there). Kinds not timed get the mean of those timed.
+
+    **Returns:** `{"seconds", "fixed_seconds", "kinds_timed", "kinds"}`."""
+    from .._training._run import train_cohort
+
+    per_kind = {}
+    for cohort in plan.cohorts:
+        per_kind.setdefault(_kind(cohort.config), cohort)
+    timed = {}
+    for kind, cohort in list(per_kind.items())[:_PROBED_KINDS]:
+        configs = [
+            c.config.replace("train", iterations=_PROBE_STEPS, eval_every_iterations=10)
+            for c in cohort.cells
+        ]
+        with tempfile.TemporaryDirectory(prefix="jaxode-estimate-") as folder:
+            dirs = [pathlib.Path(folder) / str(i) for i in range(len(configs))]
+            tic = time.perf_counter()
+            outcomes = train_cohort(configs, dirs, progress=False)
+            wall = time.perf_counter() - tic
+        training = outcomes[0][2].get("train_time", 0.0)
+        timed[kind] = (wall - training, training / _PROBE_STEPS / len(configs))
+    mean_fixed = sum(c for c, _ in timed.values()) / len(timed)
+    mean_step = sum(s for _, s in timed.values()) / len(timed)
+    total = fixed_total = 0.0
+    for cohort in plan.cohorts:
+        fixed, per_step = timed.get(_kind(cohort.config), (mean_fixed, mean_step))
+        fixed_total += fixed
+        total += fixed + per_step * cohort.steps * len(cohort.cells)
+    return dict(
+        seconds=total, fixed_seconds=fixed_total, kinds_timed=len(timed), kinds=len(per_kind)
+    )

@@ -1,0 +1,152 @@
+"""The sweep driver: plans, skips what is done, trains the rest through an executor and keeps
+the results table."""
+
+import json
+import math
+import pathlib
+import sys
+
+from .._training._checkpoint import atomic_write_text
+from ._executors import AbstractExecutor, LocalExecutor
+from ._plan import Cohort, SweepPlan, make_plan, varying_fields
+from ._spec import SweepSpec
+from ._table import FAILED, SUCCEEDED, ResultsTable
+
+PLAN = "plan.json"
+
+
+def _load(spec) -> SweepSpec:
+    if isinstance(spec, SweepSpec):
+        return spec
+    if isinstance(spec, (str, pathlib.Path)):
+        return SweepSpec.from_file(spec)
+    raise TypeError(f"`spec` must be a SweepSpec or a path, got {type(spec).__name__}.")
+
+
+def _write_plan(plan: SweepPlan, out: pathlib.Path) -> None:
+    cohort_of = {c.key: cohort.key for cohort in plan.cohorts for c in cohort.cells}
+    cells = [
+        dict(cell=c.key, cohort=cohort_of[c.key], values=c.values, config=c.config.to_dict())
+        for c in plan.cells
+    ]
+    text = json.dumps(dict(name=plan.spec.name, cells=cells), indent=1, default=str)
+    atomic_write_text(out / PLAN, text)
+
+
+def _set_aside(out: pathlib.Path, key: str) -> None:
+    """Moves a failed cell's run directory out of the way of its retry (kept, never deleted)."""
+    run_dir = out / "cells" / key
+    if not run_dir.exists():
+        return
+    attempt = 1
+    while (target := run_dir.with_name(f"{key}.attempt-{attempt}")).exists():
+        attempt += 1
+    run_dir.rename(target)
+
+
+def _remaining(plan: SweepPlan, table: ResultsTable, retry_failed: bool, out) -> list[Cohort]:
+    """The cohorts still to train, each reduced to its cells without a final row."""
+    todo = []
+    for cohort in plan.cohorts:
+        cells = []
+        for cell in cohort.cells:
+            status = table.rows.get(cell.key, {}).get("status")
+            if status in SUCCEEDED or (status in FAILED and not retry_failed):
+                continue
+            if status in FAILED:
+                _set_aside(out, cell.key)
+            cells.append(cell)
+        if cells:
+            todo.append(Cohort(cohort.key, tuple(cells), cohort.steps))
+    return todo
+
+
+def _line(cell, row: dict, varying: set) -> str:
+    label = ", ".join(f"{n}={v!r}" for n, v in cell.values.items() if n in varying) or cell.key
+    error = row.get("test_global")
+    figure = "" if error is None or not math.isfinite(error) else f", test_global {error:.4f}"
+    seconds = row.get("train_time")
+    took = "" if seconds is None else f" ({seconds:.1f} s)"
+    text = f"{label}: {row['status']}{figure}{took}"
+    return text if row["status"] in SUCCEEDED else f"{text}: {row['message']}"
+
+
+def sweep(
+    spec,
+    out,
+    *,
+    executor: AbstractExecutor | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> list[dict]:
+    """Trains every cell of a sweep, grouped into cohorts (cells that differ only in their
+    seed train as one compiled program), and keeps `out/results.csv`: one row per cell,
+    keyed by its configuration hash, rewritten atomically after every cohort. Each cell's run
+    directory `out/cells/<key>` is an ordinary run (evaluate, probe or resume it alone).
+
+    Running the same sweep again skips the cells with a row, resumes unfinished cells from
+    their checkpoints and, with `retry_failed`, trains failed cells (diverged, solver failed,
+    error) again, their previous directory kept as `<key>.attempt-<n>`. A cell that fails is
+    recorded with its status and message, and the sweep goes on.
+
+    **Arguments:**
+
+    - `spec`: a `SweepSpec` or the path of its TOML file.
+    - `out`: the sweep's folder (created).
+    - `executor`: `LocalExecutor()` (default) or `RayExecutor(...)`.
+    - `retry_failed`: train failed cells again.
+    - `progress`: a progress bar over cells and a line per finished cell.
+
+    **Returns:** the rows of the spec's cells (in spec order), as in `results.csv`.
+
+    **Raises:** `ValueError` for an invalid spec (naming the cell and field) or float64 cells
+    without 64-bit JAX; `KeyboardInterrupt` after an interrupt, with the finished cells
+    recorded and the cells in flight checkpointed.
+    """
+    plan = make_plan(_load(spec))
+    executor = LocalExecutor() if executor is None else executor
+    if isinstance(executor, LocalExecutor) and not executor.set_precision:
+        _check_precision(plan)
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{str(out)!r} is a file; choose a folder for the sweep (--out).")
+    _write_plan(plan, out)
+    table = ResultsTable(out)
+    todo = _remaining(plan, table, retry_failed, out)
+    cell_of = {c.key: c for c in plan.cells}
+    varying = varying_fields(plan.cells)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=len(plan.cells),
+        initial=len(plan.cells) - sum(len(c.cells) for c in todo),
+        unit="cell",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    try:
+        for _, rows in executor.map(todo, out):
+            finished = [r for r in rows if r["status"] != "interrupted"]
+            table.put(finished)
+            for row in rows:
+                if progress:
+                    bar.write(_line(cell_of[row["cell"]], row, varying), file=sys.stderr)
+            bar.update(len(finished))
+            if len(finished) < len(rows):
+                raise KeyboardInterrupt
+    finally:
+        bar.close()
+    return [table.rows[c.key] for c in plan.cells]
+
+
+def _check_precision(plan: SweepPlan) -> None:
+    import jax
+
+    wide = [c for c in plan.cells if c.config.train.precision == "float64"]
+    if wide and not jax.config.jax_enable_x64:
+        raise ValueError(
+            f"{len(wide)} sweep cells use train.precision 'float64' (e.g. {wide[0].label()}): "
+            "call jax.config.update('jax_enable_x64', True) first, or pass "
+            "LocalExecutor(set_precision=True) (the CLI does)."
+        )
