@@ -14,8 +14,8 @@ from jaxode._sweeps._report import (
     cumulative_evaluations,
     pivot_table,
     read_results,
-    report,
     resolve_field,
+    sweep_report,
 )
 from jaxode._training._config import DataConfig, ModelConfig, TrainConfig
 
@@ -119,7 +119,7 @@ def test_missing_results_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.csv.*jaxode sweep SPEC --out DIR"):
         read_results(tmp_path)
     with pytest.raises(FileNotFoundError):
-        report(tmp_path)
+        sweep_report(tmp_path)
 
 
 def test_aggregate_matches_numpy(sweep):
@@ -221,7 +221,7 @@ def _assert_png(path):
 
 def test_report_writes_table_and_plots(sweep):
     directory, _ = sweep
-    result = report(directory)
+    result = sweep_report(directory)
     out = directory / "report"
     names = sorted(p.name for p in result["files"])
     assert names == ["error_vs_degree.png", "loss_vs_evaluations.png", "table.csv", "table.md",
@@ -235,13 +235,13 @@ def test_report_writes_table_and_plots(sweep):
     assert table == result["table"]
     assert "cells: 25, completed 24, early_stopped 0, diverged 1, solver_failed 0, error 0" in table
     with pytest.raises(ValueError, match="--metric"):
-        report(directory, metric="test_globl")
+        sweep_report(directory, metric="test_globl")
 
 
 def test_report_plots_error_against_t1(tmp_path):
     build_sweep(tmp_path, t1s=(1.0, 2.0))
     out = tmp_path / "elsewhere"
-    result = report(tmp_path, rows=("basis",), cols=(), metric="val_per_sample", out=out)
+    result = sweep_report(tmp_path, rows=("basis",), cols=(), metric="val_per_sample", out=out)
     assert out / "error_vs_t1.png" in result["files"]
     _assert_png(out / "error_vs_t1.png")
     assert "| basis | val_per_sample |" in result["table"]

@@ -55,9 +55,9 @@ def _names(text: str) -> tuple:
 
 
 def run_report(args) -> int:
-    from ._report import report
+    from ._report import sweep_report
 
-    written = report(
+    written = sweep_report(
         args.directory,
         rows=_names(args.rows),
         cols=_names(args.cols),

@@ -10,6 +10,15 @@ from ._cells import result_row, train_cells
 from ._plan import Cohort
 
 
+def _train_in_worker(*arguments) -> list[dict]:
+    """`train_cells` in a Ray worker, a process jaxode owns: it sets the precision and uses the
+    CLI's persistent compilation cache, so retried and later tasks skip compilation."""
+    from .._cli import _use_compilation_cache
+
+    _use_compilation_cache()
+    return train_cells(*arguments, set_precision=True)
+
+
 def _arguments(cohort: Cohort, directory) -> tuple:
     return (
         [c.config for c in cohort.cells],
@@ -80,10 +89,8 @@ class RayExecutor(AbstractExecutor):
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
         task = ray.remote(
             num_cpus=self.cpus_per_task, num_gpus=gpus, max_retries=self.max_retries
-        )(train_cells)
-        pending = {
-            task.remote(*_arguments(c, directory), set_precision=True): c for c in cohorts
-        }
+        )(_train_in_worker)
+        pending = {task.remote(*_arguments(c, directory)): c for c in cohorts}
         try:
             while pending:
                 [done], _ = ray.wait(list(pending), num_returns=1)

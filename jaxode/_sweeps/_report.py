@@ -372,7 +372,7 @@ def _plots(sweep_dir: pathlib.Path, rows: list[dict], metric: str, out: pathlib.
     return written
 
 
-def report(sweep_dir, *, rows=("basis", "degree"), cols=("model",), metric="test_global",
+def sweep_report(sweep_dir, *, rows=("basis", "degree"), cols=("model",), metric="test_global",
            out=None) -> dict:
     """Writes the sweep's pivot table and plots, each file atomically.
 
