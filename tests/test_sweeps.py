@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -302,3 +303,29 @@ def test_the_ray_executor_gives_the_local_table_even_when_a_worker_is_killed(ref
     finally:
         ray.shutdown()
     _same_results(_table(out), _table(reference[0]))
+
+
+def test_the_command_prints_the_plan_and_the_report(reference, tmp_path, capsys):
+    from jaxode._cli import main
+
+    assert main(["sweep", str(_spec(tmp_path)), "--dry-run", "--no-estimate"]) == 0
+    plan = capsys.readouterr().out
+    assert "4 cells in 2 cohorts (2-2 members each), 2 compilations" in plan
+    assert "model.degree=1; 2 members (seeds 0, 1), 3000 steps" in plan
+    out, rows = reference
+    assert main(["sweep", "report", str(out), "--rows", "degree", "--cols", ""]) == 0
+    table = capsys.readouterr().out
+    for degree in (1, 2):
+        errors = [r["test_global"] for r in rows if r["model.degree"] == degree]
+        mean, std = statistics.mean(errors), statistics.stdev(errors)
+        assert f"| {degree} | {mean:.4f} ± {std:.4f} (n=2) |" in table
+    assert (out / "report" / "error_vs_degree.png").stat().st_size > 0
+
+
+def test_the_parquet_copy_holds_the_csv_table(reference):
+    import pandas
+
+    out, _ = reference
+    csv_table = pandas.read_csv(out / "results.csv")
+    parquet = pandas.read_parquet(out / "results.parquet")
+    pandas.testing.assert_frame_equal(csv_table, parquet)

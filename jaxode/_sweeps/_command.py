@@ -83,7 +83,7 @@ def run_sweep(args) -> int:
             cost = estimate(plan)
             print(
                 f"estimated {cost['seconds'] / 60:.1f} min here ({cost['fixed_seconds']:.0f} s of "
-                "it compilation, evaluation and files), from 20 timed steps of "
+                "it compilation, evaluation and files), from three timed evaluation intervals of "
                 f"{cost['kinds_timed']} of {cost['kinds']} kinds of cohort"
             )
         return 0

@@ -26,7 +26,7 @@ _KIND_FIELDS = (
     ("train", "precision"),
 )
 _PROBED_KINDS = 8
-_PROBE_STEPS = 20
+_PROBE_INTERVAL = 100
 
 
 def structure_key(config: RunConfig) -> str:
@@ -128,13 +128,21 @@ def _kind(config: RunConfig) -> tuple:
     return tuple(getattr(getattr(config, s), f) for s, f in _KIND_FIELDS)
 
 
+def _interval(config: RunConfig, steps: int) -> int:
+    """Steps between evaluations of a run of `config` with `steps` steps in all."""
+    t = config.train
+    per_epoch = steps // t.epochs if t.iterations is None else None
+    return t.eval_every_iterations or (t.eval_every * per_epoch if per_epoch else steps)
+
+
 def estimate(plan: SweepPlan) -> dict:
-    """Seconds the sweep would take, from training one cohort of every kind (data, model,
-    field, sizes, solver, paradigm, batch, precision; at most 8 kinds) for 20 steps: the fixed
-    cost of a cohort (compilation, data, evaluation and files: the timed call's wall time
-    less its training) plus steps x seconds per step, scaled linearly with the members
-    (vmapped members cost about proportionally on a CPU; on a GPU less, so this is an upper
-    bound there). Kinds not timed get the mean of those timed.
+    """Seconds the sweep would take here, from training one cohort of every kind (data,
+    model, field, sizes, solver, paradigm, batch, precision; at most 8 kinds) for three
+    evaluation intervals (of at most 100 steps): the fixed cost of a cohort (compilation,
+    data, evaluation and files: the call's wall time less its training) plus the cost of an
+    interval (steps and an evaluation: the faster of the last two intervals) times the
+    intervals of each cohort, scaled linearly with the members (vmapped members cost about
+    proportionally on a CPU, less on a GPU). Kinds not timed get the mean of those timed.
 
     **Returns:** `{"seconds", "fixed_seconds", "kinds_timed", "kinds"}`."""
     from .._training._run import train_cohort
@@ -144,17 +152,23 @@ def estimate(plan: SweepPlan) -> dict:
         per_kind.setdefault(_kind(cohort.config), cohort)
     timed = {}
     for kind, cohort in list(per_kind.items())[:_PROBED_KINDS]:
+        interval = min(_interval(cohort.config, cohort.steps), _PROBE_INTERVAL)
         configs = [
-            c.config.replace("train", iterations=_PROBE_STEPS, eval_every_iterations=10)
+            c.config.replace(
+                "train", iterations=3 * interval, eval_every_iterations=interval, patience=None
+            )
             for c in cohort.cells
         ]
         with tempfile.TemporaryDirectory(prefix="jaxode-estimate-") as folder:
             dirs = [pathlib.Path(folder) / str(i) for i in range(len(configs))]
             tic = time.perf_counter()
-            outcomes = train_cohort(configs, dirs, progress=False)
+            [(_, result, metrics), *_] = train_cohort(configs, dirs, progress=False)
             wall = time.perf_counter() - tic
-        training = outcomes[0][2].get("train_time", 0.0)
-        timed[kind] = (wall - training, training / _PROBE_STEPS / len(configs))
+        walls = [row["wall_time"] for row in result.history]
+        # The fastest interval: the last one also compiles the evaluation counter.
+        fastest = min(b - a for a, b in zip(walls, walls[1:]))
+        per_step = fastest / interval / len(configs)
+        timed[kind] = (wall - metrics.get("train_time", 0.0), per_step)
     mean_fixed = sum(c for c, _ in timed.values()) / len(timed)
     mean_step = sum(s for _, s in timed.values()) / len(timed)
     total = fixed_total = 0.0
