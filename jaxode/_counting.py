@@ -227,3 +227,26 @@ class EvaluationCounter:
             rejected_steps=rejected / solves,
             solves=solves,
         )
+
+
+def stepped_counts(dynamics, solves: int) -> EvaluationCounts | None:
+    """The counts of a fixed-step discrete model (`ResNet`, `HamiltonianNet`), which its
+    structure fixes: one field evaluation per step, and none more for the gradient (reverse
+    mode differentiates through the recorded steps without calling the field again); the
+    same as `EvaluationCounter` measures, without compiling a program with host callbacks.
+    `None` for other dynamics, whose counts depend on values.
+
+    **Arguments:** `dynamics`: the model's dynamics; `solves`: the samples of the batch.
+    """
+    from ._models import HamiltonianNet, ResNet
+
+    if not isinstance(dynamics, (ResNet, HamiltonianNet)):
+        return None
+    steps = float(dynamics.steps)
+    return EvaluationCounts(
+        forward_evaluations=steps,
+        backward_evaluations=0.0,
+        accepted_steps=steps,
+        rejected_steps=0.0,
+        solves=solves,
+    )

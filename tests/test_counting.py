@@ -140,3 +140,16 @@ def test_own_steps_count_every_lane_for_the_slowest_lane(getkey):
     assert counts.solves == 5
     assert counts.accepted_steps == int(jnp.sum(trajectory.num_accepted_steps)) / 5
     assert counts.forward_evaluations == 1 + 6 * int(jnp.max(steps))
+
+
+def test_stepped_models_counts_in_closed_form_equal_the_measured_ones(getkey):
+    from jaxode._counting import stepped_counts
+
+    xs = jax.random.normal(getkey(), (5, 3))
+    layer = jaxode.LayerField(3, jaxode.LegendreBasis(2), key=getkey())
+    ham = jaxode.HamiltonianField(3, jaxode.MonomialBasis(1), key=getkey())
+    for dynamics in (jaxode.ResNet(layer, 1.0, 9), jaxode.HamiltonianNet(ham, 2.0, 4)):
+        model = jaxode.Surrogate(3, 2, dynamics, key=getkey())
+        assert stepped_counts(dynamics, len(xs)) == jaxode.EvaluationCounter(_loss)(model, xs)
+    node = jaxode.NeuralODE(layer, 1.0)
+    assert stepped_counts(node, len(xs)) is None
