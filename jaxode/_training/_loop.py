@@ -272,11 +272,13 @@ def run(
             steps = counters["step"]
             boundary = np.minimum((steps // plan.interval + 1) * plan.interval, plan.total)
             boundary = arrays["place"](jnp.asarray(boundary.astype(np.int32)))
+            tic = time.perf_counter()
+            orders = programs.orders(state.step, keys)
             if chunk is None:
                 # Compiled ahead of time: the compilation is timed on its own, and a call
                 # that would need another compilation fails instead of recompiling.
-                tic = time.perf_counter()
-                chunk = programs.chunk.lower(state, xs, ys, keys, regularisers, boundary).compile()
+                lowered = programs.chunk.lower(state, xs, ys, keys, regularisers, boundary, orders)
+                chunk = lowered.compile()
                 # Compile the evaluation's bookkeeping too (a call that changes nothing), so
                 # that training wall times exclude compilation.
                 nothing = arrays["place"](jnp.zeros(len(members), bool))
@@ -288,7 +290,7 @@ def run(
                 for record in members:
                     record.compile_time = record.compile_time or compile_time
                     record.training_started = started
-            state = chunk(state, xs, ys, keys, regularisers, boundary)
+            state = chunk(state, xs, ys, keys, regularisers, boundary, orders)
             after = counters_of(state)
             bar.update(int(np.max(after["step"][running])) - int(np.max(steps[running])))
             evaluated = running & (after["status"] == RUNNING)
