@@ -54,6 +54,7 @@ from ._datasets import (
     SpiralData as SpiralData,
     load_cdr as load_cdr,
     load_dataset as load_dataset,
+    load_dcr as load_dcr,
     load_elm as load_elm,
     load_file as load_file,
     spiral as spiral,

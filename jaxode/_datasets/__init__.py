@@ -1,4 +1,4 @@
-"""Bundled and user data sets, and the spiral ODE task."""
+"""Bundled, generated (DCR) and user data sets, and the spiral ODE task."""
 
 from ._bundled import BUNDLED as BUNDLED
 from ._bundled import PROTOCOLS as PROTOCOLS
@@ -7,6 +7,7 @@ from ._bundled import load_dataset as load_dataset
 from ._bundled import load_elm as load_elm
 from ._core import Affine as Affine
 from ._core import Dataset as Dataset
+from ._dcr import load_dcr as load_dcr
 from ._readers import load_inputs as load_inputs
 from ._spiral import SpiralData as SpiralData
 from ._spiral import spiral as spiral
