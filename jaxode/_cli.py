@@ -23,7 +23,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent
 # (flag, section, field, type, help). Defaults come from the config dataclasses, choices from
 # `CHOICES`; options that accept 'none' are read as strings and converted by the config.
 OPTIONS = [
-    ("--data", "data", "dataset", str, "data set: elm, cdr, or a path to a .npz/.csv file"),
+    ("--data", "data", "dataset", str, "data set: elm, cdr, dcr, or a path to a .npz/.csv file"),
     ("--split-seed", "data", "split_seed", int, "seed of random splits (cdr, user files)"),
     ("--protocol", "data", "protocol", str, "preprocessing: jaxode's or the study's"),
     ("--num-outputs", "data", "num_outputs", int, "output columns at the end of a CSV file"),

@@ -34,8 +34,9 @@ def _non_negative(section: str, name: str, value) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Which data set: `dataset` is `"elm"`, `"cdr"` or a path to a `.npz`/`.csv` file;
-    `split_seed` seeds random splits (CDR, user files without a stored split); `protocol`
+    """Which data set: `dataset` is `"elm"`, `"cdr"`, `"dcr"` (generated on first use, see
+    `load_dcr`) or a path to a `.npz`/`.csv` file; `split_seed` seeds random splits (CDR,
+    DCR, user files without a stored split); `protocol`
     is `"jaxode"` or `"study"` (the study's preprocessing of the bundled sets: for CDR a
     `numpy.random.RandomState(split_seed)` permutation and unscaled outputs); `num_outputs`
     tells a CSV file without `y...` column names how many of its last columns are outputs."""
