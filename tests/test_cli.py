@@ -8,7 +8,9 @@ import pytest
 import jaxode
 from jaxode._cli import OPTIONS, build_parser, main
 
-# float64 keeps the test session's x64 setting; resnet compiles fast
+# float64 keeps the test session's x64 setting; resnet compiles fast. The configuration of
+# tests/test_runs.py's TINY, so that conftest.py's compilation cache compiles the run's
+# programs once for both files.
 TINY = [
     "--data",
     "cdr",
@@ -17,13 +19,13 @@ TINY = [
     "--field",
     "layer",
     "--width",
-    "4",
+    "3",
     "--steps",
     "2",
     "--degree",
     "1",
     "--epochs",
-    "2",
+    "3",
     "--batch-size",
     "100",
     "--precision",
@@ -39,6 +41,22 @@ def run_dir(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def small_run_dir(tmp_path_factory):
+    """TINY trained on a headerless CSV of 5 columns, the last 2 of them outputs
+    (`--num-outputs 2`): 3 inputs, 2 outputs. The probe tests use it: the probes' answers do
+    not depend on the number of outputs, but their plots draw one panel per output, and
+    CDR's 72 made the report's plots the most expensive part of the CLI tests."""
+    folder = tmp_path_factory.mktemp("cli-small")
+    rng = np.random.default_rng(0)
+    np.savetxt(folder / "nohead5.csv", rng.normal(size=(40, 5)), delimiter=",")
+    out = folder / "run"
+    argv = ["train", "--data", str(folder / "nohead5.csv"), "--num-outputs", "2", *TINY[2:]]
+    argv[argv.index("--batch-size") + 1] = "6"
+    assert main(argv + ["--out", str(out)]) == 0
+    return out
+
+
 def test_train_writes_metrics_that_match_the_model(run_dir, capsys):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     trained = jaxode.load(run_dir)
@@ -48,9 +66,9 @@ def test_train_writes_metrics_that_match_the_model(run_dir, capsys):
     assert metrics["test_physical_global"] == pytest.approx(
         np.linalg.norm(p - y) / np.linalg.norm(y), rel=1e-10
     )
-    assert trained.config.model.width == 4 and trained.config.train.epochs == 2
+    assert trained.config.model.width == 3 and trained.config.train.epochs == 3
     lines = (run_dir / "history.csv").read_text().splitlines()
-    assert lines[0].startswith("step,epoch,train_loss") and len(lines) == 3
+    assert lines[0].startswith("step,epoch,train_loss") and len(lines) == 4
 
 
 def test_evaluate_and_predict(run_dir, tmp_path, capsys):
@@ -142,11 +160,14 @@ def test_help_documents_every_option(capsys):
         assert flag in text
 
 
-def test_probe_report_in_both_precisions(run_dir, tmp_path):
+def test_probe_report_in_both_precisions(small_run_dir, tmp_path):
+    run_dir = small_run_dir
     assert main(["probe", str(run_dir), "--out", str(tmp_path / "p64")]) == 0
     report = json.loads((tmp_path / "p64" / "report.json").read_text())
     r64 = report["ray_limit"]
     assert r64["precision"] == "float64" and not any("float32" in n for n in r64["notes"])
+    assert report["plots"] == ["rays.png", "limit_map.png", "weight_norms.png"]
+    assert all((tmp_path / "p64" / name).is_file() for name in report["plots"])
     # The run's surrogate has a tanh opening: along every direction d its limit is the rest of
     # the net at the saturated opening sign(W d) (where no unit is nearly orthogonal to d).
     verdicts = np.asarray(r64["verdicts"])
@@ -195,15 +216,11 @@ def test_bad_data_files_are_one_line_errors_and_leave_no_run(name, message, tmp_
     assert not out.exists()
 
 
-def test_num_outputs_is_reachable_from_the_cli(tmp_path):
-    _bad_files(tmp_path)
-    out = tmp_path / "run"
-    argv = ["train", "--data", str(tmp_path / "nohead.csv"), "--num-outputs", "1", *TINY[2:]]
-    argv[argv.index("--batch-size") + 1] = "6"
-    assert main(argv + ["--out", str(out)]) == 0
-    trained = jaxode.load(out)
-    assert (trained.model.in_size, trained.model.out_size) == (3, 1)
-    assert trained.config.data.num_outputs == 1
+def test_num_outputs_is_reachable_from_the_cli(small_run_dir):
+    # small_run_dir: `jaxode train` on a headerless 5-column CSV with `--num-outputs 2`
+    trained = jaxode.load(small_run_dir)
+    assert (trained.model.in_size, trained.model.out_size) == (3, 2)
+    assert trained.config.data.num_outputs == 2
 
 
 def test_predict_names_the_line_of_a_nan_input(run_dir, tmp_path, capsys):
@@ -216,11 +233,13 @@ def test_predict_names_the_line_of_a_nan_input(run_dir, tmp_path, capsys):
     assert not (tmp_path / "in_predictions.csv").exists()
 
 
-def test_probe_says_on_the_console_when_it_skipped_plots(run_dir, tmp_path, monkeypatch, capsys):
+def test_probe_says_on_the_console_when_it_skipped_plots(
+    small_run_dir, tmp_path, monkeypatch, capsys
+):
     import jaxode._probes._report as report_module
 
     monkeypatch.setattr(report_module, "_load_pyplot", lambda: None)
-    assert main(["probe", str(run_dir), "--out", str(tmp_path / "p")]) == 0
+    assert main(["probe", str(small_run_dir), "--out", str(tmp_path / "p")]) == 0
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "p" / "report.json").read_text())
     skipped = report["plots_skipped"]
