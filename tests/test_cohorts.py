@@ -49,34 +49,78 @@ def _adam(learning_rate):
 
 _COMMON = dict(steps=12, batch_size=8, eval_every=4, count_evaluations=False, clip_norm=1.0)
 
+# The members' own values (seed, minibatch key, learning rate, Tikhonov weights). The tests
+# share their cohorts and member runs through the `runs` fixture (each trained once per
+# module): the member test's runs are also the straight-through references of the resume
+# tests and the own-solve references of the shared-solve test.
+SEEDS, RATES, WEIGHTS = [0, 1, 2], [1e-2, 3e-3, 2e-2], [1e-3, 0.0, 1e-2]
 
-@pytest.mark.parametrize("build", [_resnet, _node], ids=["resnet", "neural-ode"])
-def test_member_k_equals_the_single_run_with_its_values(build):
+
+def _split():
     x, y = _data()
-    train, val = (x[:32], y[:32]), (x[32:], y[32:])
-    seeds, rates, weights = [0, 1, 2], [1e-2, 3e-3, 2e-2], [1e-3, 0.0, 1e-2]
-    keys = [jax.random.PRNGKey(10 + s) for s in seeds]
-    regularisers = [(TikhonovRegulariser(weights=w, readout=w),) for w in weights]
-    cohort = fit_cohort(
-        [build(s) for s in seeds],
-        train,
-        _adam(1e-2),
-        keys=keys,
-        val=val,
-        regularisers=regularisers,
-        hyperparameters={"learning_rate": rates},
+    return (x[:32], y[:32]), (x[32:], y[32:])
+
+
+def _member_values(rates=RATES):
+    """`fit_cohort`'s keyword arguments for the members' values, and `_COMMON`."""
+    return dict(
+        keys=[jax.random.PRNGKey(10 + s) for s in SEEDS],
+        val=_split()[1],
+        regularisers=[(TikhonovRegulariser(weights=w, readout=w),) for w in WEIGHTS],
+        hyperparameters={"learning_rate": list(rates)},
         **_COMMON,
     )
-    for k, result in enumerate(cohort):
-        alone = fit(
-            build(seeds[k]),
-            train,
-            _adam(rates[k]),
-            key=keys[k],
-            val=val,
-            regularisers=regularisers[k],
-            **_COMMON,
+
+
+def _alone(build, k, **options):
+    """Member k trained alone by `fit`, with its values (and `options`: checkpoints)."""
+    values = _member_values()
+    return fit(
+        build(SEEDS[k]),
+        _split()[0],
+        _adam(RATES[k]),
+        key=values["keys"][k],
+        val=values["val"],
+        regularisers=values["regularisers"][k],
+        **_COMMON,
+        **options,
+    )
+
+
+class _Runs:
+    """Cohorts of `SEEDS` (their values `_member_values()`) and their members alone, trained
+    on first use and kept."""
+
+    def __init__(self):
+        self._cache = {}
+
+    def _get(self, name, train):
+        if name not in self._cache:
+            self._cache[name] = train()
+        return self._cache[name]
+
+    def cohort(self, build):
+        return self._get(
+            ("cohort", build),
+            lambda: fit_cohort(
+                [build(s) for s in SEEDS], _split()[0], _adam(1e-2), **_member_values()
+            ),
         )
+
+    def alone(self, build, k):
+        return self._get(("alone", build, k), lambda: _alone(build, k))
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return _Runs()
+
+
+@pytest.mark.parametrize("build", [_resnet, _node], ids=["resnet", "neural-ode"])
+def test_member_k_equals_the_single_run_with_its_values(build, runs):
+    cohort = runs.cohort(build)
+    for k, result in enumerate(cohort):
+        alone = runs.alone(build, k)
         assert result.status == alone.status == "completed"
         assert result.best_step == alone.best_step
         for a, b in zip(_leaves(result.model), _leaves(alone.model)):
@@ -121,80 +165,56 @@ def test_a_diverging_member_is_frozen_and_reported_while_the_others_go_on():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
-def test_cohort_checkpoints_resume_bit_identically(tmp_path):
-    x, y = _data()
-    models = [_resnet(s) for s in range(2)]
-    keys = [jax.random.PRNGKey(s) for s in range(2)]
+def test_cohort_checkpoints_resume_bit_identically(tmp_path, runs):
+    directories = [tmp_path / f"m{k}" for k in range(len(SEEDS))]
 
-    def run(directory, callback=None, resume=False):
+    def run(callback=None, resume=False):
         return fit_cohort(
-            models,
-            (x[:32], y[:32]),
+            [_resnet(s) for s in SEEDS],
+            _split()[0],
             _adam(1e-2),
-            keys=keys,
-            val=(x[32:], y[32:]),
-            hyperparameters={"learning_rate": [1e-2, 5e-3]},
-            checkpoint_dirs=[directory / "m0", directory / "m1"],
+            checkpoint_dirs=directories,
             resume=resume,
             callback=callback,
-            **_COMMON,
+            **_member_values(),
         )
 
-    straight = run(tmp_path / "a")
+    # the same cohort trained straight through (without checkpoints)
+    straight = runs.cohort(_resnet)
 
     def interrupt(k, row):
         if row["step"] == 8:
             raise KeyboardInterrupt
 
-    stopped = run(tmp_path / "b", callback=interrupt)
-    assert [r.status for r in stopped] == ["interrupted", "interrupted"]
+    stopped = run(callback=interrupt)
+    assert [r.status for r in stopped] == ["interrupted"] * len(SEEDS)
     assert "a resume restarts from the checkpoint at step 8" in stopped[1].message
-    resumed = run(tmp_path / "b", resume=True)
-    for one, other in zip(straight, resumed):
+    resumed = run(resume=True)
+    for one, other in zip(straight, resumed, strict=True):
         untimed = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
         assert other.steps == 12 and untimed(other.history) == untimed(one.history)
         for a, b in zip(_leaves(one.model), _leaves(other.model)):
             np.testing.assert_array_equal(a, b)
     # a member's directory is an ordinary run: `fit` resumes it alone (to rounding: unbatched)
-    alone = fit(
-        _resnet(1),
-        (x[:32], y[:32]),
-        _adam(5e-3),
-        key=keys[1],
-        val=(x[32:], y[32:]),
-        checkpoint_dir=tmp_path / "b" / "m1",
-        resume=True,
-        **_COMMON,
-    )
+    alone = _alone(_resnet, 1, checkpoint_dir=directories[1], resume=True)
     assert alone.steps == 12
     for a, b in zip(_leaves(alone.model), _leaves(straight[1].model)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_an_adaptive_neural_ode_resumes_bit_identically(tmp_path):
-    x, y = _data()
+def test_an_adaptive_neural_ode_resumes_bit_identically(tmp_path, runs):
+    def run(callback=None, resume=False):
+        return _alone(_node, 0, checkpoint_dir=tmp_path, resume=resume, callback=callback)
 
-    def run(directory, callback=None, resume=False):
-        return fit(
-            _node(0),
-            (x[:32], y[:32]),
-            optax.adam(1e-2),
-            key=jax.random.PRNGKey(4),
-            val=(x[32:], y[32:]),
-            checkpoint_dir=directory,
-            resume=resume,
-            callback=callback,
-            **_COMMON,
-        )
-
-    straight = run(tmp_path / "a")
+    # the same run straight through (without checkpoints)
+    straight = runs.alone(_node, 0)
 
     def interrupt(row):
         if row["step"] == 4:
             raise KeyboardInterrupt
 
-    assert run(tmp_path / "b", callback=interrupt).status == "interrupted"
-    resumed = run(tmp_path / "b", resume=True)
+    assert run(callback=interrupt).status == "interrupted"
+    resumed = run(resume=True)
     assert resumed.steps == straight.steps == 12 and resumed.num_traces == 1
     for a, b in zip(_leaves(straight.model), _leaves(resumed.model)):
         np.testing.assert_array_equal(a, b)
@@ -231,7 +251,8 @@ def test_the_chunk_compiles_once_and_holds_no_host_callback():
         (),
         jnp.array([5, 5]),
     )
-    lowered = programs.chunk.lower(*args)
+    orders = lambda state: programs.orders(state.step, args[3])
+    lowered = programs.chunk.lower(*args, orders(state))
     assert "callback" not in lowered.as_text().lower()
     # the model's own checks are callbacks when traced outside the engine
     outside = jax.jit(lambda p, xs: eqx.combine(p, static).predict(xs)).lower(
@@ -239,20 +260,19 @@ def test_the_chunk_compiles_once_and_holds_no_host_callback():
     )
     assert "callback" in outside.as_text().lower()
     compiled = lowered.compile()
-    state = compiled(*args)
-    state = compiled(state, *args[1:-1], jnp.array([10, 10]))
+    state = compiled(*args, orders(state))
+    state = compiled(state, *args[1:-1], jnp.array([10, 10]), orders(state))
+    assert "callback" not in programs.orders.lower(state.step, args[3]).as_text().lower()
     assert programs.traces == 1 and np.asarray(state.step).tolist() == [10, 10]
 
 
-def test_a_shared_solve_cohort_matches_its_members_to_the_tolerance():
+def test_a_shared_solve_cohort_matches_its_members_to_the_tolerance(runs):
     x, y = _data()
-    models, keys = [_node(s) for s in range(3)], [jax.random.PRNGKey(10 + s) for s in range(3)]
-    common = dict(val=(x[32:], y[32:]), **_COMMON)
     shared = fit_cohort(
-        models, (x[:32], y[:32]), optax.adam(1e-2), keys=keys, shared_solve=True, **common
+        [_node(s) for s in SEEDS], _split()[0], _adam(1e-2), shared_solve=True, **_member_values()
     )
     for k, result in enumerate(shared):
-        alone = fit(models[k], (x[:32], y[:32]), optax.adam(1e-2), key=keys[k], **common)
+        alone = runs.alone(_node, k)
         assert result.status == "completed" and result.num_traces == 1
         # one step sequence for all: members agree with their own solves to the tolerance
         for a, b in zip(_leaves(result.model), _leaves(alone.model)):
@@ -267,5 +287,10 @@ def test_a_shared_solve_cohort_matches_its_members_to_the_tolerance():
         )
     with pytest.raises(ValueError, match="needs neural ODE members"):
         fit_cohort(
-            [_resnet(0)], (x, y), optax.adam(1e-2), keys=keys[:1], steps=1, shared_solve=True
+            [_resnet(0)],
+            (x, y),
+            optax.adam(1e-2),
+            keys=[jax.random.PRNGKey(10)],
+            steps=1,
+            shared_solve=True,
         )
