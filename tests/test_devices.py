@@ -104,7 +104,9 @@ def _assert_same(one, other):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_a_cohort_sharded_over_4_cpu_devices_equals_the_single_device_run():
+def test_a_cohort_sharded_over_4_devices_or_2_processes_equals_the_single_device_run():
+    # One process with 4 CPU devices: both sharded paths, and the single-device run (the
+    # reference of both parts of this test: it is the same program wherever it runs).
     runs = [["one", None, True], ["shard_map", "all", True], ["compiler", "all", False]]
     out = _result(_python({"CPU_DEVICES": "4"}, runs))
     assert out["devices"] == 4
@@ -114,16 +116,15 @@ def test_a_cohort_sharded_over_4_cpu_devices_equals_the_single_device_run():
     assert "Diffrax issue 765" in out["node_error"]
     assert "`devices`=8, but 4 devices are available" in out["count_error"]
 
-
-def test_two_processes_train_one_cohort_and_agree():
+    # Two processes of 2 CPU devices each, joined by jax.distributed: the cohort split over
+    # both processes' devices.
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         port = probe.getsockname()[1]
-    # the cohort split over both processes' devices, then on one local device
-    runs = [["shard_map", "all", True], ["one", None, True]]
     env = {"CPU_DEVICES": "2", "COORDINATOR": f"localhost:{port}"}
+    runs = [["shard_map", "all", True]]
     processes = [_python({**env, "PROCESS_ID": str(i)}, runs) for i in range(2)]
     first, second = (_result(p) for p in processes)
     assert first["devices"] == second["devices"] == 4 and first["local"] == 2
     _assert_same(first["shard_map"], second["shard_map"])
-    _assert_same(first["shard_map"], first["one"])
+    _assert_same(first["shard_map"], out["one"])
