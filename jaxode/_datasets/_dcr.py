@@ -14,15 +14,15 @@ Conventions (see `docs/dcr.md`):
 """
 
 import hashlib
+import io
 import json
 import operator
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 
-from ._core import Affine, Dataset, random_split, zscore
+from ._core import Affine, Dataset, check_finite_values, random_split, zscore
 from ._user import check_seed
 
 # Bump when anything below changes the generated numbers: the cache file name carries it.
@@ -74,13 +74,7 @@ def check_params(params) -> np.ndarray:
             f"`params` must have shape (3,) or (num, 3) with rows (cx, cy, rho), got "
             f"{np.shape(params)}."
         )
-    bad = ~np.isfinite(values)
-    if np.any(bad):
-        row, column = (int(k) for k in np.argwhere(bad)[0])
-        raise ValueError(
-            f"`params` contain {int(bad.sum())} NaN/inf values (first in row index {row}, "
-            f"column index {column}); every parameter must be finite."
-        )
+    check_finite_values("`params` contain", values)
     return values
 
 
@@ -438,18 +432,12 @@ def _read_cache(path: pathlib.Path, settings: dict):
 
 
 def _write_cache(path: pathlib.Path, x: np.ndarray, y: np.ndarray, settings: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            np.savez(f, x=x, y=y, settings=np.array(json.dumps(settings)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # Imported here: the training package imports the data sets.
+    from .._training._checkpoint import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez(buffer, x=x, y=y, settings=np.array(json.dumps(settings)))
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def generate_dcr(
