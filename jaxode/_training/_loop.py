@@ -376,14 +376,17 @@ def evaluate(plan, programs, state, members, after, evaluated, arrays, options, 
         record.history.append(row)
         if record.directory is None:
             continue
-        if kept:
-            record.checkpoint_step = row["step"]
-        if writes_files():
-            # History first: the rows on disk always reach the checkpoint a resume uses.
-            write_history(record.directory / HISTORY, record.history)
+        # Held, so that an interrupt cannot leave the record naming a checkpoint that is not
+        # on disk (the stop message quotes `checkpoint_step`).
+        with interrupts_held():
             if kept:
-                path = record.directory / CHECKPOINT
-                save_checkpoint(path, record.meta(), member(host_state(), k))
+                record.checkpoint_step = row["step"]
+            if writes_files():
+                # History first: the rows on disk always reach the checkpoint a resume uses.
+                write_history(record.directory / HISTORY, record.history)
+                if kept:
+                    path = record.directory / CHECKPOINT
+                    save_checkpoint(path, record.meta(), member(host_state(), k))
     return state, counters
 
 
