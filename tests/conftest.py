@@ -26,6 +26,16 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 DEFAULT_SEED = 20240601
 
 
+# The longest tests first: pytest-xdist hands tests out in collection order, and a long test
+# collected last keeps one worker busy while the other has nothing left to do.
+_LONG_FIRST = ("test_readme.py", "test_devices.py", "test_sweeps.py", "test_gradients.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: k for k, name in enumerate(_LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "float32: runs with x64 off, in the float32 precision users get by default"

@@ -230,11 +230,11 @@ def test_kill_9_mid_sweep_then_the_same_command_finishes_it_identically(referenc
 def test_failed_cells_are_recorded_and_retried_on_request(tmp_path):
     text = TINY.format(iterations=200) + "[[blocks]]\ntrain.learning_rate = [0.01, 1e12]\n"
     text = text.replace('train.seed = [0, 1]', 'train.seed = [0]')
+    text = text.replace('"model.degree" = [1, 2]', '"model.degree" = [1]')
     (tmp_path / "spec.toml").write_text(text)
     rows = jaxode.sweep(tmp_path / "spec.toml", tmp_path / "out", progress=False)
-    statuses = {(r["model.degree"], r["train.learning_rate"]): r["status"] for r in rows}
-    assert statuses == {(1, 0.01): "completed", (2, 0.01): "completed",
-                        (1, 1e12): "diverged", (2, 1e12): "diverged"}
+    statuses = {r["train.learning_rate"]: r["status"] for r in rows}
+    assert statuses == {0.01: "completed", 1e12: "diverged"}
     failed = [r for r in rows if r["status"] == "diverged"]
     assert all("validation error exploded" in r["message"] for r in failed)
     # Failures stay failures on a plain rerun; --retry-failed trains them again from scratch,
