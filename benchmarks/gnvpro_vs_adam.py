@@ -35,7 +35,7 @@ from _results import write_json  # noqa: E402
 import jaxode  # noqa: E402
 
 # Not exported yet: GNvpro and its reduced objective live in a private module.
-from jaxode._training._gnvpro import VarProObjective, fit_gnvpro, split_readout  # noqa: E402
+
 
 RIDGE, TIKHONOV, MAX_INNER, BATCH = 1e-3, 1e-5, 10, 32
 
@@ -49,13 +49,13 @@ class HalfSquaredError(jaxode.AbstractLoss):
 
 def objectives(model, x, y):
     """$(\\Phi, \\phi)$: the objective with the model's readout, and with $W^*$."""
-    theta, rest = split_readout(model)
+    theta, rest = jaxode.split_readout(model)
     xs, ys = jnp.asarray(x), jnp.asarray(y)
     predictions = model.predict(xs)
     readout = jnp.sum(model.readout.weight**2) + jnp.sum(model.readout.bias**2)
     inner = sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(theta))
     full = HalfSquaredError()(predictions, ys) + 0.5 * TIKHONOV * inner + 0.5 * RIDGE * readout
-    reduced = VarProObjective(rest, RIDGE, TIKHONOV).objective(theta, xs, ys)
+    reduced = jaxode.VarProObjective(rest, RIDGE, TIKHONOV).objective(theta, xs, ys)
     return float(full), float(reduced)
 
 
@@ -65,7 +65,7 @@ def val_error(model, val):
 
 def run(label, model, train, val, budgets):
     rows = []
-    gn = fit_gnvpro(
+    gn = jaxode.fit_gnvpro(
         model,
         train,
         val=val,

@@ -101,3 +101,9 @@ from ._sweeps import (
     sweep as sweep,
     sweep_report as sweep_report,
 )
+
+# Variable projection with trust-region Gauss-Newton (issue 11).
+from ._training._gnvpro import GNvproResult as GNvproResult
+from ._training._gnvpro import fit_gnvpro as fit_gnvpro
+from ._training._gnvpro import VarProObjective as VarProObjective
+from ._training._gnvpro import split_readout as split_readout
