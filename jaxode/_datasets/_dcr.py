@@ -490,8 +490,8 @@ def load_dcr(
     anomaly parameters `(cx, cy, rho)` (`dcr_conductivity`), outputs the 882 potential
     differences of 21 source dipoles x 42 receiver pairs (`dcr_data`).
 
-    The samples are generated on first use (about 15 s for the default 10 000 samples on the
-    24 x 24 grid on 2 CPU cores: 14 to 18 s measured on a shared machine, writing included)
+    The samples are generated on first use (about 10 s for the default 10 000 samples on the
+    24 x 24 grid on 2 CPU cores, writing included: `experiments/dcr_baselines.py`)
     and cached as a `.npz` of about 71 MB (see `cache_path`); later calls read the cache
     (about 0.2 s). The parameters are drawn from a fixed seed, so every `seed` sees the
     same samples, split differently.
