@@ -1,0 +1,85 @@
+"""Ensembles of a sweep's seeds, as a user would use a cohort: the mean of the members'
+predictions, with its test errors beside the members' mean and best.
+
+Run after a sweep: `python experiments/study/ensembles.py SWEEP_DIR [SWEEP_DIR ...]`; writes
+`ensembles.json` into each sweep folder, one row per configuration with at least 2 seeds that
+succeeded.
+"""
+
+import json
+import pathlib
+import sys
+import tomllib
+
+import numpy as np
+
+import jaxode
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _configuration(config: dict) -> str:
+    """The configuration without its seed, as a key."""
+    rest = {section: dict(values) for section, values in config.items()}
+    rest["train"].pop("seed", None)
+    return json.dumps(rest, sort_keys=True)
+
+
+def ensemble_rows(sweep: pathlib.Path) -> list[dict]:
+    groups: dict[str, list[pathlib.Path]] = {}
+    for cell in sorted((sweep / "cells").iterdir()):
+        if (cell / "model.eqx").is_file() and (cell / "metrics.json").is_file():
+            config = tomllib.loads((cell / "config.toml").read_text())
+            groups.setdefault(_configuration(config), []).append(cell)
+    rows = []
+    for cells in groups.values():
+        if len(cells) < 2:
+            continue
+        members = [jaxode.load(cell) for cell in cells]
+        d = members[0].config.data
+        if d.dataset == "spiral":
+            continue  # a trajectory: the members' mean is no prediction of a surrogate
+        data = jaxode.load_dataset(
+            d.dataset, seed=d.split_seed, protocol=d.protocol, num_outputs=d.num_outputs
+        )
+        x, y = data.arrays("test", normalised=False)
+        predictions = np.stack([member.predict(x) for member in members])
+        mean = predictions.mean(axis=0)
+        normalise = data.y_norm.apply
+        metrics = [json.loads((cell / "metrics.json").read_text()) for cell in cells]
+        m = members[0].config.model
+        rows.append(
+            dict(
+                dataset=d.dataset,
+                model=m.model,
+                basis=m.basis,
+                degree=m.degree,
+                members=len(cells),
+                seeds=[member.config.train.seed for member in members],
+                ensemble_test_global=jaxode.global_relative_error(normalise(mean), normalise(y)),
+                ensemble_test_per_sample=jaxode.mean_relative_error(normalise(mean), normalise(y)),
+                ensemble_test_physical_global=jaxode.global_relative_error(mean, y),
+                members_test_global=[row["test_global"] for row in metrics],
+                members_test_physical_global=[row["test_physical_global"] for row in metrics],
+            )
+        )
+    return rows
+
+
+def main(sweeps: list[pathlib.Path]) -> None:
+    for sweep in sweeps:
+        rows = ensemble_rows(sweep)
+        out = sweep / "ensembles.json"
+        out.write_text(json.dumps(rows, indent=1))
+        for row in rows:
+            print(
+                f"{row['dataset']} {row['model']} {row['basis']} d{row['degree']}: ensemble of "
+                f"{row['members']} test global {row['ensemble_test_global']:.4f} "
+                f"(members {np.mean(row['members_test_global']):.4f} mean, "
+                f"{np.min(row['members_test_global']):.4f} best)"
+            )
+        print(f"{len(rows)} ensembles -> {out}")
+
+
+if __name__ == "__main__":
+    main([pathlib.Path(p) for p in sys.argv[1:]])
