@@ -356,6 +356,7 @@ def gauss_newton_krylov(
     max_evaluations: float | None = None,
     gtol: float = 0.0,
     on_accept: Callable | None = None,
+    callback: Callable | None = None,
 ) -> GNvproResult:
     """Runs `GaussNewtonKrylov` on `fn(y, args) -> (residuals, aux)` one step at a time (each
     step one compiled program), recording a history and the work done.
@@ -375,6 +376,9 @@ def gauss_newton_krylov(
     - `gtol`: stop when the gradient norm at the current point is at most this.
     - `on_accept`: called as `on_accept(y, aux)` after each accepted step; a dict it returns
       is merged into that history row.
+    - `callback`: called as `callback(row, y, aux)` with each history row once it is
+      recorded, `y` and `aux` those of the current (last accepted) point; an exception it
+      raises (a `KeyboardInterrupt` too) ends the loop and reaches the caller.
 
     **Returns:** a `GNvproResult` whose `model` is the last accepted `y`.
 
@@ -435,6 +439,8 @@ def gauss_newton_krylov(
         elif history and on_accept is not None:
             row.update({k: history[-1][k] for k in history[-1] if k.startswith("val_")})
         history.append(row)
+        if callback is not None:
+            callback(row, y, state.aux)
         if report["terminate"] or report["gradient_norm"] <= gtol:
             status = "converged"
             break
@@ -503,6 +509,7 @@ def fit_gnvpro(
     inner_rtol: float = 1e-2,
     max_evaluations: float | None = None,
     gtol: float = 0.0,
+    callback: Callable | None = None,
 ) -> GNvproResult:
     """Trains a `Surrogate` by GNvpro: the readout is eliminated by a ridge solve inside the
     objective (variable projection, see `VarProObjective`), and the reduced objective
@@ -534,6 +541,9 @@ def fit_gnvpro(
       accepted step; `inner_rtol`: CG's relative residual tolerance.
     - `max_evaluations`: a budget of passes (`None`: only `max_iterations`).
     - `gtol`: stop when the reduced gradient's norm is at most this.
+    - `callback`: called as `callback(row, model)` with each history row once it is
+      recorded, `model` the current `Surrogate` (last accepted $\\theta$ and its $W^*$); an
+      exception it raises (a `KeyboardInterrupt` too) stops training and reaches the caller.
 
     **Returns:** a `GNvproResult` with the trained `Surrogate` (last accepted $\\theta$ and its
     $W^*(\\theta)$) and the history.
@@ -573,6 +583,9 @@ def fit_gnvpro(
         max_evaluations=max_evaluations,
         gtol=gtol,
         on_accept=None if val is None else validate,
+        callback=None
+        if callback is None
+        else lambda row, theta, aux: callback(row, objective.model(theta, aux)),
     )
     result.model = objective.model(result.model, result.aux)
     return result
