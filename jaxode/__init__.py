@@ -51,7 +51,7 @@ __version__ = "0.1.0"
 from ._datasets import (
     Affine as Affine,
     Dataset as Dataset,
-    SpiralData as SpiralData,
+    TrajectoryData as TrajectoryData,
     load_cdr as load_cdr,
     load_dataset as load_dataset,
     load_dcr as load_dcr,
@@ -88,6 +88,11 @@ from ._training import (
     train as train,
     train_cohort as train_cohort,
 )
+
+# Time-series training (issue 11).
+from ._trajectories import ClockField as ClockField
+from ._trajectories import TrajectoryModel as TrajectoryModel
+from ._trajectories import cube as cube
 
 # Ablation sweeps (issue 10).
 from ._sweeps import (

@@ -23,10 +23,17 @@ PACKAGE = pathlib.Path(__file__).resolve().parent
 # (flag, section, field, type, help). Defaults come from the config dataclasses, choices from
 # `CHOICES`; options that accept 'none' are read as strings and converted by the config.
 OPTIONS = [
-    ("--data", "data", "dataset", str, "data set: elm, cdr, dcr, or a path to a .npz/.csv file"),
+    (
+        "--data",
+        "data",
+        "dataset",
+        str,
+        "data set: elm, cdr, dcr, a path to a .npz/.csv file, or the time series spiral",
+    ),
     ("--split-seed", "data", "split_seed", int, "seed of random splits (cdr, user files)"),
     ("--protocol", "data", "protocol", str, "preprocessing: jaxode's or the study's"),
     ("--num-outputs", "data", "num_outputs", int, "output columns at the end of a CSV file"),
+    ("--window", "data", "window", int, "time series: points per training window"),
     ("--model", "model", "model", str, "dynamics"),
     ("--field", "model", "field", str, "vector field"),
     ("--basis", "model", "basis", str, "time basis of the weights"),
@@ -43,6 +50,8 @@ OPTIONS = [
     ("--opening-activation", "model", "opening_activation", str, "activation of the opening"),
     ("--field-init", "model", "field_init", str, "initialisation of the field's weights"),
     ("--field-init-std", "model", "field_init_std", float, "std of --field-init normal"),
+    ("--clamp", "model", "clamp", str, "freeze the weights outside [0, t1]: true or false"),
+    ("--field-input", "model", "field_input", str, "time series: what the field sees of y"),
     ("--optimiser", "train", "optimiser", str, "optimiser"),
     ("--lr", "train", "learning_rate", float, "learning rate"),
     ("--schedule", "train", "schedule", str, "learning-rate schedule"),
@@ -370,7 +379,8 @@ def _refuse_overwrite(target: pathlib.Path, force: bool) -> None:
 
 def _evaluate(args) -> int:
     trained = _load_run(args.run_dir)
-    from ._datasets import BUNDLED, load_dataset
+    from ._datasets import BUNDLED, TrajectoryData, load_dataset
+    from ._training import evaluate_model
     from ._training._checkpoint import atomic_write_text
     from ._training._metrics import error_metrics
 
@@ -382,14 +392,19 @@ def _evaluate(args) -> int:
         seed=stored.split_seed,
         protocol=stored.protocol if bundled else "jaxode",
         num_outputs=stored.num_outputs if args.data is None else args.num_outputs,
+        window=stored.window,
     )
-    if (data.in_size, data.out_size) != (trained.model.in_size, trained.model.out_size):
+    if isinstance(data, TrajectoryData):
+        # A time series is evaluated region by region, each integrated from its first state.
+        metrics = evaluate_model(trained.model, data)
+    elif (data.in_size, data.out_size) != (trained.model.in_size, trained.model.out_size):
         raise ValueError(
             f"--data {name!r} has {data.in_size} inputs/{data.out_size} outputs; "
             f"the model needs {trained.model.in_size}/{trained.model.out_size}."
         )
-    metrics = {}
-    for split in SPLITS:
+    else:
+        metrics = {}
+    for split in () if isinstance(data, TrajectoryData) else SPLITS:
         x, y = data.arrays(split, normalised=False)
         if len(x):
             p = trained.predict(x)
@@ -444,6 +459,7 @@ def _probe(args) -> int:
     import jax.numpy as jnp
 
     from ._datasets import load_dataset
+    from ._surrogate import Surrogate
     from .probes import probe_report
 
     _set_precision(args.precision)
@@ -452,6 +468,11 @@ def _probe(args) -> int:
         lambda leaf: leaf.astype(dtype) if eqx.is_inexact_array(leaf) else leaf, trained.model
     )
     stored = trained.config.data
+    if not isinstance(trained.model, Surrogate):
+        raise ValueError(
+            f"{str(args.run_dir)!r} fits the time series {stored.dataset!r}; the probes examine "
+            "input -> output surrogates. Its extrapolation error is test_global in metrics.json."
+        )
     data = load_dataset(
         stored.dataset,
         seed=stored.split_seed,

@@ -7,7 +7,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._layers import Activation, _check_size, check_vector
-from ._models import AbstractDynamics, check_finite
+from ._models import AbstractDynamics, Trajectory, check_finite
 
 
 class Surrogate(eqx.Module):
@@ -68,14 +68,26 @@ class Surrogate(eqx.Module):
     def __call__(self, x: Float[Array, " in_size"]) -> Float[Array, " out_size"]:
         return self.readout(self.dynamics(self.features(x)))
 
+    def forward(self, xs: Float[Array, "batch in_size"]) -> tuple[Array, Trajectory]:
+        """Outputs of a batch and the dynamics' `Trajectory` (through `solve_batch`)."""
+        trajectory = self.dynamics.solve_batch(jax.vmap(self.features)(xs))
+        return jax.vmap(self.readout)(trajectory.final), trajectory
+
     def predict(self, xs: Float[Array, "batch in_size"]) -> Float[Array, "batch out_size"]:
         """Outputs for a batch of inputs."""
         if jnp.ndim(xs) != 2 or jnp.shape(xs)[1] != self.in_size:
             raise ValueError(
                 f"`xs` must have shape (batch, {self.in_size}), got {jnp.shape(xs)}."
             )
-        features = jax.vmap(self.features)(xs)
-        return jax.vmap(self.readout)(self.dynamics.solve_batch(features).final)
+        return self.forward(xs)[0]
+
+    def for_outputs(self, out_size: int) -> "Surrogate":
+        """The model itself (a surrogate has one output size).
+
+        **Raises:** `ValueError` if `out_size` is not `self.out_size`."""
+        if out_size != self.out_size:
+            raise ValueError(f"targets have {out_size} outputs; the model has {self.out_size}.")
+        return self
 
 
 def count_parameters(model) -> int:

@@ -9,7 +9,7 @@ from ._core import Affine as Affine
 from ._core import Dataset as Dataset
 from ._dcr import load_dcr as load_dcr
 from ._readers import load_inputs as load_inputs
-from ._spiral import SpiralData as SpiralData
+from ._spiral import TrajectoryData as TrajectoryData
 from ._spiral import spiral as spiral
 from ._spiral import spiral_batch as spiral_batch
 from ._spiral import spiral_rate as spiral_rate

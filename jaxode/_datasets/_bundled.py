@@ -8,10 +8,13 @@ import numpy as np
 
 from ._core import Affine, Dataset, minmax, random_split, split_order, zscore
 from ._dcr import load_dcr
+from ._spiral import TrajectoryData, spiral
 from ._user import check_seed, load_file
 
 DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data"
 BUNDLED = ("elm", "cdr", "dcr")
+# Trajectories to fit (time-series training), by name.
+TIME_SERIES = ("spiral",)
 PROTOCOLS = ("jaxode", "study")
 
 
@@ -98,9 +101,10 @@ def load_dataset(
     seed: int = 0,
     protocol: str = "jaxode",
     num_outputs: int | None = None,
-) -> Dataset:
-    """A bundled data set by name (`"elm"`, `"cdr"`, `"dcr"`) or a user file by path (see
-    `load_file`).
+    window: int = 10,
+) -> "Dataset | TrajectoryData":
+    """A bundled data set by name (`"elm"`, `"cdr"`, `"dcr"`, the time series `"spiral"`) or
+    a user file by path (see `load_file`).
 
     **Arguments:**
 
@@ -112,8 +116,10 @@ def load_dataset(
       data; see `load_elm`, `load_cdr`, `load_dcr`).
     - `num_outputs`: for CSV files without `y...` column names: the last `num_outputs` columns
       are the outputs. For other data it must be unset or equal the number of outputs.
+    - `window`: for `"spiral"`: points per training window (see `spiral`).
 
-    **Returns:** a `Dataset`.
+    **Returns:** a `Dataset`, or for `"spiral"` a `TrajectoryData` (the study's trajectory:
+    1000 samples on $[0, 25]$, regions $[0, 16]$, $[16, 20]$, $[20, 25]$).
 
     **Raises:** `ValueError` naming the valid names when `name_or_path` is neither a bundled
     name nor a file path, naming the valid protocols for an unknown `protocol`, for
@@ -128,6 +134,8 @@ def load_dataset(
         return _check_bundled_outputs(load_cdr(seed, protocol=protocol), num_outputs)
     if key == "dcr":
         return _check_bundled_outputs(load_dcr(seed, protocol=protocol), num_outputs)
+    if key == "spiral":
+        return spiral(window=window)
     path = pathlib.Path(name_or_path)
     if path.suffix or path.exists() or len(path.parts) > 1:
         if protocol == "study":
@@ -137,6 +145,6 @@ def load_dataset(
             )
         return load_file(path, seed=seed, num_outputs=num_outputs)
     raise ValueError(
-        f"unknown data set {str(name_or_path)!r}; use one of {BUNDLED} or a path to a "
-        ".npz/.csv file."
+        f"unknown data set {str(name_or_path)!r}; use one of {BUNDLED + TIME_SERIES} or a path "
+        "to a .npz/.csv file."
     )

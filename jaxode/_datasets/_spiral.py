@@ -1,5 +1,6 @@
-"""The study's two-dimensional spiral ODE task: a trajectory, a time-window split, and batches of
-short windows."""
+"""Trajectory data (fitting a time series, not an input -> output map) and the study's
+two-dimensional spiral ODE task: a trajectory, a time-window split, and batches of short
+windows."""
 
 import dataclasses
 
@@ -8,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._core import Affine
 
 SPIRAL_MATRIX = np.array([[-0.1, 2.0], [-2.0, -0.1]])
 
@@ -19,27 +22,105 @@ def spiral_rate(t, y: Float[Array, " 2"], args=None) -> Float[Array, " 2"]:
 
 
 @dataclasses.dataclass(frozen=True)
-class SpiralData:
-    """A sampled spiral trajectory and its time-window split.
+class TrajectoryData:
+    """A sampled trajectory, its time-window split, and its samples for training: a sample is
+    a window of consecutive states, its input the window's start `(t, y(t))`.
 
     **Fields:**
 
-    - `ts`: `(num_times,)` sample times on $[0, t_1]$; `ys`: `(num_times, 2)` states.
+    - `name`: a label.
+    - `ts`: `(num_times,)` equispaced sample times; `ys`: `(num_times, state)` states.
     - `windows`: for `"train"`, `"val"`, `"test"`, the `(start, stop)` index range of the
-      samples with $t$ in $[0, 16]$, $[16, 20]$ and $[20, 25]$ (the study's split; test is
-      extrapolation).
+      samples of that region (for the spiral: $t$ in $[0, 16]$, $[16, 20]$, $[20, 25]$; test
+      is extrapolation).
+    - `window`: points per training window (the study: 10).
+
+    `arrays("train")` holds every window of `window` consecutive samples inside the training
+    region; `arrays("val")` and `arrays("test")` hold one sample each, the whole region
+    integrated from the true state at its start. Outputs are the window's states flattened
+    point by point, the first (the start state itself) included. Training happens in physical
+    units: `x_norm` and `y_norm` are identities.
     """
 
+    name: str
     ts: np.ndarray
     ys: np.ndarray
     windows: dict
+    window: int = 10
+
+    def __post_init__(self):
+        ts, ys = np.asarray(self.ts, np.float64), np.asarray(self.ys, np.float64)
+        if ts.ndim != 1 or ys.ndim != 2 or len(ts) != len(ys):
+            raise ValueError(
+                f"`ts` must be (num_times,) and `ys` (num_times, state), got {ts.shape} and "
+                f"{ys.shape}."
+            )
+        steps = np.diff(ts)
+        if len(ts) < 3 or not np.allclose(steps, steps[0], rtol=1e-9, atol=0) or steps[0] <= 0:
+            raise ValueError("`ts` must hold at least 3 increasing, equispaced times.")
+        if not (np.all(np.isfinite(ts)) and np.all(np.isfinite(ys))):
+            raise ValueError("`ys` contains NaN or infinite values; clean the data.")
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2:
+            raise ValueError(f"`window` must be an integer >= 2, got {self.window!r}.")
+        for split in ("train", "val", "test"):
+            a, b = self.windows.get(split, (0, 0))
+            if not 0 <= a < b <= len(ts):
+                raise ValueError(f"`windows[{split!r}]` must be a range inside the samples.")
+        a, b = self.windows["train"]
+        if b - a < self.window:
+            raise ValueError(
+                f"the training region has {b - a} samples, fewer than `window`={self.window}."
+            )
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "ys", ys)
+
+    @property
+    def state_size(self) -> int:
+        return self.ys.shape[1]
+
+    @property
+    def dt(self) -> float:
+        """The sample spacing."""
+        return float(self.ts[1] - self.ts[0])
+
+    @property
+    def in_size(self) -> int:
+        return self.state_size + 1
+
+    @property
+    def out_size(self) -> int:
+        """Outputs of one training sample."""
+        return self.window * self.state_size
+
+    @property
+    def x_norm(self) -> Affine:
+        return Affine.identity(self.in_size)
+
+    @property
+    def y_norm(self) -> Affine:
+        return Affine.identity(self.out_size)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """`(ts, ys)` of one split."""
+        """`(ts, ys)` of one region."""
         if name not in self.windows:
             raise ValueError(f"`name` must be one of {tuple(self.windows)}, got {name!r}.")
         a, b = self.windows[name]
         return self.ts[a:b], self.ys[a:b]
+
+    def arrays(self, split: str, normalised: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """`(x, y)` of one split: rows `[t, y(t)]` of window starts and the windows' states
+        flattened (`normalised` is accepted for `Dataset`'s interface: both are identities)."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"`split` must be one of ('train', 'val', 'test'), got {split!r}.")
+        a, b = self.windows[split]
+        length = self.window if split == "train" else b - a
+        starts = np.arange(a, b - length + 1)
+        x = np.concatenate([self.ts[starts, None], self.ys[starts]], axis=1)
+        index = starts[:, None] + np.arange(length)[None, :]
+        return x, self.ys[index].reshape(len(starts), -1)
+
+    def sizes(self) -> dict:
+        return {split: len(self.arrays(split)[0]) for split in ("train", "val", "test")}
 
 
 def spiral(
@@ -49,7 +130,8 @@ def spiral(
     bounds: tuple[float, float] = (16.0, 20.0),
     rtol: float = 1e-9,
     atol: float = 1e-11,
-) -> SpiralData:
+    window: int = 10,
+) -> TrajectoryData:
     """Samples the spiral trajectory at `num_times` equispaced times on $[0, t_1]$.
 
     **Arguments:**
@@ -58,8 +140,9 @@ def spiral(
     - `t1`: final time (study: 25); `y0`: initial state (study: $(2, 0)$).
     - `bounds`: the train/validation and validation/test boundaries (study: 16 and 20).
     - `rtol`, `atol`: tolerances of the reference solve (Dopri5, in the active JAX precision).
+    - `window`: points per training window (study: 10).
 
-    **Returns:** a `SpiralData`.
+    **Returns:** a `TrajectoryData`.
 
     **Raises:** `ValueError` for too few samples or boundaries outside $(0, t_1)$.
     """
@@ -87,11 +170,11 @@ def spiral(
         "val": (first_val, first_test),
         "test": (first_test, num_times),
     }
-    return SpiralData(ts, ys, windows)
+    return TrajectoryData("spiral", ts, ys, windows, window)
 
 
 def spiral_batch(
-    data: SpiralData, split: str, *, key: PRNGKeyArray, batch_size: int = 20, length: int = 10
+    data: TrajectoryData, split: str, *, key: PRNGKeyArray, batch_size: int = 20, length: int = 10
 ) -> tuple[Float[Array, "batch length"], Float[Array, "batch length 2"], Int[Array, " batch"]]:
     """A batch of `batch_size` windows of `length` consecutive samples, all inside `split`
     (the study: 20 windows of 10 points).

@@ -80,7 +80,7 @@ def run_sweep(args) -> int:
         plan = make_plan(spec)
         print(plan.describe())
         if not args.no_estimate:
-            cost = estimate(plan)
+            cost = estimate(plan, set_precision=True)
             print(
                 f"estimated {cost['seconds'] / 60:.1f} min here ({cost['fixed_seconds']:.0f} s of "
                 "it compilation, evaluation and files), from three timed evaluation intervals of "

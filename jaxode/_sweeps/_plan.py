@@ -9,6 +9,7 @@ import tempfile
 import time
 
 from .._training._config import RunConfig
+from .._training._gnvpro_train import planned_iterations
 from .._training._run import COHORT_FIELDS, _dataset
 from ._spec import SweepSpec
 
@@ -24,6 +25,7 @@ _KIND_FIELDS = (
     ("model", "steps"),
     ("train", "batch_size"),
     ("train", "precision"),
+    ("train", "optimiser"),
 )
 _PROBED_KINDS = 8
 _PROBE_INTERVAL = 100
@@ -92,6 +94,8 @@ def steps_of(config: RunConfig, train_size: int) -> int:
 
     **Raises:** `ValueError` when the batch is larger than the training split."""
     t = config.train
+    if t.optimiser == "gnvpro":  # full batch: its steps are outer iterations
+        return planned_iterations(config)
     if t.batch_size > train_size:
         raise ValueError(
             f"train.batch_size={t.batch_size} exceeds the {train_size} training samples of "
@@ -109,10 +113,10 @@ def make_plan(spec: SweepSpec) -> SweepPlan:
     sizes, groups = {}, {}
     for index, cell in enumerate(cells):
         d = cell.config.data
-        source = (d.dataset, d.split_seed, d.protocol, d.num_outputs)
+        source = (d.dataset, d.split_seed, d.protocol, d.num_outputs, d.window)
         try:
             if source not in sizes:
-                sizes[source] = len(_dataset(cell.config).splits["train"])
+                sizes[source] = _dataset(cell.config).sizes()["train"]
             steps = steps_of(cell.config, sizes[source])
         except (ValueError, FileNotFoundError) as error:
             raise type(error)(f"sweep cell {index} ({cell.label()}): {error}") from None
@@ -131,11 +135,13 @@ def _kind(config: RunConfig) -> tuple:
 def _interval(config: RunConfig, steps: int) -> int:
     """Steps between evaluations of a run of `config` with `steps` steps in all."""
     t = config.train
+    if t.optimiser == "gnvpro":  # a history row per outer iteration
+        return 1
     per_epoch = steps // t.epochs if t.iterations is None else None
     return t.eval_every_iterations or (t.eval_every * per_epoch if per_epoch else steps)
 
 
-def estimate(plan: SweepPlan) -> dict:
+def estimate(plan: SweepPlan, *, set_precision: bool = False) -> dict:
     """Seconds the sweep would take here, from training one cohort of every kind (data,
     model, field, sizes, solver, paradigm, batch, precision; at most 8 kinds) for three
     evaluation intervals (of at most 100 steps): the fixed cost of a cohort (compilation,
@@ -144,7 +150,12 @@ def estimate(plan: SweepPlan) -> dict:
     intervals of each cohort, scaled linearly with the members (vmapped members cost about
     proportionally on a CPU, less on a GPU). Kinds not timed get the mean of those timed.
 
+    `set_precision`: switch JAX's 64-bit mode to each timed cohort's precision (the CLI
+    does, as its executors do; a library caller leaves it off and enables x64 themselves).
+
     **Returns:** `{"seconds", "fixed_seconds", "kinds_timed", "kinds"}`."""
+    import jax
+
     from .._training._run import train_cohort
 
     per_kind = {}
@@ -159,6 +170,8 @@ def estimate(plan: SweepPlan) -> dict:
             )
             for c in cohort.cells
         ]
+        if set_precision:
+            jax.config.update("jax_enable_x64", cohort.config.train.precision == "float64")
         with tempfile.TemporaryDirectory(prefix="jaxode-estimate-") as folder:
             dirs = [pathlib.Path(folder) / str(i) for i in range(len(configs))]
             tic = time.perf_counter()

@@ -1,24 +1,31 @@
 """The objects a `RunConfig` describes: model, optimiser, loss and regularisers (from the
 name -> builder tables of `_choices`)."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
+from .._datasets import load_dataset
 from .._layers import TimeVaryingLinear
 from .._surrogate import Surrogate
+from .._trajectories import TrajectoryModel
 from ._choices import (
     BASES,
     FIELDS,
+    INPUT_MAPS,
     LOSSES,
     MODELS,
     OPENING_ACTIVATIONS,
     OPTIMISERS,
+    PARADIGMS,
     PRECISIONS,
     SCHEDULES,
+    SOLVERS,
 )
-from ._config import RunConfig, TrainConfig
+from ._config import RunConfig, TrainConfig, is_time_series
 from ._regularisers import GramRegulariser, TikhonovRegulariser
 
 
@@ -51,15 +58,41 @@ def normal_init(field, std: float, *, key):
     return jax.tree_util.tree_map(redraw, field, is_leaf=is_layer)
 
 
-def build_model(config: RunConfig, in_size: int, out_size: int, *, key) -> Surrogate:
-    """The `Surrogate` described by `config.model`, in `config.train.precision`."""
+def _field(m, dtype, *, key):
+    basis = BASES[m.basis](m.degree, t1=m.t1, **({"clamp": True} if m.clamp else {}))
+    field = FIELDS[m.field](m, basis, key=key, dtype=dtype)
+    if m.field_init == "normal":
+        field = normal_init(field, m.field_init_std, key=jax.random.fold_in(key, 1))
+    return field
+
+
+def build_model(
+    config: RunConfig, in_size: int, out_size: int, *, key, dt: float | None = None
+) -> Surrogate | TrajectoryModel:
+    """The model described by `config.model`, in `config.train.precision`: a `Surrogate`, or
+    for a time series a `TrajectoryModel` over windows of `out_size / (in_size - 1)` states
+    sampled every `dt` (default: the data set's spacing)."""
     m = config.model
     dtype = dtype_of(config.train.precision)
-    basis = BASES[m.basis](m.degree, t1=m.t1)
     fkey, skey = jax.random.split(key)
-    field = FIELDS[m.field](m, basis, key=fkey, dtype=dtype)
-    if m.field_init == "normal":
-        field = normal_init(field, m.field_init_std, key=jax.random.fold_in(fkey, 1))
+    if is_time_series(config.data):
+        if dt is None:
+            dt = load_dataset(config.data.dataset, window=config.data.window).dt
+        state_size = in_size - 1
+        field = _field(dataclasses.replace(m, width=state_size), dtype, key=fkey)
+        solver, controller, dt0 = SOLVERS[m.solver](m)
+        return TrajectoryModel(
+            field,
+            dt,
+            out_size // state_size,
+            INPUT_MAPS[m.field_input],
+            solver=solver,
+            stepsize_controller=controller,
+            dt0=None if dt0 is None else dt / m.steps,
+            max_steps=m.max_steps,
+            paradigm=PARADIGMS[m.paradigm](),
+        )
+    field = _field(m, dtype, key=fkey)
     dynamics = MODELS[m.model](m, field)
     activation = OPENING_ACTIVATIONS[m.opening_activation]
     return Surrogate(in_size, out_size, dynamics, activation, key=skey, dtype=dtype)

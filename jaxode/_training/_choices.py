@@ -20,6 +20,7 @@ from .._bases import (
 from .._fields import AntisymmetricField, HamiltonianField, LayerField, MLPField
 from .._models import HamiltonianNet, NeuralODE, ResNet
 from .._paradigms import DiscretizeThenOptimize, OptimizeThenDiscretize
+from .._trajectories import cube
 from ._losses import L1Loss, MSELoss, RelativeL2Loss
 
 # name -> (degree, *, t0, t1) -> basis
@@ -85,13 +86,18 @@ MODELS = {
 
 OPENING_ACTIVATIONS = {"tanh": jnp.tanh, "none": None}
 
+# What a time-series model's field sees of the state.
+INPUT_MAPS = {"state": None, "cube": cube}
+
 PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
 
 # name -> learning-rate schedule -> optimiser
 OPTIMISERS = {
     "adam": optax.adam,
     "adamw": optax.adamw,
-    "rmsprop": optax.rmsprop,
+    # PyTorch's defaults (decay 0.99, eps outside the square root), which the study's
+    # spiral ran with; Optax's own are decay 0.9, eps inside.
+    "rmsprop": functools.partial(optax.rmsprop, decay=0.99, eps=1e-8, eps_in_sqrt=False),
     "sgd": functools.partial(optax.sgd, momentum=0.9),
 }
 
@@ -118,7 +124,9 @@ CHOICES = {
     ("model", "paradigm"): tuple(PARADIGMS),
     ("model", "opening_activation"): tuple(OPENING_ACTIVATIONS),
     ("model", "field_init"): ("default", "normal"),
-    ("train", "optimiser"): tuple(OPTIMISERS),
+    ("model", "field_input"): tuple(INPUT_MAPS),
+    # "gnvpro" is no Optax optimiser: `train_cohort` trains it by `fit_gnvpro_members`.
+    ("train", "optimiser"): (*OPTIMISERS, "gnvpro"),
     ("train", "schedule"): tuple(SCHEDULES),
     ("train", "sampling"): ("epochs", "replacement"),
     ("train", "loss"): tuple(LOSSES),

@@ -6,6 +6,7 @@ import pathlib
 import tomllib
 import typing
 
+from .._datasets._bundled import TIME_SERIES
 from ._choices import CHOICES
 
 PRESETS = pathlib.Path(__file__).resolve().parent.parent / "presets"
@@ -39,12 +40,17 @@ class DataConfig:
     DCR, user files without a stored split); `protocol`
     is `"jaxode"` or `"study"` (the study's preprocessing of the bundled sets: for CDR a
     `numpy.random.RandomState(split_seed)` permutation and unscaled outputs); `num_outputs`
-    tells a CSV file without `y...` column names how many of its last columns are outputs."""
+    tells a CSV file without `y...` column names how many of its last columns are outputs.
+
+    `"spiral"` is a time series (see `TrajectoryData`): the model fits windows of `window`
+    consecutive states of the study's spiral on $[0, 16]$ and is validated and tested by
+    integrating $[16, 20]$ and $[20, 25]$ from their first true state."""
 
     dataset: str = "elm"
     split_seed: int = 0
     protocol: str = "jaxode"
     num_outputs: int | None = None
+    window: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +65,13 @@ class ModelConfig:
     `field_init` is `"default"` (the layers' own initialisation of the constant coefficient,
     higher coefficients zero) or `"normal"` (every weight coefficient of the field drawn from
     $N(0, \\sigma^2)$ with $\\sigma$ = `field_init_std`, biases zero, as the study's neural ODEs).
+    `clamp` freezes the weights outside the basis window $[0, t_1]$ at their values at its ends.
+
+    For a time series (`data.dataset = "spiral"`) the model is a `TrajectoryModel`: the field
+    acts on the state itself (its size, not `width`, is the field's width), `field_input` is
+    what it sees (`"state"`, or `"cube"`: $y^3$ as in the study's spiral model), `t1` is the end
+    of the basis window (16: the training region; 25: the whole trajectory), and a fixed-step
+    solver takes `steps` steps per sample spacing.
     """
 
     model: str = "node"
@@ -77,11 +90,15 @@ class ModelConfig:
     opening_activation: str = "tanh"
     field_init: str = "default"
     field_init_std: float = 0.1
+    clamp: bool = False
+    field_input: str = "state"
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation: `optimiser` (`"adam"`, `"adamw"`, `"rmsprop"`, `"sgd"`) with
+    """Optimisation: `optimiser` (`"adam"`, `"adamw"`, `"rmsprop"`, `"sgd"`, or `"gnvpro"`:
+    variable projection with trust-region Gauss-Newton on the full batch, see `fit_gnvpro`;
+    its budget is `iterations` outer iterations, else `2 * epochs` passes over the data) with
     `learning_rate` and `schedule` (`"cosine"`, `"step"`: times `decay_factor` every
     `decay_every` steps, `"constant"`); `epochs` over minibatches of `batch_size`, or
     `iterations` optimisation steps when set; `sampling` (`"epochs"`: a permutation per epoch,
@@ -187,6 +204,9 @@ class RunConfig:
         )
 
 
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
 def _coerce(section, key, value, hint):
     """Numbers from TOML/CLI into the field's type (int -> float, "none" -> None)."""
     optional = type(None) in typing.get_args(hint)
@@ -195,6 +215,8 @@ def _coerce(section, key, value, hint):
         return None
     if value is None and optional:
         return None
+    if base is bool and isinstance(value, str) and value.lower() in _BOOLEANS:
+        return _BOOLEANS[value.lower()]
     try:
         if base is float and not isinstance(value, bool):
             return float(value)
@@ -223,6 +245,11 @@ def check_config(config: RunConfig) -> None:
     if isinstance(d.split_seed, bool) or not isinstance(d.split_seed, int) or d.split_seed < 0:
         raise ValueError(f"data.split_seed must be an integer >= 0, got {d.split_seed!r}.")
     _optional_positive_int("data", "num_outputs", d.num_outputs)
+    if isinstance(d.window, bool) or not isinstance(d.window, int) or d.window < 2:
+        raise ValueError(f"data.window must be an integer >= 2, got {d.window!r}.")
+    if not isinstance(m.clamp, bool):
+        raise ValueError(f"model.clamp must be true or false, got {m.clamp!r}.")
+    _check_time_series(config)
     if isinstance(m.degree, bool) or not isinstance(m.degree, int) or m.degree < 0:
         raise ValueError(f"model.degree must be an integer >= 0, got {m.degree!r}.")
     for name in ("width", "hidden", "max_steps", "steps"):
@@ -255,6 +282,33 @@ def check_config(config: RunConfig) -> None:
         raise ValueError(f"train.seed must be an integer, got {t.seed!r}.")
 
 
+def is_time_series(data: DataConfig) -> bool:
+    """Whether `data` names a trajectory to fit (time-series training)."""
+    return isinstance(data.dataset, str) and data.dataset.lower() in TIME_SERIES
+
+
+def _check_time_series(config: RunConfig) -> None:
+    m, t = config.model, config.train
+    if not is_time_series(config.data):
+        if m.field_input != "state":
+            raise ValueError(
+                f"model.field_input {m.field_input!r} applies to time-series data "
+                f"({', '.join(TIME_SERIES)}) only; leave it 'state'."
+            )
+        return
+    if m.model != "node" or m.field == "hamiltonian":
+        raise ValueError(
+            f"data.dataset {config.data.dataset!r} is a time series, fitted by a neural ODE on "
+            "the state: set model.model 'node' and a field other than 'hamiltonian', got "
+            f"model.model {m.model!r}, model.field {m.field!r}."
+        )
+    if t.ridge is not None or t.readout_tikhonov:
+        raise ValueError(
+            "train.ridge and train.readout_tikhonov need a readout, which a time-series model "
+            "has not; set them to none and 0."
+        )
+
+
 def presets() -> tuple[str, ...]:
     """Names of the bundled presets (`jaxode train --preset NAME`)."""
     return tuple(sorted(path.stem for path in PRESETS.glob("*.toml")))
@@ -267,7 +321,9 @@ def preset(name: str) -> RunConfig:
     2507.22045): width 15, hidden 50, 3 basis functions, Dopri5 at rtol 1e-7 / atol 1e-9,
     Adam 1e-2 halved every 500 of 2000 iterations, batches of 20 drawn with replacement, L1
     loss, clipping at 1, validation every 20 iterations with patience 5, and the study's data
-    protocol.
+    protocol. `"study-spiral"` is the study's spiral task (see `DataConfig`): the field
+    $f(y^3; \\theta(t))$ with 50 hidden units, Legendre degree 3 on the training window,
+    RMSprop 1e-3 for 2000 iterations of 20 random windows, L1 loss.
 
     **Raises:** `ValueError` naming the presets for an unknown `name`.
     """

@@ -8,6 +8,7 @@ re-inspecting Python objects and compiles once.
 """
 
 import dataclasses
+from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
@@ -175,7 +176,9 @@ class Plan:
     """What every program of one training run closes over (nothing here is an array).
 
     `total` steps in all, evaluations every `interval` steps, `regulariser_static` the
-    non-numeric part of the regularisers (their weights are arguments).
+    non-numeric part of the regularisers (their weights are arguments); `validation_model`
+    maps the trained model to the one validation predicts with, when it differs (a
+    `TrajectoryModel` over a whole region instead of short windows).
     """
 
     static: PyTree
@@ -191,6 +194,7 @@ class Plan:
     patience: int | None
     max_failed_batches: int | None
     divergence_factor: float | None
+    validation_model: Callable | None = None
 
 
 class Programs:
@@ -384,8 +388,11 @@ class Programs:
         return state
 
     def _predict(self, params, xs):
+        model = eqx.combine(params, self.plan.static)
+        if self.plan.validation_model is not None:
+            model = self.plan.validation_model(model)
         with skip_value_checks():
-            return forward(eqx.combine(params, self.plan.static), xs)[0]
+            return forward(model, xs)[0]
 
     def _record(self, state: TrainState, monitored, evaluated) -> TrainState:
         """The bookkeeping of an evaluation: divergence test, best parameters, early

@@ -17,6 +17,7 @@ from .._counting import EvaluationCounter, stepped_counts
 from .._models import NeuralODE
 from .._paradigms import as_adjoint
 from .._surrogate import Surrogate
+from .._trajectories import TrajectoryModel
 from ._checkpoint import load_checkpoint
 from ._engine import SAMPLINGS, Plan, Programs, batch_index
 from ._loop import (
@@ -33,7 +34,7 @@ from ._loop import (
     to_host,
 )
 from ._losses import AbstractLoss, MSELoss
-from ._metrics import error_metrics, ridge_warm_start
+from ._metrics import dtype_of_model, error_metrics, ridge_warm_start
 from ._regularisers import AbstractRegulariser
 
 
@@ -118,6 +119,13 @@ def read_best(path, params_skeleton) -> tuple[dict, object]:
     meta, best = load_checkpoint(path, params_skeleton)
     check_layout(path, meta)
     return meta, best
+
+
+def _for_outputs(model, width: int):
+    try:
+        return model.for_outputs(width)
+    except ValueError as error:
+        raise ValueError(f"`val`: {error}") from None
 
 
 def _check_arrays(name: str, data, in_size: int, out_size: int):
@@ -283,11 +291,23 @@ def _fit_members(
 ) -> list["FitResult"]:
     first = models[0]
     for model in models:
-        if not isinstance(model, Surrogate):
-            raise TypeError(f"`model` must be a jaxode.Surrogate, got {type(model).__name__}.")
+        if not isinstance(model, (Surrogate, TrajectoryModel)):
+            raise TypeError(
+                "`model` must be a jaxode.Surrogate or jaxode.TrajectoryModel, got "
+                f"{type(model).__name__}."
+            )
     x, y = _check_arrays("train", train, first.in_size, first.out_size)
+    validation_model = None
     if val is not None:
-        xv, yv = _check_arrays("val", val, first.in_size, first.out_size)
+        # A trajectory model validates over the whole validation region, a window of its own
+        # length: the same parameters with another structure.
+        width = np.shape(val[1])[-1] if isinstance(val, tuple) and len(val) == 2 else None
+        val_model = first if width is None else _for_outputs(first, width)
+        xv, yv = _check_arrays("val", val, val_model.in_size, val_model.out_size)
+        if val_model is not first:
+            validation_model = lambda model: model.for_outputs(width)  # noqa: E731
+    if isinstance(first, TrajectoryModel) and ridge is not None:
+        raise ValueError("`ridge`: a TrajectoryModel has no readout to warm-start; drop it.")
     if (epochs is None) == (steps is None):
         raise ValueError("pass exactly one of `epochs` and `steps`.")
     for name, value in (
@@ -316,7 +336,7 @@ def _fit_members(
     if clip_norm is not None:
         optimiser = optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
     loss = MSELoss() if loss is None else loss
-    dtype = first.readout.weight.dtype
+    dtype = dtype_of_model(first)
 
     params, static = [], None
     for k, model in enumerate(models):
@@ -361,12 +381,16 @@ def _fit_members(
         patience=patience,
         max_failed_batches=max_failed_batches,
         divergence_factor=divergence_factor,
+        validation_model=validation_model,
     )
     mesh = _mesh(devices, len(models)) if cohort else None
-    if shared_solve and not isinstance(first.dynamics, NeuralODE):
+    if shared_solve and not (
+        isinstance(first, Surrogate) and isinstance(first.dynamics, NeuralODE)
+    ):
         raise ValueError(
-            "`shared_solve=True` needs neural ODE members (their adaptive solves are shared); "
-            f"a {type(first.dynamics).__name__} cohort is exact and fast as it is: drop it."
+            "`shared_solve=True` needs neural ODE members of a Surrogate (their adaptive "
+            f"solves are shared); a {type(first).__name__} cohort over a "
+            f"{type(first.dynamics).__name__} is exact and fast as it is: drop it."
         )
     shard_map = _one_loop_per_device(first, shard_map, mesh)
     programs = Programs(plan, len(models) if cohort else None, mesh, shard_map, shared_solve)

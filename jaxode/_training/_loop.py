@@ -27,7 +27,7 @@ from ._engine import (
     TrainState,
     initial_state,
 )
-from ._metrics import error_metrics
+from ._metrics import error_metrics, padded_rows
 from ._progress import progress_bar
 from ._signals import interrupts_held
 
@@ -239,9 +239,10 @@ def predict_members(programs: Programs, params, xs: np.ndarray, dtype) -> np.nda
     """Predictions of every member on `xs`, `(members, n, out)` float64, in fixed-size
     chunks (one compilation for any number of samples)."""
     out = []
-    for begin in range(0, len(xs), _PREDICT_ROWS):
-        part = xs[begin : begin + _PREDICT_ROWS]
-        pad = _PREDICT_ROWS - len(part)
+    rows = padded_rows(len(xs), _PREDICT_ROWS)
+    for begin in range(0, len(xs), rows):
+        part = xs[begin : begin + rows]
+        pad = rows - len(part)
         padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
         predicted = programs.predict(params, jnp.asarray(padded, dtype))
         out.append(to_host(predicted)[:, : len(part)])

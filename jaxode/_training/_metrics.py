@@ -37,12 +37,12 @@ def error_metrics(predictions, targets, prefix: str = "") -> dict:
     }
 
 
-def forward(model: Surrogate, xs: Float[Array, "batch in"]):
-    """Predictions of a batch (through the dynamics' `solve_batch`), whether each sample's
-    solve succeeded (with shared steps, a failure fails the whole batch) and the solve's
-    `diffrax.RESULTS` (one per sample, or one for a shared solve)."""
-    trajectory = model.dynamics.solve_batch(jax.vmap(model.features)(xs))
-    predictions = jax.vmap(model.readout)(trajectory.final)
+def forward(model, xs: Float[Array, "batch in"]):
+    """Predictions of a batch by a `Surrogate` or `TrajectoryModel` (through the dynamics'
+    `solve_batch`), whether each sample's solve succeeded (with shared steps, a failure fails
+    the whole batch) and the solve's `diffrax.RESULTS` (one per sample, or one for a shared
+    solve)."""
+    predictions, trajectory = model.forward(xs)
     succeeded = jnp.broadcast_to(trajectory.succeeded, (xs.shape[0],))
     return predictions, succeeded, trajectory.result
 
@@ -64,9 +64,7 @@ def predict_in_chunks(model: Surrogate, xs: np.ndarray, chunk: int = 256) -> np.
     """
     dynamics = model.dynamics
     throw = isinstance(dynamics, NeuralODE) and dynamics.throw
-    if throw:
-        model = eqx.tree_at(lambda m: m.dynamics, model, dataclasses.replace(dynamics, throw=False))
-    predictions, succeeded = _chunked(_predict, model, xs, chunk)
+    predictions, succeeded = predictions_and_status(model, xs, chunk)
     if throw and not np.all(succeeded):
         raise RuntimeError(
             f"NeuralODE solve failed for {int(np.sum(~succeeded))} of {len(succeeded)} inputs "
@@ -76,17 +74,38 @@ def predict_in_chunks(model: Surrogate, xs: np.ndarray, chunk: int = 256) -> np.
     return predictions
 
 
+def predictions_and_status(model, xs: np.ndarray, chunk: int = 256):
+    """`(predictions, succeeded)`: as `predict_in_chunks`, without raising; a failed solve's
+    rows are not finite and `succeeded` (one flag per row) says which."""
+    dynamics = model.dynamics
+    if isinstance(dynamics, NeuralODE) and dynamics.throw:
+        model = eqx.tree_at(lambda m: m.dynamics, model, dataclasses.replace(dynamics, throw=False))
+    return _chunked(_predict, model, xs, chunk)
+
+
 @eqx.filter_jit
 def _predict(model, xs):
     with skip_value_checks():
         return forward(model, xs)[:2]
 
 
+def padded_rows(num_rows: int, chunk: int) -> int:
+    """Rows of one prediction program: `chunk`, or for fewer rows the next power of two (a
+    few programs serve every size, and one trajectory region is not padded to `chunk`)."""
+    return min(chunk, 1 << max(num_rows - 1, 0).bit_length())
+
+
+def dtype_of_model(model):
+    """The floating-point dtype of `model`'s parameters."""
+    return jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))[0].dtype
+
+
 def _chunked(function, model, xs, chunk):
     """`function(model, part)` over padded chunks of `xs`; outputs (or tuples of them)
     concatenated, floating ones as float64."""
     xs = np.asarray(xs)
-    dtype = model.readout.weight.dtype
+    chunk = padded_rows(len(xs), chunk)
+    dtype = dtype_of_model(model)
     out = []
     for start in range(0, len(xs), chunk):
         part = xs[start : start + chunk]

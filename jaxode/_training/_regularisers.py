@@ -32,8 +32,8 @@ def _sum_squares(tree) -> Float[Array, ""]:
 
 class TikhonovRegulariser(AbstractRegulariser):
     """$\\frac{\\alpha}{2}\\|\\theta\\|^2 + \\frac{\\beta}{2}\\|W\\|^2$ with $\\theta$ the
-    opening and dynamics parameters (all basis coefficients) and $W$ the readout (weight and
-    bias), as in the study's discrete nets ($\\alpha = 10^{-5}$, $\\beta = 10^{-3}$).
+    opening and dynamics parameters (all basis coefficients; all parameters of a model without
+    a readout) and $W$ the readout (weight and bias), as in the study's discrete nets ($\\alpha = 10^{-5}$, $\\beta = 10^{-3}$).
 
     **Arguments:**
 
@@ -48,6 +48,9 @@ class TikhonovRegulariser(AbstractRegulariser):
         _check_alpha("readout", self.readout)
 
     def __call__(self, model):
+        if not isinstance(model, Surrogate):
+            # A model without a readout (a `TrajectoryModel`): every parameter is theta.
+            return 0.5 * self.weights * _sum_squares(model)
         inner = _sum_squares((model.opening, model.dynamics))
         return 0.5 * self.weights * inner + 0.5 * self.readout * _sum_squares(model.readout)
 

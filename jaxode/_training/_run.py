@@ -10,13 +10,15 @@ import jax
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._datasets import Affine, Dataset, load_dataset
+from .._datasets import Affine, Dataset, TrajectoryData, load_dataset
 from .._surrogate import Surrogate, count_dynamics_parameters, count_parameters
+from .._trajectories import TrajectoryModel
 from ._build import build_loss, build_model, build_optimiser, build_regularisers
 from ._checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
 from ._config import RunConfig
 from ._fit import CHECKPOINT, FitResult, fit, fit_cohort, read_best
-from ._metrics import error_metrics, predict_in_chunks
+from ._gnvpro_train import fit_gnvpro_members, gnvpro_arguments
+from ._metrics import error_metrics, predict_in_chunks, predictions_and_status
 
 CONFIG, MODEL, METRICS, HISTORY, NORMALISATION, PLOT = (
     "config.toml",
@@ -63,18 +65,26 @@ class TrainedSurrogate(eqx.Module):
         return self.predict(np.asarray(x)[None])[0]
 
 
-def evaluate_model(model: Surrogate, data: Dataset) -> dict:
-    """Global and per-sample relative errors on every split, normalised and physical."""
+def evaluate_model(model: Surrogate | TrajectoryModel, data: Dataset | TrajectoryData) -> dict:
+    """Global and per-sample relative errors on every split, normalised and physical (for a
+    time series the two agree, and a validation or test region is one sample). A split with
+    failed solves (a model that blows up far out) gets infinite errors and
+    `{split}_failed_solves`, the number of its samples whose solve failed."""
     out = {}
     for split in ("train", "val", "test"):
         x, y = data.arrays(split, normalised=True)
         if len(x) == 0:
             continue
-        p = predict_in_chunks(model, x)
+        p, succeeded = predictions_and_status(model.for_outputs(y.shape[1]), x)
+        if not np.all(succeeded):
+            out[f"{split}_failed_solves"] = int(np.sum(~succeeded))
+            p = np.where(succeeded[:, None], p, np.inf)
         out.update(error_metrics(p, y, prefix=f"{split}_"))
-        out.update(
-            error_metrics(data.y_norm.invert(p), data.y_norm.invert(y), prefix=f"{split}_physical_")
-        )
+        if isinstance(data, TrajectoryData):
+            p_physical, y_physical = p, y
+        else:
+            p_physical, y_physical = data.y_norm.invert(p), data.y_norm.invert(y)
+        out.update(error_metrics(p_physical, y_physical, prefix=f"{split}_physical_"))
     return out
 
 
@@ -147,10 +157,14 @@ def _plot(rows: list, best_step: int, loss_name: str, path: pathlib.Path) -> boo
     return True
 
 
-def _dataset(config: RunConfig) -> Dataset:
+def _dataset(config: RunConfig) -> Dataset | TrajectoryData:
     d = config.data
     return load_dataset(
-        d.dataset, seed=d.split_seed, protocol=d.protocol, num_outputs=d.num_outputs
+        d.dataset,
+        seed=d.split_seed,
+        protocol=d.protocol,
+        num_outputs=d.num_outputs,
+        window=d.window,
     )
 
 
@@ -196,7 +210,7 @@ def _stored_config(config: RunConfig | None, run_dir: pathlib.Path) -> RunConfig
 def _fit_arguments(config: RunConfig, data: Dataset) -> dict:
     """The model and the keyword arguments of `fit` that `config` describes."""
     t = config.train
-    train_size = len(data.splits["train"])
+    train_size = data.sizes()["train"]
     if t.batch_size > train_size:
         raise ValueError(
             f"train.batch_size={t.batch_size} exceeds the {train_size} training samples of "
@@ -223,7 +237,8 @@ def _fit_arguments(config: RunConfig, data: Dataset) -> dict:
 def _initial(config: RunConfig, data: Dataset):
     """`(model, minibatch key)` of `config.train.seed`."""
     model_key, batch_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
-    return build_model(config, data.in_size, data.out_size, key=model_key), batch_key
+    dt = data.dt if isinstance(data, TrajectoryData) else None
+    return build_model(config, data.in_size, data.out_size, key=model_key, dt=dt), batch_key
 
 
 def _write_start(config: RunConfig, data: Dataset, run_dir: pathlib.Path) -> None:
@@ -343,7 +358,8 @@ def train_cohort(
             _check_out(run_dir)
     _check_cohort(configs)
     data = _dataset(configs[0])
-    arguments = _fit_arguments(configs[0], data)
+    gnvpro = configs[0].train.optimiser == "gnvpro"
+    arguments = (gnvpro_arguments if gnvpro else _fit_arguments)(configs[0], data)
     initial = [_initial(config, data) for config in configs]
     created = [not d.exists() for d in run_dirs]
     try:
@@ -357,7 +373,16 @@ def train_cohort(
             regularisers=build_regularisers(configs[0].train),
             **arguments,
         )
-        if len(configs) == 1:
+        if gnvpro:
+            results = fit_gnvpro_members(
+                [model for model, _ in initial],
+                data.arrays("train"),
+                checkpoint_dirs=run_dirs,
+                resume=resume,
+                progress=progress,
+                **arguments,
+            )
+        elif len(configs) == 1:
             del common["checkpoint_dirs"]
             model, key = initial[0]
             results = [
