@@ -28,6 +28,8 @@ def _configuration(config: dict) -> str:
 def ensemble_rows(sweep: pathlib.Path) -> list[dict]:
     groups: dict[str, list[pathlib.Path]] = {}
     for cell in sorted((sweep / "cells").iterdir()):
+        if ".attempt-" in cell.name:  # an earlier attempt of a retried cell
+            continue
         if (cell / "model.eqx").is_file() and (cell / "metrics.json").is_file():
             config = tomllib.loads((cell / "config.toml").read_text())
             groups.setdefault(_configuration(config), []).append(cell)

@@ -52,6 +52,8 @@ def leading_coefficient(model) -> float:
 def main(sweep: pathlib.Path) -> None:
     rows = []
     for cell in sorted((sweep / "cells").iterdir()):
+        if ".attempt-" in cell.name:  # an earlier attempt of a retried cell
+            continue
         if not (cell / "metrics.json").is_file() or not (cell / "model.eqx").is_file():
             continue
         metrics = json.loads((cell / "metrics.json").read_text())
@@ -73,6 +75,7 @@ def main(sweep: pathlib.Path) -> None:
                 seed=trained.config.train.seed,
                 train_global=metrics["train_global"],
                 val_global=metrics["val_global"],
+                # None: the solve over the test region failed (the model blew up).
                 test_global=metrics["test_global"],
                 dynamics_parameters=metrics["dynamics_parameters"],
                 forward_evaluations=metrics["forward_evaluations"],
@@ -87,9 +90,15 @@ def main(sweep: pathlib.Path) -> None:
 
 
 def _mean_std(values) -> str:
-    values = np.asarray(values, dtype=float)
-    std = values.std(ddof=1) if len(values) > 1 else float("nan")
-    return f"{values.mean():.3f} +- {std:.3f}"
+    """Mean +- sample std of the finite values, and how many solves failed."""
+    values = np.asarray([np.inf if v is None else v for v in values], dtype=float)
+    finite = values[np.isfinite(values)]
+    failed = len(values) - len(finite)
+    if len(finite) == 0:
+        return f"all {failed} solves failed"
+    std = f"{finite.std(ddof=1):.3f}" if len(finite) > 1 else "n/a"
+    text = f"{finite.mean():.3f} +- {std}"
+    return text + (f" ({failed} of {len(values)} solves failed)" if failed else "")
 
 
 def table(rows: list[dict]) -> str:
