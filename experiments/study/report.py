@@ -485,14 +485,17 @@ def main() -> None:
 
     parts.append("## Table 2: test errors of the discrete networks\n")
     if t2:
-        timing = timings.get("table2")
+        runs = {k: v for k, v in timings.items() if k.split("@")[0] == "table2"}
+        counts = collections.Counter(r["train.optimiser"] for r in t2)
         parts.append(
-            f"{len(t2)} of 216 cells in `table2/results.csv`"
-            + (f" ({timing['wall_s']:.0f} s wall, `{timing['command']}`)" if timing else "")
-            + ". `—`: not run (GNvpro rows: the optimiser was not yet part of the configuration "
-            "when the sweep ran); a status in brackets: the run stopped early, the value is "
+            f"{len(t2)} of 216 cells in `table2/results.csv` ("
+            + ", ".join(f"{name} {counts.get(key, 0)} of 108" for key, name in OPTIMISERS)
+            + "); runs: "
+            + "; ".join(f"{v['wall_s']:.0f} s wall for {sum(v['statuses'].values()) - v['cells_before']} "
+                        f"cells (`{v['command']}`)" for v in runs.values())
+            + ". `—`: not run yet; a status in brackets: the run stopped early, the value is "
             "that of its best validation check. The study's own Table 2 values are not in "
-            "our materials, so no published column.\n"
+            "our materials, so there is no published column.\n"
         )
         parts.append(table2(t2))
         parts.append("\nSummary:\n\n" + table2_summary(t2))
