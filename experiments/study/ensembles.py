@@ -62,6 +62,9 @@ def ensemble_rows(sweep: pathlib.Path) -> list[dict]:
                 ensemble_test_per_sample=jaxode.mean_relative_error(normalise(mean), normalise(y)),
                 ensemble_test_physical_global=jaxode.global_relative_error(mean, y),
                 members_test_global=[row["test_global"] for row in metrics],
+                members_test_global_mean=float(np.mean([row["test_global"] for row in metrics])),
+                members_test_global_std=float(np.std([row["test_global"] for row in metrics], ddof=1)),
+                members_test_per_sample=[row["test_per_sample"] for row in metrics],
                 members_test_physical_global=[row["test_physical_global"] for row in metrics],
             )
         )
@@ -77,7 +80,8 @@ def main(sweeps: list[pathlib.Path]) -> None:
             print(
                 f"{row['dataset']} {row['model']} {row['basis']} d{row['degree']}: ensemble of "
                 f"{row['members']} test global {row['ensemble_test_global']:.4f} "
-                f"(members {np.mean(row['members_test_global']):.4f} mean, "
+                f"(members {row['members_test_global_mean']:.4f} +- "
+                f"{row['members_test_global_std']:.4f}, "
                 f"{np.min(row['members_test_global']):.4f} best)"
             )
         print(f"{len(rows)} ensembles -> {out}")
