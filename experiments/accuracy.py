@@ -21,6 +21,7 @@ import traceback
 
 import jax
 import numpy as np
+from published import PUBLISHED  # experiments/published.py, beside this script
 
 import jaxode
 
@@ -30,16 +31,6 @@ PROTOCOLS = ("jaxode", "study")
 DEGREES = {
     "jaxode": {"static": 0, "monomial": 3, "legendre": 3},
     "study": {"static": 0, "monomial": 2, "legendre": 2},
-}
-# Published global test errors of the study's revised code (shared/data/README.md), 5 seeds
-# unless noted; ELM in min-max normalised outputs, CDR in physical (unscaled) outputs.
-PUBLISHED = {
-    ("elm", "static"): "0.273 ± 0.003",
-    ("elm", "monomial"): "0.273 ± 0.010",
-    ("elm", "legendre"): "0.249 ± 0.029",
-    ("cdr", "static"): "0.022 ± 0.004",
-    ("cdr", "monomial"): "0.0215 (1 seed)",
-    ("cdr", "legendre"): "0.0131 (1 seed)",
 }
 KEEP = (
     "status",

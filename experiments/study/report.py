@@ -17,6 +17,7 @@ import csv
 import json
 import math
 import pathlib
+import sys
 
 import equinox as eqx
 import jax
@@ -29,6 +30,9 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxode  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from published import PUBLISHED  # noqa: E402  (experiments/published.py)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = ROOT / "experiments" / "study"
@@ -51,18 +55,6 @@ SUCCEEDED = ("completed", "early_stopped")
 # "normalised" units of both protocols: a common scale factor cancels in a relative error).
 UNITS = {"elm": "", "cdr": "physical_", "dcr": ""}
 UNIT_NAMES = {"elm": "min-max normalised", "cdr": "physical", "dcr": "centred"}
-# Published global test errors of the study's revised neural-ODE code (mean +- std over 5
-# seeds unless noted), quoted from /work/shared/data/README.md. Its DCR is the study's real
-# DC-resistivity data, not jaxode's analogue.
-PUBLISHED = {
-    ("elm", "static"): "0.273 ± 0.003",
-    ("elm", "monomial"): "0.273 ± 0.010",
-    ("elm", "legendre"): "0.249 ± 0.029",
-    ("cdr", "static"): "0.022 ± 0.004",
-    ("cdr", "monomial"): "0.0215 (1 seed)",
-    ("cdr", "legendre"): "0.0131 (1 seed)",
-    ("dcr", "static"): "2.07 ± 0.91 (real DCR)",
-}
 NODE_SWEEPS = (("node", "study setup (preset study-node)"), ("node-best", "jaxode's best setup"))
 NODE_BASES = ("static", "monomial", "legendre")
 COLOURS = {"static": "C0", "monomial": "C1", "legendre": "C2", "piecewise": "C3"}

@@ -22,6 +22,7 @@ from ._checkpoint import load_checkpoint
 from ._engine import SAMPLINGS, Plan, Programs, batch_index
 from ._loop import (
     CHECKPOINT,
+    PREDICT_ROWS,
     Options,
     check_layout,
     member,
@@ -407,11 +408,13 @@ def _fit_members(
         count_y=jnp.asarray(y[:batch_size], dtype),
     )
     if val is not None:
-        arrays.update(val=(xv, yv), val_targets=jnp.asarray(yv, dtype))
+        # A trajectory's validation region is one sample: predicted alone, not padded.
+        rows = 1 if validation_model is not None else PREDICT_ROWS
+        arrays.update(val=(xv, yv), val_targets=jnp.asarray(yv, dtype), val_rows=rows)
         fresh = [k for k, record in enumerate(members) if not record.resumed]
         if fresh:
             # The initial model's error is the first reference of the divergence test.
-            predicted = predict_members(programs, state.params, xv, dtype)
+            predicted = predict_members(programs, state.params, xv, dtype, arrays["val_rows"])
             lowest = to_host(state.lowest).copy()
             for k in fresh:
                 initial = error_metrics(predicted[k], yv)["global"]

@@ -27,14 +27,14 @@ from ._engine import (
     TrainState,
     initial_state,
 )
-from ._metrics import error_metrics, padded_rows
+from ._metrics import error_metrics
 from ._progress import progress_bar
 from ._signals import interrupts_held
 
 CHECKPOINT, HISTORY = "checkpoint.eqx", "history.csv"
 # Checkpoints hold a JSON header and a `TrainState` (best parameters first, see `read_best`).
 LAYOUT = 3
-_PREDICT_ROWS = 256
+PREDICT_ROWS = 256
 
 
 def stack(trees):
@@ -235,11 +235,12 @@ def member_counters(counters: dict, k: int) -> dict:
     }
 
 
-def predict_members(programs: Programs, params, xs: np.ndarray, dtype) -> np.ndarray:
+def predict_members(
+    programs: Programs, params, xs: np.ndarray, dtype, rows: int = PREDICT_ROWS
+) -> np.ndarray:
     """Predictions of every member on `xs`, `(members, n, out)` float64, in fixed-size
     chunks (one compilation for any number of samples)."""
     out = []
-    rows = padded_rows(len(xs), _PREDICT_ROWS)
     for begin in range(0, len(xs), rows):
         part = xs[begin : begin + rows]
         pad = rows - len(part)
@@ -325,7 +326,9 @@ def evaluate(plan, programs, state, members, after, evaluated, arrays, options, 
     if np.any(evaluated):
         if plan.validated:
             xv, yv = arrays["val"]
-            predicted = predict_members(programs, state.params, xv, arrays["xs"].dtype)
+            predicted = predict_members(
+                programs, state.params, xv, arrays["xs"].dtype, arrays["val_rows"]
+            )
             as_device = jnp.asarray(predicted, arrays["xs"].dtype)
             val_losses = np.asarray(programs.loss_of(as_device, arrays["val_targets"]))
         for k in np.flatnonzero(evaluated):

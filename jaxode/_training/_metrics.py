@@ -89,12 +89,6 @@ def _predict(model, xs):
         return forward(model, xs)[:2]
 
 
-def padded_rows(num_rows: int, chunk: int) -> int:
-    """Rows of one prediction program: `chunk`, or for fewer rows the next power of two (a
-    few programs serve every size, and one trajectory region is not padded to `chunk`)."""
-    return min(chunk, 1 << max(num_rows - 1, 0).bit_length())
-
-
 def dtype_of_model(model):
     """The floating-point dtype of `model`'s parameters."""
     return jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))[0].dtype
@@ -104,7 +98,6 @@ def _chunked(function, model, xs, chunk):
     """`function(model, part)` over padded chunks of `xs`; outputs (or tuples of them)
     concatenated, floating ones as float64."""
     xs = np.asarray(xs)
-    chunk = padded_rows(len(xs), chunk)
     dtype = dtype_of_model(model)
     out = []
     for start in range(0, len(xs), chunk):

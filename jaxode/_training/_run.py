@@ -75,7 +75,9 @@ def evaluate_model(model: Surrogate | TrajectoryModel, data: Dataset | Trajector
         x, y = data.arrays(split, normalised=True)
         if len(x) == 0:
             continue
-        p, succeeded = predictions_and_status(model.for_outputs(y.shape[1]), x)
+        # A trajectory's validation or test region is one sample: predicted alone.
+        chunk = 1 if isinstance(data, TrajectoryData) and split != "train" else 256
+        p, succeeded = predictions_and_status(model.for_outputs(y.shape[1]), x, chunk)
         if not np.all(succeeded):
             out[f"{split}_failed_solves"] = int(np.sum(~succeeded))
             p = np.where(succeeded[:, None], p, np.inf)
