@@ -131,6 +131,44 @@ def test_a_configuration_hash_is_its_content():
     a = jaxode.RunConfig().replace("model", degree=2)
     assert config_hash(a) == config_hash(jaxode.RunConfig.from_toml(a.to_toml()))
     assert config_hash(a) != config_hash(a.replace("train", seed=1))
+    # Only settings away from their defaults count: a setting jaxode adds later, at a default
+    # that keeps the old behaviour, leaves every existing cell's key as it was.
+    assert config_hash(a) == config_hash(jaxode.RunConfig.from_dict({"model": {"degree": 2}}))
+    assert config_hash(a) != config_hash(jaxode.RunConfig())
+
+
+class _NoTraining(jaxode.AbstractExecutor):
+    def map(self, cohorts, directory):
+        if cohorts:
+            raise AssertionError(f"{sum(len(c.cells) for c in cohorts)} cells trained again")
+        yield from ()
+
+
+def test_cells_stored_under_an_earlier_key_are_kept(tmp_path):
+    """A sweep made when keys hashed every setting resumes without training its cells again:
+    run directories and rows move to the present keys."""
+    spec = jaxode.SweepSpec.from_file(_spec(tmp_path))
+    out = tmp_path / "sweep"
+    rows = []
+    for k, cell in enumerate(spec.cells()):
+        old = f"{k:016x}"
+        (out / "cells" / old).mkdir(parents=True)
+        (out / "cells" / old / "config.toml").write_text(cell.config.to_toml())
+        metrics = {"status": "completed", "message": "", "test_global": 0.1 * (k + 1)}
+        (out / "cells" / old / "metrics.json").write_text(json.dumps(metrics))
+        rows.append(dict(cell=old, cohort="c", status="completed", message="",
+                         run_dir=f"cells/{old}", test_global=metrics["test_global"]))
+    (out / "cells" / "0000000000000000.attempt-1").mkdir()
+    from jaxode._sweeps._table import ResultsTable
+
+    ResultsTable(out).put(rows)
+    result = jaxode.sweep(spec, out, executor=_NoTraining(), progress=False)
+    for k, (cell, row) in enumerate(zip(spec.cells(), result)):
+        assert row["cell"] == cell.key and row["run_dir"] == f"cells/{cell.key}"
+        assert math.isclose(float(row["test_global"]), 0.1 * (k + 1))
+        assert (out / "cells" / cell.key / "metrics.json").is_file()
+    assert (out / "cells" / "0000000000000000.attempt-1").is_dir()
+    assert set(_table(out)) == {c.key for c in spec.cells()}
 
 
 @pytest.mark.parametrize(

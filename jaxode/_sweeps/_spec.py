@@ -21,9 +21,19 @@ _TOP_LEVEL = ("name", "description", "base", "grid", "blocks", "zip", "exclude")
 
 
 def config_hash(config: RunConfig) -> str:
-    """16 hex digits of the SHA-256 of the full configuration: a cell's identity."""
-    text = json.dumps(config.to_dict(), sort_keys=True)
+    """16 hex digits of the SHA-256 of the settings that differ from the defaults: a cell's
+    identity. Only the differences count, so a setting jaxode adds later (with a default
+    that keeps the old behaviour) leaves the identity of every existing cell unchanged, and
+    a resumed sweep keeps its results."""
+    defaults = RunConfig().to_dict()
+    changed = {
+        section: {name: value for name, value in values.items()
+                  if name not in defaults[section] or defaults[section][name] != value}
+        for section, values in config.to_dict().items()
+    }
+    text = json.dumps(changed, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 
 @dataclasses.dataclass(frozen=True)

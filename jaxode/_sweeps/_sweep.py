@@ -7,9 +7,11 @@ import pathlib
 import sys
 
 from .._training._checkpoint import atomic_write_text
+from .._training._config import RunConfig
+from .._training._run import CONFIG
 from ._executors import AbstractExecutor, LocalExecutor
 from ._plan import Cohort, SweepPlan, make_plan, varying_fields
-from ._spec import SweepSpec
+from ._spec import SweepSpec, config_hash
 from ._table import FAILED, SUCCEEDED, ResultsTable
 
 PLAN = "plan.json"
@@ -42,6 +44,32 @@ def _set_aside(out: pathlib.Path, key: str) -> None:
     while (target := run_dir.with_name(f"{key}.attempt-{attempt}")).exists():
         attempt += 1
     run_dir.rename(target)
+
+
+def _adopt_renamed(plan: SweepPlan, out: pathlib.Path, table: ResultsTable) -> None:
+    """Gives the cells of a sweep made under an earlier identity (before `config_hash` left out
+    the settings at their defaults, every setting jaxode added changed every key) their
+    present keys: run directory and results row, so that resuming keeps them."""
+    cells = out / "cells"
+    if not cells.is_dir():
+        return
+    keys = {c.key for c in plan.cells}
+    moved = []
+    for run_dir in sorted(cells.iterdir()):
+        if run_dir.name in keys or "." in run_dir.name or not (run_dir / CONFIG).is_file():
+            continue
+        try:
+            key = config_hash(RunConfig.from_toml((run_dir / CONFIG).read_text()))
+        except ValueError:
+            continue
+        if key not in keys or (cells / key).exists():
+            continue
+        run_dir.rename(cells / key)
+        row = table.rows.pop(run_dir.name, None)
+        if row is not None:
+            moved.append({**row, "cell": key, "run_dir": f"cells/{key}"})
+    if moved:
+        table.put(moved)
 
 
 def _remaining(plan: SweepPlan, table: ResultsTable, retry_failed: bool, out) -> list[Cohort]:
@@ -112,6 +140,7 @@ def sweep(
         raise FileExistsError(f"{str(out)!r} is a file; choose a folder for the sweep (--out).")
     _write_plan(plan, out)
     table = ResultsTable(out)
+    _adopt_renamed(plan, out, table)
     todo = _remaining(plan, table, retry_failed, out)
     cell_of = {c.key: c for c in plan.cells}
     varying = varying_fields(plan.cells)
