@@ -357,3 +357,26 @@ def test_seeds_train_one_cohort_with_a_run_per_seed_and_a_summary(tmp_path, monk
     assert (out / "seed-1" / "config.toml").read_text() == (alone / "config.toml").read_text()
     assert main(["train", *flags, "--seeds", "2-1", "--out", str(tmp_path / "bad")]) == 2
     assert "--seeds '2-1'" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_basis_window_gives_raw_time_monomials():
+    """`model.basis_window = 1` with `t1 = 10`: the study's monomials $t^k$ in raw time; by
+    default the window is $[0, t_1]$ and the monomials are $(t / t_1)^k$."""
+    config = RunConfig.from_dict({"model": dict(
+        model="resnet", field="layer", basis="monomial", degree=3, t1=10.0, width=4,
+    ), "train": {"precision": "float64"}})
+    t = 7.5
+    for window, tau in ((None, t / 10.0), (1.0, t)):
+        model = jaxode.build_model(
+            config.replace("model", basis_window=window), 3, 2, key=jax.random.PRNGKey(0)
+        )
+        bases = [leaf for leaf in jax.tree_util.tree_leaves(
+            model, is_leaf=lambda x: isinstance(x, jaxode.AbstractTimeBasis))
+            if isinstance(leaf, jaxode.AbstractTimeBasis)]
+        assert bases and model.dynamics.t1 == 10.0
+        for basis in bases:
+            np.testing.assert_allclose(basis(t), tau ** np.arange(4), rtol=1e-14)
+    with pytest.raises(ValueError, match="model.basis_window"):
+        config.replace("model", basis_window=0.0)
+    with pytest.raises(ValueError, match="model.basis_window applies to surrogates"):
+        jaxode.preset("study-spiral").replace("model", basis_window=16.0)

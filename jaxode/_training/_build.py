@@ -59,7 +59,8 @@ def normal_init(field, std: float, *, key):
 
 
 def _field(m, dtype, *, key):
-    basis = BASES[m.basis](m.degree, t1=m.t1, **({"clamp": True} if m.clamp else {}))
+    t1 = m.t1 if m.basis_window is None else m.basis_window
+    basis = BASES[m.basis](m.degree, t1=t1, **({"clamp": True} if m.clamp else {}))
     field = FIELDS[m.field](m, basis, key=key, dtype=dtype)
     if m.field_init == "normal":
         field = normal_init(field, m.field_init_std, key=jax.random.fold_in(key, 1))

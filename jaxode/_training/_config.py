@@ -66,6 +66,10 @@ class ModelConfig:
     higher coefficients zero) or `"normal"` (every weight coefficient of the field drawn from
     $N(0, \\sigma^2)$ with $\\sigma$ = `field_init_std`, biases zero, as the study's neural ODEs).
     `clamp` freezes the weights outside the basis window $[0, t_1]$ at their values at its ends.
+    `basis_window` ends the basis window somewhere other than `t1` (`None`: at `t1`): with
+    `basis_window = 1` and `t1 = T` a monomial basis is $t^k$ in raw time, the study's
+    parameterisation, whose conditioning worsens with $T$ (jaxode's default scales time to
+    the window).
 
     For a time series (`data.dataset = "spiral"`) the model is a `TrajectoryModel`: the field
     acts on the state itself (its size, not `width`, is the field's width), `field_input` is
@@ -92,6 +96,7 @@ class ModelConfig:
     field_init_std: float = 0.1
     clamp: bool = False
     field_input: str = "state"
+    basis_window: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,6 +265,7 @@ def check_config(config: RunConfig) -> None:
         raise ValueError(
             "model.model 'hamiltonian' needs model.field 'hamiltonian'; set --field hamiltonian."
         )
+    _positive("model", "basis_window", m.basis_window, allow_none=True)
     _positive("train", "learning_rate", t.learning_rate)
     for name in ("epochs", "batch_size", "decay_every", "eval_every"):
         _positive("train", name, getattr(t, name), integer=True)
@@ -301,6 +307,11 @@ def _check_time_series(config: RunConfig) -> None:
             f"data.dataset {config.data.dataset!r} is a time series, fitted by a neural ODE on "
             "the state: set model.model 'node' and a field other than 'hamiltonian', got "
             f"model.model {m.model!r}, model.field {m.field!r}."
+        )
+    if m.basis_window is not None:
+        raise ValueError(
+            "model.basis_window applies to surrogates; for a time series model.t1 is the end "
+            f"of the basis window: set model.t1 = {m.basis_window!r} and basis_window none."
         )
     if t.ridge is not None or t.readout_tikhonov:
         raise ValueError(
