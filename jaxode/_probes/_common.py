@@ -10,11 +10,17 @@ import numpy as np
 
 # Verdict codes, stored as integers so that they can be computed under jit.
 CONSTANT_EXP = 0
+"""Verdict: the output converges to a constant, $|g'|$ decaying exponentially in the radius."""
 LINEAR = 1
+"""Verdict: the output becomes linear in the radius ($g'$ tends to a constant, as in ReLU nets)."""
 POLY = 2
+"""Verdict: the output grows like a power $r^p$ other than linear; `verdict_name(POLY, p)`."""
 EXP_GROWTH = 3
+"""Verdict: $|g'|$ grows exponentially in the radius."""
 OSCILLATORY = 4
+"""Verdict: $g'$ keeps changing sign, at gaps that do not grow."""
 UNRESOLVED = 5
+"""Verdict: the radii end before the tail shows its kind; extend them."""
 _VERDICT_NAMES = ("CONSTANT_EXP", "LINEAR", "POLY", "EXP_GROWTH", "OSCILLATORY", "UNRESOLVED")
 
 # A derivative is "resolvable" when it stands this many machine epsilons above its largest value

@@ -205,8 +205,10 @@ class VarProObjective(eqx.Module):
 
     For features $Z(\\theta) \\in \\mathbb{R}^{n \\times w}$ (the model's state at $t_1$ for the
     $n$ training inputs), $A = [Z, 1]$ and targets $C$,
+
     $$\\Phi(\\theta, W) = \\frac{1}{2n}\\|A W^T - C\\|_F^2 + \\frac{\\beta}{2}\\|W\\|_F^2
     + \\frac{\\alpha}{2}\\|\\theta\\|^2,$$
+
     with $W = [W_0, w]$ the readout weight and bias, $\\beta$ = `ridge` (penalising the bias
     $w$ too, as the study's $\\|W\\|^2$ of $W[z_T; 1]$ does, unless `penalise_bias=False`)
     and $\\alpha$ = `tikhonov`. $W^*(\\theta)$ solves the normal equations
