@@ -57,6 +57,8 @@ def ensemble_rows(sweep: pathlib.Path) -> list[dict]:
                 basis=m.basis,
                 degree=m.degree,
                 members=len(cells),
+                epochs=members[0].config.train.epochs,
+                tikhonov=members[0].config.train.tikhonov,
                 seeds=[member.config.train.seed for member in members],
                 ensemble_test_global=jaxode.global_relative_error(normalise(mean), normalise(y)),
                 ensemble_test_per_sample=jaxode.mean_relative_error(normalise(mean), normalise(y)),
@@ -66,6 +68,10 @@ def ensemble_rows(sweep: pathlib.Path) -> list[dict]:
                 members_test_global_std=float(np.std([row["test_global"] for row in metrics], ddof=1)),
                 members_test_per_sample=[row["test_per_sample"] for row in metrics],
                 members_test_physical_global=[row["test_physical_global"] for row in metrics],
+                members_test_physical_global_mean=float(
+                    np.mean([row["test_physical_global"] for row in metrics])),
+                members_test_physical_global_std=float(
+                    np.std([row["test_physical_global"] for row in metrics], ddof=1)),
             )
         )
     return rows
@@ -78,11 +84,15 @@ def main(sweeps: list[pathlib.Path]) -> None:
         out.write_text(json.dumps(rows, indent=1))
         for row in rows:
             print(
-                f"{row['dataset']} {row['model']} {row['basis']} d{row['degree']}: ensemble of "
+                f"{row['dataset']} {row['model']} {row['basis']} d{row['degree']} "
+                f"({row['epochs']} epochs, tikhonov {row['tikhonov']:g}): ensemble of "
                 f"{row['members']} test global {row['ensemble_test_global']:.4f} "
                 f"(members {row['members_test_global_mean']:.4f} +- "
                 f"{row['members_test_global_std']:.4f}, "
-                f"{np.min(row['members_test_global']):.4f} best)"
+                f"{np.min(row['members_test_global']):.4f} best); physical units "
+                f"{row['ensemble_test_physical_global']:.4f} (members "
+                f"{row['members_test_physical_global_mean']:.4f} +- "
+                f"{row['members_test_physical_global_std']:.4f})"
             )
         print(f"{len(rows)} ensembles -> {out}")
 
