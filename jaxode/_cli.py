@@ -491,6 +491,74 @@ def _probe(args) -> int:
     return 0
 
 
+def _add_runs(sub) -> None:
+    """`jaxode runs [DIR]` and `jaxode compare RUN RUN ...` (logic in jaxode/_runs_table.py)."""
+    from ._runs_table import COLUMNS, RUN_FILES
+
+    r = sub.add_parser(
+        "runs",
+        help="a table of the run directories under a folder",
+        description="Lists the run directories under DIR, recursively (single runs, cohort "
+        f"members, sweep cells: every folder holding one of {', '.join(RUN_FILES)}), with "
+        "their data, model, basis, degree, status, test errors (relative, normalised units), "
+        "optimisation steps, training wall time and path. Runs with missing or damaged files "
+        "are listed with what is known and a note.",
+    )
+    r.add_argument(
+        "dir",
+        type=pathlib.Path,
+        nargs="?",
+        default=pathlib.Path("runs"),
+        metavar="DIR",
+        help="folder to search (default runs)",
+    )
+    r.add_argument(
+        "--sort",
+        choices=COLUMNS,
+        metavar="COLUMN",
+        help=f"sort by a column: {', '.join(COLUMNS)} (runs without a value come last)",
+    )
+    r.add_argument("--reverse", action="store_true", help="reverse the order")
+    r.add_argument("--json", action="store_true", help="print the rows as JSON")
+    r.set_defaults(handler=_runs)
+    c = sub.add_parser(
+        "compare",
+        help="configuration differences and metrics of two or more runs",
+        description="The configuration fields in which the runs differ (dotted names, one "
+        "column per run) and every metric of metrics.json side by side ('-': not recorded).",
+    )
+    c.add_argument("run_dirs", type=pathlib.Path, nargs="+", metavar="RUN_DIR")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.set_defaults(handler=_compare)
+
+
+def _runs(args) -> int:
+    from ._runs_table import format_runs, json_rows, runs_table
+
+    rows, warnings = runs_table(args.dir, sort=args.sort, reverse=args.reverse)
+    for warning in warnings:
+        print(f"jaxode runs: warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json_rows(rows))
+    elif not rows:
+        print(f"no run directories under {str(args.dir)!r}.")
+    else:
+        print(format_runs(rows))
+        print(
+            "test errors: relative (global, mean per sample), normalised units; time: "
+            "training wall time, compilation excluded."
+        )
+    return 0
+
+
+def _compare(args) -> int:
+    from ._runs_table import compare_runs, format_comparison, json_comparison
+
+    comparison = compare_runs(args.run_dirs)
+    print(json_comparison(comparison) if args.json else format_comparison(comparison))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="jaxode", description="Continuous-time surrogates with time-parameterized weights."
@@ -517,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing --output")
     p.set_defaults(handler=_predict)
     _add_probe(sub)
+    _add_runs(sub)
     from ._sweeps._command import add_parser
 
     add_parser(sub)
