@@ -45,7 +45,7 @@ from ._surrogate import (
     count_parameters as count_parameters,
 )
 
-__version__ = "0.1.0"
+__version__ = __import__("importlib.metadata").metadata.version("jaxode")
 
 # Data sets, training engine and run directories (issue 3).
 from ._datasets import (

@@ -59,7 +59,7 @@ class AbstractTimeBasis(eqx.Module):
         """
         return None
 
-    def tau(self, t: Float[ArrayLike, ""]) -> Float[Array, ""]:
+    def tau(self, t: Float[ArrayLike, "*times"]) -> Float[Array, "*times"]:
         """Rescaled time, clamped to $[0, 1]$ when `clamp` is set."""
         tau = (jnp.asarray(t) - self.t0) / (self.t1 - self.t0)
         if not self.clamp:

@@ -175,11 +175,11 @@ class HamiltonianField(AbstractField):
     def unlift(self, state):
         return state[: self.width]
 
-    def rate_y(self, t, z: Float[Array, " width"]) -> Float[Array, " width"]:
+    def rate_y(self, t, z: Float[ArrayLike, " width"]) -> Float[Array, " width"]:
         """$dY/dt$ as a function of $Z$."""
         return self.activation(self.layer.weight_at(t) @ z + self.layer.bias_at(t))
 
-    def rate_z(self, t, y: Float[Array, " width"]) -> Float[Array, " width"]:
+    def rate_z(self, t, y: Float[ArrayLike, " width"]) -> Float[Array, " width"]:
         """$dZ/dt$ as a function of $Y$."""
         return -self.activation(self.layer.weight_at(t).T @ y + self.layer.bias_at(t))
 

@@ -87,7 +87,7 @@ class TimeVaryingLinear(eqx.Module):
         return self.basis(t).astype(self.bias.dtype) @ self.bias
 
     def __call__(
-        self, t: Float[ArrayLike, ""], x: Float[Array, " in_size"]
+        self, t: Float[ArrayLike, ""], x: Float[ArrayLike, " in_size"]
     ) -> Float[Array, " out_size"]:
         phi = self.basis(t).astype(self.weight.dtype)
         out = jnp.tensordot(phi, self.weight, axes=1) @ x

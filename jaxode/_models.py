@@ -28,8 +28,8 @@ class Trajectory(eqx.Module):
     """
 
     ts: Float[Array, " num_times"]
-    states: Float[Array, "num_times state_size"]
-    final: Float[Array, " width"]
+    states: Float[Array, "*batch num_times state_size"]
+    final: Float[Array, "*batch width"]
     result: diffrax.RESULTS
     num_steps: Int[Array, ""]
     num_accepted_steps: Int[Array, ""]

@@ -12,6 +12,17 @@ environment variable JAXODE_TEST_SEED to explore other draws). Tests of the floa
 import os
 import tempfile
 
+# JAXODE_TYPECHECK=1: jaxtyping's import hook checks every annotated function and Module of
+# jaxode at run time with beartype (tests/test_typing.py runs a subset of the suite so). It
+# must be installed before jaxode is first imported, hence here, before anything else.
+if os.environ.get("JAXODE_TYPECHECK") == "1":
+    import jaxtyping
+
+    # PEP 484's numeric tower, as static checkers read `float`: an int is a float.
+    jaxtyping.install_import_hook(
+        "jaxode", "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))"
+    )
+
 import jax
 import pytest
 

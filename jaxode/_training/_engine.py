@@ -66,18 +66,18 @@ class TrainState(eqx.Module):
     params: PyTree
     last_good: PyTree
     opt_state: PyTree
-    step: Int[Array, ""]
-    status: Int[Array, ""]
-    best_step: Int[Array, ""]
-    best_val: Float[Array, ""]
-    lowest: Float[Array, ""]
-    bad: Int[Array, ""]
-    failures: Int[Array, ""]
-    failed_batches: Int[Array, ""]
-    consecutive_failures: Int[Array, ""]
-    failure_reason: Int[Array, ""]
-    loss_sum: Float[Array, ""]
-    loss_count: Int[Array, ""]
+    step: Int[Array, "*members"]
+    status: Int[Array, "*members"]
+    best_step: Int[Array, "*members"]
+    best_val: Float[Array, "*members"]
+    lowest: Float[Array, "*members"]
+    bad: Int[Array, "*members"]
+    failures: Int[Array, "*members"]
+    failed_batches: Int[Array, "*members"]
+    consecutive_failures: Int[Array, "*members"]
+    failure_reason: Int[Array, "*members"]
+    loss_sum: Float[Array, "*members"]
+    loss_count: Int[Array, "*members"]
 
 
 def initial_state(params, opt_state, lowest: float, dtype) -> TrainState:

@@ -68,7 +68,7 @@ class FitResult:
       compilation (`None`: no step ran).
     """
 
-    model: Surrogate
+    model: Surrogate | TrajectoryModel
     history: list
     status: str
     message: str
@@ -82,7 +82,7 @@ class FitResult:
     training_started: float | None = None
 
 
-def _no_throw(model: Surrogate) -> Surrogate:
+def _no_throw(model: Surrogate | TrajectoryModel) -> Surrogate | TrajectoryModel:
     """The model with `throw=False` solves, so failures come back as data."""
     dynamics = model.dynamics
     if isinstance(dynamics, NeuralODE) and dynamics.throw:
@@ -90,7 +90,9 @@ def _no_throw(model: Surrogate) -> Surrogate:
     return model
 
 
-def _restore_throw(trained: Surrogate, original: Surrogate) -> Surrogate:
+def _restore_throw(
+    trained: Surrogate | TrajectoryModel, original: Surrogate | TrajectoryModel
+) -> Surrogate | TrajectoryModel:
     if isinstance(original.dynamics, NeuralODE) and original.dynamics.throw:
         dynamics = dataclasses.replace(trained.dynamics, throw=True)
         return eqx.tree_at(lambda m: m.dynamics, trained, dynamics)
@@ -236,14 +238,16 @@ def _place(mesh, tree, sharded: bool):
     return jax.tree_util.tree_map(put, tree)
 
 
-def _checkpointed_solve(model: Surrogate) -> bool:
+def _checkpointed_solve(model: Surrogate | TrajectoryModel) -> bool:
     dynamics = model.dynamics
     return isinstance(dynamics, NeuralODE) and isinstance(
         as_adjoint(dynamics.paradigm), diffrax.RecursiveCheckpointAdjoint
     )
 
 
-def _one_loop_per_device(model: Surrogate, shard_map: bool | None, mesh) -> bool:
+def _one_loop_per_device(
+    model: Surrogate | TrajectoryModel, shard_map: bool | None, mesh
+) -> bool:
     """Whether a sharded cohort runs under `shard_map`: by default yes, except for neural ODEs
     differentiated through their steps, whose checkpointed solver loop does not trace under
     `shard_map` in Equinox 0.13 (Diffrax issue 765)."""
@@ -464,12 +468,12 @@ def _fit_members(
 
 
 def fit(
-    model: Surrogate,
+    model: Surrogate | TrajectoryModel,
     train: tuple[Float[np.ndarray, "n in"], Float[np.ndarray, "n out"]],
     optimiser: optax.GradientTransformation,
     *,
     key: PRNGKeyArray,
-    val: tuple[Float[np.ndarray, "m in"], Float[np.ndarray, "m out"]] | None = None,
+    val: tuple[Float[np.ndarray, "m in"], Float[np.ndarray, "m val_out"]] | None = None,
     epochs: int | None = None,
     steps: int | None = None,
     batch_size: int = 32,
@@ -567,12 +571,12 @@ def fit(
 
 
 def fit_cohort(
-    models: Sequence[Surrogate],
+    models: Sequence[Surrogate | TrajectoryModel],
     train: tuple[Float[np.ndarray, "n in"], Float[np.ndarray, "n out"]],
     optimiser: optax.GradientTransformation,
     *,
     keys: Sequence[PRNGKeyArray],
-    val: tuple[Float[np.ndarray, "m in"], Float[np.ndarray, "m out"]] | None = None,
+    val: tuple[Float[np.ndarray, "m in"], Float[np.ndarray, "m val_out"]] | None = None,
     epochs: int | None = None,
     steps: int | None = None,
     batch_size: int = 32,

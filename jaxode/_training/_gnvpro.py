@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, Int, PyTree, Scalar
+from jaxtyping import Array, ArrayLike, Float, Int, PyTree, Scalar
 
 from .._models import NeuralODE, skip_value_checks
 from .._paradigms import as_adjoint
@@ -229,7 +229,7 @@ class VarProObjective(eqx.Module):
     tikhonov: float = eqx.field(static=True)
     penalise_bias: bool = eqx.field(static=True, default=True)
 
-    def features(self, theta, xs: Float[Array, "n in"]) -> Float[Array, "n width"]:
+    def features(self, theta, xs: Float[ArrayLike, "n in"]) -> Float[Array, "n width"]:
         """$Z(\\theta)$."""
         model = eqx.combine(theta, self.rest)
         with skip_value_checks():

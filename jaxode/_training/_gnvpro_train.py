@@ -15,7 +15,7 @@ import numpy as np
 from jaxtyping import Float
 
 from .._counting import EvaluationCounter, stepped_counts
-from .._datasets import Dataset
+from .._datasets import Dataset, TrajectoryData
 from .._models import NeuralODE
 from .._surrogate import Surrogate
 from ._checkpoint import load_checkpoint, save_checkpoint, write_history
@@ -52,7 +52,7 @@ def iteration_cost(max_inner: int) -> int:
     return 3 + 2 * max_inner
 
 
-def gnvpro_arguments(config: RunConfig, data: Dataset) -> dict:
+def gnvpro_arguments(config: RunConfig, data: Dataset | TrajectoryData) -> dict:
     """The keyword arguments of `fit_gnvpro_members` that `config.train` describes.
 
     The budget: `train.iterations`, when set, is the number of outer (trust-region)

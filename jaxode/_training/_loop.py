@@ -5,13 +5,14 @@ import dataclasses
 import math
 import pathlib
 import time
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._counting import EvaluationCounter
+from .._counting import EvaluationCounts
 from ._checkpoint import load_checkpoint, save_checkpoint, write_history
 from ._engine import (
     COMPLETED,
@@ -42,7 +43,7 @@ def stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def member(tree, k: int):
+def member(tree, k: int | np.integer):
     """Member `k` of a stacked tree."""
     return jax.tree_util.tree_map(lambda leaf: leaf[k], tree)
 
@@ -228,7 +229,7 @@ def counters_of(state: TrainState) -> dict:
     return out
 
 
-def member_counters(counters: dict, k: int) -> dict:
+def member_counters(counters: dict, k: int | np.integer) -> dict:
     return {
         name: float(value[k]) if value.dtype.kind == "f" else int(value[k])
         for name, value in counters.items()
@@ -257,7 +258,7 @@ def run(
     members: list[Member],
     arrays: dict,
     options: Options,
-    counter: EvaluationCounter | None,
+    counter: Callable[..., EvaluationCounts] | None,
 ):
     """Trains until every member has stopped; returns the final state and counters. A
     `KeyboardInterrupt` marks the members still running as interrupted."""

@@ -8,7 +8,7 @@ import pathlib
 import equinox as eqx
 import jax
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import ArrayLike, Float
 
 from .._datasets import Affine, Dataset, TrajectoryData, load_dataset
 from .._surrogate import Surrogate, count_dynamics_parameters, count_parameters
@@ -38,7 +38,7 @@ class TrainedSurrogate(eqx.Module):
     `config` (the `RunConfig`, static).
     """
 
-    model: Surrogate
+    model: Surrogate | TrajectoryModel
     x_norm: Affine = eqx.field(static=True)
     y_norm: Affine = eqx.field(static=True)
     config: RunConfig = eqx.field(static=True)
@@ -61,7 +61,7 @@ class TrainedSurrogate(eqx.Module):
             raise ValueError("inputs contain NaN or infinite values; clean them first.")
         return self.y_norm.invert(predict_in_chunks(self.model, self.x_norm.apply(xs)))
 
-    def __call__(self, x: Float[Array, " in_size"]) -> Float[Array, " out_size"]:
+    def __call__(self, x: Float[ArrayLike, " in_size"]) -> Float[np.ndarray, " out_size"]:
         return self.predict(np.asarray(x)[None])[0]
 
 
@@ -209,7 +209,7 @@ def _stored_config(config: RunConfig | None, run_dir: pathlib.Path) -> RunConfig
     return stored_config
 
 
-def _fit_arguments(config: RunConfig, data: Dataset) -> dict:
+def _fit_arguments(config: RunConfig, data: Dataset | TrajectoryData) -> dict:
     """The model and the keyword arguments of `fit` that `config` describes."""
     t = config.train
     train_size = data.sizes()["train"]
@@ -236,20 +236,22 @@ def _fit_arguments(config: RunConfig, data: Dataset) -> dict:
     )
 
 
-def _initial(config: RunConfig, data: Dataset):
+def _initial(config: RunConfig, data: Dataset | TrajectoryData):
     """`(model, minibatch key)` of `config.train.seed`."""
     model_key, batch_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
     dt = data.dt if isinstance(data, TrajectoryData) else None
     return build_model(config, data.in_size, data.out_size, key=model_key, dt=dt), batch_key
 
 
-def _write_start(config: RunConfig, data: Dataset, run_dir: pathlib.Path) -> None:
+def _write_start(config: RunConfig, data: Dataset | TrajectoryData, run_dir: pathlib.Path) -> None:
     atomic_write_text(run_dir / CONFIG, config.to_toml())
     normalisation = {"x": data.x_norm.to_dict(), "y": data.y_norm.to_dict()}
     atomic_write_text(run_dir / NORMALISATION, json.dumps(normalisation))
 
 
-def _finish(config: RunConfig, data: Dataset, run_dir: pathlib.Path, result: FitResult):
+def _finish(
+    config: RunConfig, data: Dataset | TrajectoryData, run_dir: pathlib.Path, result: FitResult
+):
     """Writes what a stopped run leaves (`model.eqx`, `metrics.json`, `loss.png`) and returns
     `(trained, result, metrics)` as `train` does."""
     trained = TrainedSurrogate(result.model, data.x_norm, data.y_norm, config)
