@@ -30,6 +30,9 @@ def ensemble_rows(sweep: pathlib.Path) -> list[dict]:
     for cell in sorted((sweep / "cells").iterdir()):
         if ".attempt-" in cell.name:  # an earlier attempt of a retried cell
             continue
+        if (cell / "metrics.json").is_file() and not (cell / "model.eqx").is_file():
+            # model.eqx is not committed: a fresh clone cannot rebuild this cell's ensemble.
+            print(f"skipped {cell}: no model.eqx (trained in another checkout?)", file=sys.stderr)
         if (cell / "model.eqx").is_file() and (cell / "metrics.json").is_file():
             config = tomllib.loads((cell / "config.toml").read_text())
             groups.setdefault(_configuration(config), []).append(cell)
