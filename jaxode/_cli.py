@@ -642,6 +642,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as interrupt:
         print("jaxode: interrupted", file=sys.stderr)
         return 143 if isinstance(interrupt, _Terminated) else 130
+    except BrokenPipeError:
+        # The reader went away (`jaxode runs | head`): stop quietly, as Unix tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, OSError) as error:
         if not _is_users_error(error):
             raise

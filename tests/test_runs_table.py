@@ -2,8 +2,10 @@
 single run, a cohort, a sweep with a diverged cell, an interrupted run, and copies of them
 damaged by hand. Every value shown must be the one in the run's files."""
 
+import fcntl
 import json
 import math
+import os
 import pathlib
 import shutil
 
@@ -50,12 +52,10 @@ train.learning_rate = [0.003, 1e12]
 """
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A folder of real runs: `single`, `cohort/seed-{0,1}`, `sweep/cells/<key>` (one
+def _make_runs(root: pathlib.Path) -> pathlib.Path:
+    """Fills `root` with real runs: `single`, `cohort/seed-{0,1}`, `sweep/cells/<key>` (one
     completed, one diverged), `stopped` (interrupted after its first evaluation), a folder
     without runs, and a hidden folder holding a run (not searched)."""
-    root = tmp_path_factory.mktemp("runs")
     assert main(["train", *TINY, "--out", str(root / "single")]) == 0
     assert main(["train", *TINY, "--seeds", "0-1", "--out", str(root / "cohort")]) == 0
     (root / "spec.toml").write_text(SPEC)
@@ -77,6 +77,24 @@ def runs(tmp_path_factory):
     (root / "notes").mkdir()
     (root / "notes" / "todo.txt").write_text("not a run")
     shutil.copytree(root / "single", root / ".hidden" / "run")
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """`_make_runs`' folder, made once per test session: pytest-xdist workers share it (the
+    first one to get the lock makes it), and tests only read it or copy from it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _make_runs(tmp_path_factory.mktemp("runs"))
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, common to the workers
+    root = shared / "runs-table"
+    with open(shared / "runs-table.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "made").is_file():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed attempt left
+            root.mkdir()
+            _make_runs(root)
+            (root / "made").touch()
     return root
 
 
