@@ -1,5 +1,7 @@
 """jaxode: continuous-time neural networks with time-parameterized weights, in JAX."""
 
+import importlib.metadata as _metadata
+
 from ._bases import (
     AbstractPolynomialBasis as AbstractPolynomialBasis,
     AbstractTimeBasis as AbstractTimeBasis,
@@ -45,7 +47,10 @@ from ._surrogate import (
     count_parameters as count_parameters,
 )
 
-__version__ = __import__("importlib.metadata").metadata.version("jaxode")
+try:
+    __version__ = _metadata.version("jaxode")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "unknown"
 
 # Data sets, training engine and run directories (issue 3).
 from ._datasets import (

@@ -51,6 +51,8 @@ OPTIONS = [
     ("--field-init", "model", "field_init", str, "initialisation of the field's weights"),
     ("--field-init-std", "model", "field_init_std", float, "std of --field-init normal"),
     ("--clamp", "model", "clamp", str, "freeze the weights outside [0, t1]: true or false"),
+    ("--basis-window", "model", "basis_window", float,
+     "end of the basis window when not t1 (1 with --t1 10: the study's raw-time monomials)"),
     ("--field-input", "model", "field_input", str, "time series: what the field sees of y"),
     ("--optimiser", "train", "optimiser", str, "optimiser"),
     ("--lr", "train", "learning_rate", float, "learning rate"),

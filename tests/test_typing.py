@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tomllib
 
-import numpy as np
 import pytest
 
 import jaxode
@@ -17,7 +16,8 @@ import jaxode
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HOOKED = os.environ.get("JAXODE_TYPECHECK") == "1"
 
-# Fast tests that call the public signatures (bases and projection, layers and fields, the
+# The first entry is not collected by a plain run (its name is not test_*.py): it proves the
+# hook is on, so it runs under the hook only. Then fast tests that call the public signatures (bases and projection, layers and fields, the
 # models, the surrogate trained into a run directory): under the hook every annotated
 # function and Module of jaxode they reach is checked, internals included (about 20 s). Left
 # out for good reason are the tests of jaxode's own argument checks (`test_field_errors`,
@@ -28,7 +28,7 @@ HOOKED = os.environ.get("JAXODE_TYPECHECK") == "1"
 # (`test_spiral_run_metrics_match_an_independent_integration`, 7-25 s; it passes under the
 # hook) and the probes (their annotations say jax.Array where they take lists and NumPy).
 SUBSET = [
-    "tests/test_typing.py::test_the_hook_checks_shapes_of_public_functions",
+    "tests/typecheck_hook.py::test_the_hook_checks_shapes_of_public_functions",
     "tests/test_fields.py::test_time_varying_linear_init_is_constant_in_time",
     "tests/test_fields.py::test_time_varying_linear_matches_numpy",
     "tests/test_fields.py::test_fields_match_their_formulas",
@@ -62,37 +62,9 @@ def test_the_package_ships_py_typed():
         assert any(str(f) == "jaxode/py.typed" for f in files)
 
 
-@pytest.mark.skipif(not HOOKED, reason="runs under JAXODE_TYPECHECK=1 (see the test below)")
-def test_the_hook_checks_shapes_of_public_functions(getkey):
-    import diffrax
-    import jax.numpy as jnp
-    import jaxtyping
-
-    # NumPy would broadcast (5, 2) against (5, 1) and return a number; the annotation
-    # (both "n out") refuses it.
-    with pytest.raises(jaxtyping.TypeCheckError, match="parameter 'targets'"):
-        jaxode.global_relative_error(np.ones((5, 2)), np.ones((5, 1)))
-    # A Module's method: `t` is a scalar time.
-    layer = jaxode.TimeVaryingLinear(3, 2, jaxode.LegendreBasis(1), key=getkey())
-    with pytest.raises(jaxtyping.TypeCheckError, match="parameter 't'"):
-        layer.weight_at(jnp.zeros(4))
-    # A Module's fields, checked when it is built: `states` has a time and a state axis.
-    with pytest.raises(jaxtyping.TypeCheckError, match="parameter 'states'"):
-        jaxode.Trajectory(
-            ts=jnp.zeros(3),
-            states=jnp.zeros(3),
-            final=jnp.zeros(2),
-            result=diffrax.RESULTS.successful,
-            num_steps=jnp.zeros((), int),
-            num_accepted_steps=jnp.zeros((), int),
-            num_rejected_steps=jnp.zeros((), int),
-        )
-
-
 def test_the_public_surface_passes_under_the_type_checker():
     """`SUBSET` with jaxtyping's import hook and beartype (tests/conftest.py installs it
     before jaxode is imported when JAXODE_TYPECHECK=1)."""
-    pytest.importorskip("beartype")
     if HOOKED:
         pytest.skip("already running under the hook")
     env = dict(os.environ, JAXODE_TYPECHECK="1")
