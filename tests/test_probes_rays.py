@@ -391,3 +391,15 @@ def test_output_constant_along_the_ray_is_converged_with_unknown_rate():
     np.testing.assert_allclose(result.limit[0, 0], [math.tanh(0.3), 1.0], atol=1e-12)
     assert math.isnan(result.rate[0, 0, 0]) and result.rate[0, 0, 1] == pytest.approx(2.0, rel=1e-5)
     assert result.notes == ()
+
+
+def test_a_function_hiding_a_reverse_mode_neural_ode_is_refused_with_the_fix():
+    import jaxode
+
+    key1, key2 = jax.random.split(jax.random.PRNGKey(0))
+    field = jaxode.MLPField(2, 4, jaxode.LegendreBasis(1), key=key1)
+    model = jaxode.Surrogate(1, 1, jaxode.NeuralODE(field, 1.0), key=key2)
+    radii = jnp.geomspace(1.0, 100.0, 8)
+    directions = jnp.ones((1, 1))
+    with pytest.raises(TypeError, match="pass the model itself"):
+        probes.ray_limit(lambda x: model(x), jnp.zeros(1), directions, radii)

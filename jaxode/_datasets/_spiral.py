@@ -57,7 +57,12 @@ class TrajectoryData:
             )
         steps = np.diff(ts)
         if len(ts) < 3 or not np.allclose(steps, steps[0], rtol=1e-9, atol=0) or steps[0] <= 0:
-            raise ValueError("`ts` must hold at least 3 increasing, equispaced times.")
+            raise ValueError(
+                "`ts` must hold at least 3 increasing, equispaced times (steps equal to a "
+                f"relative 1e-9; got steps from {steps.min() if len(steps) else 0:.17g} to "
+                f"{steps.max() if len(steps) else 0:.17g}): build them in float64, e.g. "
+                "np.linspace(t0, t1, n) with NumPy's default dtype, not in float32."
+            )
         if not (np.all(np.isfinite(ts)) and np.all(np.isfinite(ys))):
             raise ValueError("`ys` contains NaN or infinite values; clean the data.")
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2:

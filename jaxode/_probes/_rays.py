@@ -62,6 +62,19 @@ def forward_mode(model):
     return jax.tree_util.tree_map(convert, model, is_leaf=is_ode)
 
 
+def _hidden_reverse_mode(error: TypeError) -> TypeError:
+    """The fix for a reverse-mode neural ODE that `forward_mode` could not see (inside a
+    function), where JAX only says it cannot take a JVP of a custom VJP."""
+    if "custom_vjp" not in str(error):
+        return error
+    return TypeError(
+        "the probed model holds a neural ODE differentiated in reverse mode, which forward-mode "
+        "ray derivatives cannot go through: pass the model itself (an eqx.Module, whose neural "
+        "ODEs the probes switch to forward mode), not a function that calls it, or build its "
+        "NeuralODE with paradigm=diffrax.ForwardMode()."
+    )
+
+
 def ray_derivatives(model: Model, x0, direction, radii):
     """$g(r)$ and $g'(r)$ at every radius, each of shape (num_radii, out_size).
 
@@ -517,16 +530,19 @@ def ray_limit(
         chunk_size = check_count("chunk_size", chunk_size)
     model = forward_mode(model)
     dtype = _model_dtype(model, in_size)
-    out = _ray_limit_core(
-        model,
-        jnp.asarray(base_points, dtype),
-        jnp.asarray(directions, dtype),
-        jnp.asarray(radii, dtype),
-        settle_rtol,
-        min_points,
-        min_oscillations,
-        chunk_size,
-    )
+    try:
+        out = _ray_limit_core(
+            model,
+            jnp.asarray(base_points, dtype),
+            jnp.asarray(directions, dtype),
+            jnp.asarray(radii, dtype),
+            settle_rtol,
+            min_points,
+            min_oscillations,
+            chunk_size,
+        )
+    except TypeError as error:
+        raise _hidden_reverse_mode(error) from None
     out = {k: np.asarray(v) for k, v in out.items()}
     notes = precision_notes(dtype, out["float32_radius"]) + solver_notes(model)
     unresolved = int(np.sum(out["verdict_code"] == UNRESOLVED))

@@ -303,6 +303,10 @@ def _plot_errorbars(panels, x_field, xlabel, metric, path, written) -> None:
                             color=BASIS_COLOURS.get(basis, "k"), label=label)
                 drawn = True
         ax.set(xlabel=xlabel, ylabel=_metric_label(metric), title=title)
+        if x_field == "model.degree":
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if drawn:
         _save(fig, axes, path, written, log_y=_is_error(metric))
 
