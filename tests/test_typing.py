@@ -26,7 +26,9 @@ HOOKED = os.environ.get("JAXODE_TYPECHECK") == "1"
 # they pass a wrongly typed argument on purpose and match jaxode's message, which the checker
 # pre-empts with its own TypeCheckError. Left out for time: the time-series run
 # (`test_spiral_run_metrics_match_an_independent_integration`, 7-25 s; it passes under the
-# hook) and the probes (their annotations say jax.Array where they take lists and NumPy).
+# hook). The probes are covered by three fast tests (ray_limit, limit_map on top of it, and
+# minimal_ode_along_rays; about 3 s): their annotations take lists and NumPy (ArrayLike) and
+# NumPy integer codes, as the code does.
 SUBSET = [
     "tests/typecheck_hook.py::test_the_hook_checks_shapes_of_public_functions",
     "tests/test_fields.py::test_time_varying_linear_init_is_constant_in_time",
@@ -43,6 +45,9 @@ SUBSET = [
     "tests/test_bases.py::test_step_j_uses_piece_j_for_every_step_count_up_to_1000",
     "tests/test_models.py::test_max_steps_raises_or_returns_status",
     "tests/test_runs.py::test_iterations_and_evaluation_cadence_in_steps",
+    "tests/test_probes_rays.py::test_closed_form_example_both_directions",
+    "tests/test_probes_maps.py::test_limit_map_matches_sign_pattern_formula",
+    "tests/test_probes_minimal_ode.py::test_tanh_neuron_satisfies_riccati_pooled_over_hidden_biases",
 ]
 
 

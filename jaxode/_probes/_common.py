@@ -30,7 +30,7 @@ RESOLUTION_FACTOR = 1e3
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
-def verdict_name(code: int, power: float = math.nan) -> str:
+def verdict_name(code: int | np.integer, power: float | np.floating = math.nan) -> str:
     """Readable verdict for an integer code; `POLY(p)` carries its power, rounded."""
     code = int(code)
     if code == POLY:

@@ -1,13 +1,13 @@
 """Error versus distance outside the training domain, against a ground-truth law."""
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._common import (
     CONSTANT_EXP,
@@ -107,9 +107,9 @@ class ErrorDistanceResult(ProbeResult):
 def error_vs_distance(
     model: Callable[[Float[Array, " in_size"]], Float[Array, "..."]],
     truth: Callable[[Float[Array, " in_size"]], Float[Array, "..."]],
-    lower: Float[Array, " in_size"],
-    upper: Float[Array, " in_size"],
-    distances: Float[Array, " num_distances"],
+    lower: Float[ArrayLike, " in_size"] | Sequence[float],
+    upper: Float[ArrayLike, " in_size"] | Sequence[float],
+    distances: Float[ArrayLike, " num_distances"] | Sequence[float],
     *,
     num_points: int = 256,
     key: PRNGKeyArray,

@@ -5,13 +5,13 @@ valid prediction time; Dakhmouche and Gorji, arXiv 2510.04102 (2025) for the bou
 """
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from .._fields import AntisymmetricField, HamiltonianField, LayerField, MLPField
 from .._models import NeuralODE
@@ -170,8 +170,8 @@ class ExtrapolationResult(ProbeResult):
 
 def trajectory_extrapolation(
     dynamics: NeuralODE,
-    initial_states: Float[Array, "num_states width"],
-    truth: AbstractLaw | Float[Array, "num_states num_times width"],
+    initial_states: Float[ArrayLike, "num_states width"] | Float[ArrayLike, " width"] | Sequence[Sequence[float]] | Sequence[float],
+    truth: AbstractLaw | Float[ArrayLike, "num_states num_times width"],
     *,
     t_train: float,
     t_ext: float,

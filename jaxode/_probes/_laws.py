@@ -230,7 +230,7 @@ class LotkaVolterra(AbstractLaw):
     def default_initial_state(self):
         return jnp.array([1.0, 1.0])
 
-    def invariant(self, y: Float[Array, " 2"]) -> Float[Array, ""]:
+    def invariant(self, y: Float[ArrayLike, "*batch 2"]) -> Float[Array, "*batch"]:
         """The conserved quantity $V$."""
         x, p = y[..., 0], y[..., 1]
         return self.delta * x - self.gamma * jnp.log(x) + self.beta * p - self.alpha * jnp.log(p)

@@ -1,11 +1,12 @@
 """Limit map: the limit along every direction, how many distinct limits, and their range."""
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import ArrayLike, Float
 
 from ._common import CONSTANT_EXP, ProbeResult, as_float_array, check_positive, verdict_names
 from ._rays import Model, ray_limit
@@ -85,11 +86,11 @@ class LimitMapResult(ProbeResult):
 
 def limit_map(
     model: Model,
-    directions: Float[Array, "num_directions in_size"],
-    radii: Float[Array, " num_radii"],
+    directions: Float[ArrayLike, "num_directions in_size"] | Sequence[Sequence[float]],
+    radii: Float[ArrayLike, " num_radii"] | Sequence[float],
     *,
-    base_point: Float[Array, " in_size"] | None = None,
-    targets_train: Float[Array, "num_samples out_size"] | None = None,
+    base_point: Float[ArrayLike, " in_size"] | Sequence[float] | None = None,
+    targets_train: Float[ArrayLike, "num_samples out_size"] | Float[ArrayLike, " num_samples"] | Sequence[float] | None = None,
     distinct_atol: float = 1e-6,
     chunk_size: int | None = None,
 ) -> LimitMapResult:

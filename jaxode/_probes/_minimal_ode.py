@@ -8,19 +8,19 @@ the "structural variability" a model can express.
 
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from ._rays import forward_mode
 from ._common import ProbeResult, as_float_array, check_count, check_positive, check_radii, format_table
 
 
-def monomial_exponents(num_variables: int, degree: int) -> list[tuple[int, ...]]:
+def monomial_exponents(num_variables: int | np.integer, degree: int | np.integer) -> list[tuple[int, ...]]:
     """Exponent tuples of all monomials of total degree <= `degree`, by degree then lexicographic."""
     out = []
     for total in range(degree + 1):
@@ -135,7 +135,7 @@ class MinimalODEResult(ProbeResult):
 def minimal_ode(
     family: Callable[[PyTree, Float[Array, ""]], Float[Array, ""]],
     members: PyTree,
-    radii: Float[Array, " num_radii"],
+    radii: Float[ArrayLike, " num_radii"] | Sequence[float],
     *,
     max_order: int = 3,
     max_degree: int = 4,
@@ -197,9 +197,9 @@ def minimal_ode(
 
 def minimal_ode_along_rays(
     model: Callable,
-    base_points: Float[Array, "num_base in_size"],
-    direction: Float[Array, " in_size"],
-    radii: Float[Array, " num_radii"],
+    base_points: Float[ArrayLike, "num_base in_size"] | Sequence[Sequence[float]],
+    direction: Float[ArrayLike, " in_size"] | Sequence[float],
+    radii: Float[ArrayLike, " num_radii"] | Sequence[float],
     *,
     output: int = 0,
     max_order: int = 3,

@@ -5,14 +5,14 @@ Insights from Physical Laws", arXiv 2510.04102 (2025).
 """
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ._common import (
     CONSTANT_EXP,
@@ -481,9 +481,9 @@ def _model_dtype(model, in_size):
 
 def ray_limit(
     model: Model,
-    base_points: Float[Array, "num_base in_size"] | Float[Array, " in_size"],
-    directions: Float[Array, "num_directions in_size"] | Float[Array, " in_size"],
-    radii: Float[Array, " num_radii"],
+    base_points: Float[ArrayLike, "num_base in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
+    directions: Float[ArrayLike, "num_directions in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
+    radii: Float[ArrayLike, " num_radii"] | Sequence[float],
     *,
     settle_rtol: float = 0.05,
     min_points: int = 4,

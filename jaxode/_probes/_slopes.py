@@ -1,12 +1,13 @@
 """Asymptotic slope of piecewise-linear (ReLU-type) models and the tail oscillation count."""
 
 import dataclasses
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import ArrayLike, Float
 
 from ._common import (
     RESOLUTION_FACTOR,
@@ -84,9 +85,9 @@ class SlopeResult(ProbeResult):
 
 def asymptotic_slope(
     model: Model,
-    base_points: Float[Array, "num_base in_size"] | Float[Array, " in_size"],
-    directions: Float[Array, "num_directions in_size"] | Float[Array, " in_size"],
-    radii: Float[Array, " num_radii"],
+    base_points: Float[ArrayLike, "num_base in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
+    directions: Float[ArrayLike, "num_directions in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
+    radii: Float[ArrayLike, " num_radii"] | Sequence[float],
 ) -> SlopeResult:
     """Asymptotic slope, last-kink radius and linearity residual of a ReLU-type model along rays.
 
@@ -164,9 +165,9 @@ class OscillationResult(ProbeResult):
 
 def tail_oscillations(
     model: Model,
-    base_points: Float[Array, "num_base in_size"] | Float[Array, " in_size"],
-    directions: Float[Array, "num_directions in_size"] | Float[Array, " in_size"],
-    radii: Float[Array, " num_radii"],
+    base_points: Float[ArrayLike, "num_base in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
+    directions: Float[ArrayLike, "num_directions in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
+    radii: Float[ArrayLike, " num_radii"] | Sequence[float],
     *,
     start_radius: float = 0.0,
 ) -> OscillationResult:

@@ -5,12 +5,13 @@ exponentially damped/undamped sinusoids in noise", IEEE Trans. ASSP 38(5), 1990.
 """
 
 import dataclasses
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import ArrayLike, Float
 
 from ._common import (
     CONSTANT_EXP,
@@ -129,7 +130,7 @@ class TailSpectrumResult(ProbeResult):
 
 
 def tail_spectrum(
-    samples: Float[Array, "num_tails num_samples"] | Float[Array, " num_samples"],
+    samples: Float[ArrayLike, "num_tails num_samples"] | Float[ArrayLike, " num_samples"] | Sequence[Sequence[float]] | Sequence[float],
     step: float,
     *,
     pencil: int | None = None,

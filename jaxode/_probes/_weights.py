@@ -7,7 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from .._bases import AbstractTimeBasis
 from .._layers import TimeVaryingLinear
@@ -104,7 +104,7 @@ def _far_times(basis: AbstractTimeBasis, far: tuple[float, float], num_times: in
 
 def coefficient_asymptotics(
     basis: AbstractTimeBasis,
-    coefficients: Float[Array, "num_basis ..."],
+    coefficients: Float[ArrayLike, "num_basis ..."],
     *,
     name: str = "theta",
     far: tuple[float, float] = (10.0, 1e4),
