@@ -222,7 +222,7 @@ def test_an_adaptive_neural_ode_resumes_bit_identically(tmp_path, runs):
 
 
 def test_the_chunk_compiles_once_and_holds_no_host_callback():
-    from jaxode._training._engine import Plan, Programs, initial_state
+    from jaxode._training._engine import COMPLETED, Plan, Programs, initial_state
 
     model = jaxode.Surrogate(
         2,
@@ -249,7 +249,6 @@ def test_the_chunk_compiles_once_and_holds_no_host_callback():
         jnp.asarray(y),
         jnp.stack([jax.random.PRNGKey(0)] * 2),
         (),
-        jnp.array([5, 5]),
     )
     orders = lambda state: programs.orders(state.step, args[3])
     lowered = programs.chunk.lower(*args, orders(state))
@@ -260,10 +259,19 @@ def test_the_chunk_compiles_once_and_holds_no_host_callback():
     )
     assert "callback" in outside.as_text().lower()
     compiled = lowered.compile()
-    state = compiled(*args, orders(state))
-    state = compiled(state, *args[1:-1], jnp.array([10, 10]), orders(state))
+    state, before, after = compiled(*args, orders(state))
+    # no validation data: the evaluation's bookkeeping ran in the chunk (the loss sums reset)
+    assert np.asarray(before[0])[:, 0].tolist() == [5, 5] and np.all(
+        np.asarray(after[0])[:, -1] == 0
+    )
+    state, _, _ = compiled(state, *args[1:], orders(state))
     assert "callback" not in programs.orders.lower(state.step, args[3]).as_text().lower()
     assert programs.traces == 1 and np.asarray(state.step).tolist() == [10, 10]
+    # past the end no member runs, and the chunk leaves the state as it is
+    assert np.asarray(state.status).tolist() == [COMPLETED, COMPLETED]
+    idle, _, _ = compiled(state, *args[1:], orders(state))
+    for a, b in zip(jax.tree_util.tree_leaves(idle), jax.tree_util.tree_leaves(state)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_shared_solve_cohort_matches_its_members_to_the_tolerance(runs):

@@ -171,6 +171,45 @@ def shared_predictions(models, xs):
     return over_members(lambda m: m.readout)(models, final), solution.result
 
 
+# The scalar fields the host reads after every chunk, packed into two arrays.
+COUNTER_INTEGERS = (
+    "step",
+    "status",
+    "best_step",
+    "bad",
+    "failures",
+    "failed_batches",
+    "consecutive_failures",
+    "failure_reason",
+    "loss_count",
+)
+COUNTER_FLOATS = ("lowest", "loss_sum")
+
+
+def packed_counters(state: TrainState) -> tuple[Array, Array]:
+    """`COUNTER_INTEGERS` and `COUNTER_FLOATS` of `state`, stacked along a last axis."""
+    integers = jnp.stack([getattr(state, name) for name in COUNTER_INTEGERS], axis=-1)
+    return integers, jnp.stack([getattr(state, name) for name in COUNTER_FLOATS], axis=-1)
+
+
+def _with_counters(state: TrainState):
+    return state, packed_counters(state)
+
+
+def _when_running(chunk: Callable) -> Callable:
+    """`chunk`, skipped when no member is running: the host dispatches the next chunk before
+    it has read whether training ended, so that its bookkeeping overlaps the device's work."""
+
+    def guarded(state, *args):
+        def idle(state, *args):
+            return state, packed_counters(state), packed_counters(state)
+
+        running = jnp.any(state.status == RUNNING)
+        return jax.lax.cond(running, chunk, idle, state, *args)
+
+    return guarded
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """What every program of one training run closes over (nothing here is an array).
@@ -223,19 +262,25 @@ class Programs:
     ):
         self.plan, self.members, self.traces = plan, members, 0
         self.shared_solve = shared_solve
-        chunk_axes = (0, None, None, 0, 0, 0, 0)
-        self.chunk = self._compile(self._chunk, chunk_axes, mesh, shard_map, not shared_solve)
+        chunk_axes = (0, None, None, 0, 0, 0)
+        chunk = self._compile(self._chunk, chunk_axes, mesh, shard_map, not shared_solve, False)
+        self.chunk = jax.jit(_when_running(chunk))
         # A program of its own: it depends on no model, so every structure with the same
         # sample, batch and interval sizes shares its compilation through the persistent cache
         # (inside the chunk it cost about a fifth of a small model's compile time).
         self.orders = self._compile(self._orders, (0, 0), mesh, shard_map)
         self.predict = self._compile(self._predict, (0, None), mesh, shard_map)
-        self.record = self._compile(self._record, (0, 0, 0), mesh, shard_map)
+        self.record = self._compile(
+            lambda *args: _with_counters(self._record(*args)), (0, 0, 0), mesh, shard_map
+        )
         self.loss_of = jax.jit(jax.vmap(lambda p, y: plan.loss(p, y), in_axes=(0, None)))
 
-    def _compile(self, function, in_axes, mesh, shard_map, vectorise: bool = True):
+    def _compile(
+        self, function, in_axes, mesh, shard_map, vectorise: bool = True, jit: bool = True
+    ):
         """`function` of one member as a program of the cohort (`vectorise=False`: it
-        already takes the whole cohort)."""
+        already takes the whole cohort; `jit=False`: the function to compile, not the
+        program)."""
         if self.members is None:
             squeeze = lambda tree: jax.tree_util.tree_map(lambda a: a[0], tree)
             expand = lambda tree: jax.tree_util.tree_map(lambda a: a[None], tree)
@@ -244,7 +289,7 @@ class Programs:
                 args = [a if axis is None else squeeze(a) for a, axis in zip(args, in_axes)]
                 return expand(function(*args))
 
-            return jax.jit(single)
+            return jax.jit(single) if jit else single
         batched = jax.vmap(function, in_axes=in_axes) if vectorise else function
         if mesh is not None and shard_map:
             from jax.sharding import PartitionSpec as P
@@ -253,7 +298,7 @@ class Programs:
             batched = jax.shard_map(
                 batched, mesh=mesh, in_specs=specs, out_specs=P("members"), check_vma=False
             )
-        return jax.jit(batched)
+        return jax.jit(batched) if jit else batched
 
     def objective(self, params, regulariser_values, xb, yb):
         plan = self.plan
@@ -373,19 +418,27 @@ class Programs:
         reason = jnp.broadcast_to(failure_code(result), misfit.shape)
         return jnp.sum(misfit + penalties), (misfit, jnp.broadcast_to(failed, misfit.shape), reason)
 
-    def _chunk(self, state, xs, ys, key, regulariser_values, boundary, orders):
-        """`plan.interval` steps as one scan; steps at or past `boundary` (the next
-        evaluation, or the end) and steps of a stopped member leave the state as it is.
-        `orders` are `self.orders(state.step, key)`."""
+    def _chunk(self, state, xs, ys, key, regulariser_values, orders):
+        """The steps up to the next evaluation (a multiple of `plan.interval`, or the end) as
+        one scan; steps of a stopped member leave its state as it is. `orders` are
+        `self.orders(state.step, key)`. Without validation data the evaluation's bookkeeping
+        needs nothing from the host and follows in the same program. Returns the state and
+        the packed counters (`packed_counters`) before and after that bookkeeping."""
         self.traces += 1
+        plan = self.plan
         step = self._shared_step if self.shared_solve else self._step
+        boundary = jnp.minimum((state.step // plan.interval + 1) * plan.interval, plan.total)
 
         def body(carry, _):
             return step(carry, xs, ys, key, regulariser_values, boundary, orders), None
 
         with skip_value_checks():
-            state, _ = jax.lax.scan(body, state, length=self.plan.interval)
-        return state
+            state, _ = jax.lax.scan(body, state, length=plan.interval)
+        before = packed_counters(state)
+        if not plan.validated:
+            record = jax.vmap(self._record) if self.shared_solve else self._record
+            state = record(state, state.lowest, state.status == RUNNING)
+        return state, before, packed_counters(state)
 
     def _predict(self, params, xs):
         model = eqx.combine(params, self.plan.static)

@@ -16,6 +16,8 @@ from .._counting import EvaluationCounts
 from ._checkpoint import load_checkpoint, save_checkpoint, write_history
 from ._engine import (
     COMPLETED,
+    COUNTER_FLOATS,
+    COUNTER_INTEGERS,
     DIVERGED,
     EARLY_STOPPED,
     EXPLODED,
@@ -27,6 +29,7 @@ from ._engine import (
     Programs,
     TrainState,
     initial_state,
+    packed_counters,
 )
 from ._metrics import error_metrics
 from ._progress import progress_bar
@@ -200,33 +203,20 @@ def ending(plan: Plan, options: Options, record: Member, counters: dict) -> str:
     return message
 
 
-_INTEGERS = (
-    "step",
-    "status",
-    "best_step",
-    "bad",
-    "failures",
-    "failed_batches",
-    "consecutive_failures",
-    "failure_reason",
-    "loss_count",
-)
-_FLOATS = ("lowest", "loss_sum")
-
-
-@jax.jit
-def _packed(state: TrainState):
-    # Two arrays cross to the host instead of eleven: the host reads them after every chunk.
-    integers = jnp.stack([getattr(state, name) for name in _INTEGERS], axis=-1)
-    return integers, jnp.stack([getattr(state, name) for name in _FLOATS], axis=-1)
+def unpack(packed) -> dict:
+    """The scalar fields of every member, as NumPy arrays, from `packed_counters`."""
+    integers, floats = to_host(packed)
+    out = {name: integers[..., i] for i, name in enumerate(COUNTER_INTEGERS)}
+    out.update({name: floats[..., i] for i, name in enumerate(COUNTER_FLOATS)})
+    return out
 
 
 def counters_of(state: TrainState) -> dict:
     """The scalar fields of every member, as NumPy arrays."""
-    integers, floats = to_host(_packed(state))
-    out = {name: integers[..., i] for i, name in enumerate(_INTEGERS)}
-    out.update({name: floats[..., i] for i, name in enumerate(_FLOATS)})
-    return out
+    return unpack(_packed(state))
+
+
+_packed = jax.jit(packed_counters)
 
 
 def member_counters(counters: dict, k: int | np.integer) -> dict:
@@ -261,48 +251,66 @@ def run(
     counter: Callable[..., EvaluationCounts] | None,
 ):
     """Trains until every member has stopped; returns the final state and counters. A
-    `KeyboardInterrupt` marks the members still running as interrupted."""
+    `KeyboardInterrupt` marks the members still running as interrupted.
+
+    The next chunk is dispatched as soon as an evaluation's device bookkeeping is (without
+    validation data, at once: the chunk did it), before the host has read its outcome:
+    history, checkpoints and progress are written while the device trains. A chunk
+    dispatched after the last evaluation finds no member running and does nothing."""
     xs, ys, keys, regularisers = arrays["xs"], arrays["ys"], arrays["keys"], arrays["regularisers"]
     counters = counters_of(state)
     resumed_wall = [record.wall for record in members]
     done = int(np.max(counters["step"][counters["status"] == RUNNING], initial=0))
     shown = options.progress and writes_files()
     bar = progress_bar(plan.total, done, shown, elapsed=max(resumed_wall))
-    start, chunk = time.perf_counter(), None
     try:
+        if not np.any(counters["status"] == RUNNING):
+            return state, counters
+        tic = time.perf_counter()
+        # Compiled ahead of time: the compilation is timed on its own, and a call that would
+        # need another compilation fails instead of recompiling.
+        orders = programs.orders(state.step, keys)
+        chunk = programs.chunk.lower(state, xs, ys, keys, regularisers, orders).compile()
+        if plan.validated:
+            # The evaluation's bookkeeping too (a call that changes nothing), so that
+            # training wall times exclude compilation.
+            nothing = arrays["place"](jnp.zeros(len(members), bool))
+            inf = arrays["place"](jnp.full(len(members), jnp.inf, xs.dtype))
+            jax.block_until_ready(programs.record(state, inf, nothing))
+        compile_time = time.perf_counter() - tic
+        start, started = time.perf_counter(), time.time()
+        for record in members:
+            record.compile_time = record.compile_time or compile_time
+            record.training_started = started
+
+        def advance(state):
+            return chunk(state, xs, ys, keys, regularisers, programs.orders(state.step, keys))
+
+        pending = advance(state)
         while np.any(counters["status"] == RUNNING):
-            running = counters["status"] == RUNNING
-            steps = counters["step"]
-            boundary = np.minimum((steps // plan.interval + 1) * plan.interval, plan.total)
-            boundary = arrays["place"](jnp.asarray(boundary.astype(np.int32)))
-            tic = time.perf_counter()
-            orders = programs.orders(state.step, keys)
-            if chunk is None:
-                # Compiled ahead of time: the compilation is timed on its own, and a call
-                # that would need another compilation fails instead of recompiling.
-                lowered = programs.chunk.lower(state, xs, ys, keys, regularisers, boundary, orders)
-                chunk = lowered.compile()
-                # Compile the evaluation's bookkeeping too (a call that changes nothing), so
-                # that training wall times exclude compilation.
-                nothing = arrays["place"](jnp.zeros(len(members), bool))
-                inf = arrays["place"](jnp.full(len(members), jnp.inf, xs.dtype))
-                jax.block_until_ready(programs.record(state, inf, nothing))
-                compile_time = time.perf_counter() - tic
-                start += compile_time
-                started = time.time()
-                for record in members:
-                    record.compile_time = record.compile_time or compile_time
-                    record.training_started = started
-            state = chunk(state, xs, ys, keys, regularisers, boundary, orders)
-            after = counters_of(state)
+            running, steps = counters["status"] == RUNNING, counters["step"]
+            stepped, before, recorded = pending
+            if not plan.validated:
+                # The chunk did its evaluation's bookkeeping: queue the next one at once.
+                state, pending = stepped, advance(stepped)
+            after = unpack(before)
             bar.update(int(np.max(after["step"][running])) - int(np.max(steps[running])))
             evaluated = running & (after["status"] == RUNNING)
             elapsed = time.perf_counter() - start
             for k in np.flatnonzero(evaluated):
                 members[k].wall = resumed_wall[k] + elapsed
-            state, counters = evaluate(
-                plan, programs, state, members, after, evaluated, arrays, options, counter
+            rows, monitored = evaluation_rows(
+                plan, programs, stepped, after, evaluated, arrays, options
             )
+            if plan.validated:
+                flags = arrays["place"](jnp.asarray(evaluated))
+                monitored = arrays["place"](jnp.asarray(monitored, xs.dtype))
+                stepped, recorded = programs.record(stepped, monitored, flags)
+                state, pending = stepped, advance(stepped)
+            counters = unpack(recorded)
+            for k in rows:
+                members[k].monitored = rows[k]["val_global" if plan.validated else "train_loss"]
+            finish_evaluation(plan, state, counters, members, rows, arrays, options, counter)
             for k in np.flatnonzero(running & (counters["status"] != RUNNING)):
                 members[k].message = ending(plan, options, members[k], member_counters(counters, k))
             _postfix(bar, members, counters, running, plan.validated)
@@ -319,41 +327,43 @@ def run(
     return state, counters
 
 
-def evaluate(plan, programs, state, members, after, evaluated, arrays, options, counter):
-    """The evaluation after a chunk: validation error, the device bookkeeping (`record`),
-    history rows, evaluation counts and checkpoints of the members in `evaluated`."""
-    monitored = np.full(len(members), np.inf)
+def evaluation_rows(plan, programs, state, after, evaluated, arrays, options):
+    """The history rows of the members in `evaluated` after a chunk (validation error and
+    losses), and the monitored value of every member (`inf` where none)."""
+    monitored = np.full(len(evaluated), np.inf)
     rows = {}
-    if np.any(evaluated):
+    if not np.any(evaluated):
+        return rows, monitored
+    if plan.validated:
+        xv, yv = arrays["val"]
+        predicted = predict_members(
+            programs, state.params, xv, arrays["xs"].dtype, arrays["val_rows"]
+        )
+        as_device = jnp.asarray(predicted, arrays["xs"].dtype)
+        val_losses = np.asarray(programs.loss_of(as_device, arrays["val_targets"]))
+    for k in np.flatnonzero(evaluated):
+        row = {
+            "step": int(after["step"][k]),
+            "epoch": int(after["step"][k]) / options.per_epoch,
+            "train_loss": float(after["loss_sum"][k] / after["loss_count"][k])
+            if after["loss_count"][k]
+            else math.nan,
+        }
         if plan.validated:
-            xv, yv = arrays["val"]
-            predicted = predict_members(
-                programs, state.params, xv, arrays["xs"].dtype, arrays["val_rows"]
-            )
-            as_device = jnp.asarray(predicted, arrays["xs"].dtype)
-            val_losses = np.asarray(programs.loss_of(as_device, arrays["val_targets"]))
-        for k in np.flatnonzero(evaluated):
-            row = {
-                "step": int(after["step"][k]),
-                "epoch": int(after["step"][k]) / options.per_epoch,
-                "train_loss": float(after["loss_sum"][k] / after["loss_count"][k])
-                if after["loss_count"][k]
-                else math.nan,
-            }
-            if plan.validated:
-                row["val_loss"] = float(val_losses[k])
-                row.update(error_metrics(predicted[k], yv, prefix="val_"))
-                value = row["val_global"]
-            else:
-                value = row["train_loss"]
-            monitored[k] = value if np.isfinite(value) else np.inf
-            members[k].monitored = value
-            row["solver_failures"] = int(after["failures"][k])
-            rows[k] = row
-    flags = arrays["place"](jnp.asarray(evaluated))
-    monitored = arrays["place"](jnp.asarray(monitored, arrays["xs"].dtype))
-    state = programs.record(state, monitored, flags)
-    counters = counters_of(state)
+            row["val_loss"] = float(val_losses[k])
+            row.update(error_metrics(predicted[k], yv, prefix="val_"))
+            value = row["val_global"]
+        else:
+            value = row["train_loss"]
+        monitored[k] = value if np.isfinite(value) else np.inf
+        row["solver_failures"] = int(after["failures"][k])
+        rows[k] = row
+    return rows, monitored
+
+
+def finish_evaluation(plan, state, counters, members, rows, arrays, options, counter):
+    """History rows, evaluation counts and checkpoints of the evaluated members, once the
+    device bookkeeping (`counters`, after it) has decided how each goes on."""
     fetched = []
 
     def host_state():
@@ -392,7 +402,6 @@ def evaluate(plan, programs, state, members, after, evaluated, arrays, options, 
                 if kept:
                     path = record.directory / CHECKPOINT
                     save_checkpoint(path, record.meta(), member(host_state(), k))
-    return state, counters
 
 
 def _postfix(bar, members, counters, running, validated) -> None:
