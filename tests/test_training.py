@@ -145,6 +145,36 @@ def test_fit_compiles_once_and_improves(getkey):
     assert result.model.dynamics.throw  # the user's setting comes back
 
 
+def test_the_minibatches_do_not_depend_on_the_evaluation_cadence(getkey):
+    """23 steps over epochs of 5 batches, evaluated after every step, every 2 steps or only
+    at the end (sample-order tables that serve 5, 2 and 1 chunks), equal a hand-written Adam
+    loop over the documented batches: epoch e visits `permutation(fold_in(key, e))` in
+    consecutive batches."""
+    x, y = tiny_data(40)
+    model, key, optimiser = tiny_resnet(getkey()), getkey(), optax.adam(1e-2)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    @jax.jit
+    def step(params, opt_state, xb, yb):
+        loss = lambda p: jnp.mean((eqx.combine(p, static).predict(xb) - yb) ** 2)
+        updates, opt_state = optimiser.update(jax.grad(loss)(params), opt_state, params)
+        return eqx.apply_updates(params, updates), opt_state
+
+    opt_state = optimiser.init(params)
+    for s in range(23):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, s // 5), 40))
+        index = order[(s % 5) * 8 : (s % 5 + 1) * 8]
+        params, opt_state = step(params, opt_state, jnp.asarray(x[index]), jnp.asarray(y[index]))
+    expected = jax.tree_util.tree_leaves(params)
+    for eval_every in (1, 2, 23):
+        result = fit(model, (x, y), optimiser, key=key, steps=23, batch_size=8,
+                     eval_every=eval_every, count_evaluations=False, divergence_factor=None)
+        assert result.steps == 23 and len(result.history) == -(-23 // eval_every)
+        got = jax.tree_util.tree_leaves(eqx.filter(result.model, eqx.is_inexact_array))
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_early_stopping_restores_best(getkey):
     x, y = tiny_data()
     result = fit(

@@ -269,6 +269,11 @@ class Programs:
         # sample, batch and interval sizes shares its compilation through the persistent cache
         # (inside the chunk it cost about a fifth of a small model's compile time).
         self.orders = self._compile(self._orders, (0, 0), mesh, shard_map)
+        # Chunks one `orders` table serves: with short chunks (eval_every=1) a permutation of
+        # the data per call costs as much host dispatch as the step; a table spanning an
+        # epoch's steps holds only two epochs.
+        per_epoch = plan.num_samples // plan.batch_size
+        self.orders_serve = max(1, per_epoch // plan.interval)
         self.predict = self._compile(self._predict, (0, None), mesh, shard_map)
         self.record = self._compile(
             lambda *args: _with_counters(self._record(*args)), (0, 0, 0), mesh, shard_map
@@ -321,16 +326,17 @@ class Programs:
         return jax.tree_util.tree_map(lambda p: jnp.where(active, p, 0), state.params)
 
     def _orders(self, step, key):
-        """The sample orders of every epoch a chunk can reach from `step` (as `batch_index`
-        draws them), computed once per chunk instead of once per step; `None` when batches
-        are drawn with replacement."""
+        """The sample orders of every epoch that the next `orders_serve` chunks can reach
+        from `step` (as `batch_index` draws them), computed once for those chunks instead of
+        once per step; `None` when batches are drawn with replacement."""
         plan = self.plan
         if plan.sampling == "replacement":
             return None
         per_epoch = plan.num_samples // plan.batch_size
         first = step // per_epoch
-        # `interval` consecutive steps reach at most this many epochs.
-        reach = 1 if plan.interval == 1 else (plan.interval - 2) // per_epoch + 2
+        # Each chunk advances a member by at most `interval` steps, and L consecutive steps
+        # reach at most (L - 2) // per_epoch + 2 epochs.
+        reach = (self.orders_serve * plan.interval - 2) // per_epoch + 2
         epochs = first + jnp.arange(reach)
         permute = lambda e: jax.random.permutation(jax.random.fold_in(key, e), plan.num_samples)
         return first, jax.vmap(permute)(epochs)

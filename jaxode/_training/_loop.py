@@ -283,8 +283,14 @@ def run(
             record.compile_time = record.compile_time or compile_time
             record.training_started = started
 
+        served = [0, orders]
+
         def advance(state):
-            return chunk(state, xs, ys, keys, regularisers, programs.orders(state.step, keys))
+            # Indices depend on (key, step) only: a reused table gives the same batches.
+            if served[0] == programs.orders_serve:
+                served[:] = [0, programs.orders(state.step, keys)]
+            served[0] += 1
+            return chunk(state, xs, ys, keys, regularisers, served[1])
 
         pending = advance(state)
         while np.any(counters["status"] == RUNNING):
