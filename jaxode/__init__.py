@@ -27,6 +27,7 @@ from ._models import (
     NeuralODE as NeuralODE,
     ResNet as ResNet,
     Trajectory as Trajectory,
+    skip_value_checks as skip_value_checks,
 )
 from ._paradigms import (
     AbstractParadigm as AbstractParadigm,

@@ -50,9 +50,24 @@ _VALUE_CHECKS = contextvars.ContextVar("jaxode_value_checks", default=True)
 
 @contextlib.contextmanager
 def skip_value_checks():
-    """Programs traced inside leave out `check_finite`'s runtime checks: the training engine
-    checks its data on the host once, and a host callback in a hot program would stall the
-    device and keep it out of JAX's compilation cache."""
+    """A context in which jaxode's models leave their runtime NaN/inf checks of inputs
+    (`Surrogate.predict`'s `x`, a dynamics' features) out of the programs traced inside it.
+
+    Each check is a host callback (`eqx.error_if`): in a hot compiled program, such as a
+    training step you write yourself, it stalls the device (docs/benchmarks.md measures it)
+    and keeps the program out of JAX's persistent compilation cache. Check the
+    data once on the host instead, and trace the step inside this context: the first call
+    (or `.lower`) of a `jax.jit` function traces it. `fit` and `fit_cohort` do this
+    themselves.
+
+    **Example:**
+
+    ```python
+    step = jax.jit(train_step)
+    with jaxode.skip_value_checks():
+        params, opt_state = step(params, opt_state, xb, yb)   # traced here, without checks
+    ```
+    """
     token = _VALUE_CHECKS.set(False)
     try:
         yield
