@@ -246,3 +246,33 @@ def test_probe_says_on_the_console_when_it_skipped_plots(
     assert skipped and report["plots"] == []
     assert f"plots skipped ({', '.join(skipped)}): matplotlib is not installed" in printed
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["report.json"]
+
+
+@pytest.mark.parametrize(
+    "setting, expected",
+    [(None, "xdg/jaxode/jax"), ("elsewhere", "elsewhere"), ("off", None), ("OFF", None)],
+)
+def test_the_command_turns_the_compilation_cache_on_where_the_environment_says(
+    setting, expected, tmp_path, monkeypatch
+):
+    import jax
+
+    from jaxode._cli import _use_compilation_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if setting is None:
+        monkeypatch.delenv("JAXODE_COMPILATION_CACHE", raising=False)
+    elif setting == "elsewhere":
+        monkeypatch.setenv("JAXODE_COMPILATION_CACHE", str(tmp_path / setting))
+    else:
+        monkeypatch.setenv("JAXODE_COMPILATION_CACHE", setting)
+    updates = {}
+    monkeypatch.setattr(jax.config, "update", lambda name, value: updates.__setitem__(name, value))
+    _use_compilation_cache()
+    if expected is None:
+        assert updates == {}
+    else:
+        assert updates == {
+            "jax_compilation_cache_dir": str(tmp_path / expected),
+            "jax_persistent_cache_min_compile_time_secs": 0.0,
+        }
