@@ -7,14 +7,19 @@ with Adam (constant learning rate, no clipping) on the MSE of minibatches of 20.
 `--steps` steps from the same initial model on the same float32 training arrays:
 
 - `fit chunk=C`: `jaxode.fit(..., eval_every=C)`: C steps per compiled `lax.scan`, minibatch
-  indices drawn on the device (default `sampling="epochs"`: a permutation per epoch);
-  `fit chunk=C, replacement`: the same with `sampling="replacement"`.
+  indices drawn on the device (default `sampling="epochs"`: a permutation per epoch).
 - `fit eval_every=1`: one step per chunk (a host round trip and fit's evaluation bookkeeping
   after every step).
 - `hand step`: a `jax.jit` step written directly against the model (`value_and_grad` of the
   MSE of `model.predict(xb)` plus the Optax update), called with arrays only (the model is
-  partitioned once with `eqx.partition`, its static part closed over), the minibatch indices
-  from a host permutation per epoch (asynchronous dispatch, synchronised every C steps).
+  partitioned once with `eqx.partition`, its static part closed over), taking the minibatches
+  that fit takes (epoch e visits `permutation(fold_in(key, e))`, as `fit` documents, computed
+  before the timing and placed on the device), so that every variant does the same solver
+  work (asynchronous dispatch, synchronised every C steps),
+  traced inside `jaxode.skip_value_checks()` as fit's programs are: the same compiled work,
+  without the host callback of `predict`'s NaN check of its input.
+- `hand step, checks on`: the same step traced without that context, as a loop written over
+  `model.predict` gets it by default (one host callback per step).
 - `hand step, synced`: the same, reading the loss back after every step (as a loop that logs
   it would).
 - `hand scan C`: a `jax.lax.scan` over C such steps per call.
@@ -22,12 +27,13 @@ with Adam (constant learning rate, no clipping) on the MSE of minibatches of 20.
 Compilation is excluded everywhere. The rates are steady-state: steps 2C to N (for `fit`
 from its `history` wall times; the first chunk runs on fresh buffers and the first evaluation
 compiles fit's bookkeeping program, which fit counts in its `wall_time`); rates over all N
-steps are reported too. The variants are interleaved (order rotated in every repeat) and each
-ratio is the median over repeats of ratios measured within one repeat, so a change of machine
-load hits both sides alike. A temporary persistent compilation cache spares the repeated
+steps are reported too. The two variants of each goal run back to back (which first
+alternating, the pairs' order rotated in every repeat) and each ratio is the median over
+repeats of ratios measured within one repeat, so a change of machine load hits both sides
+alike. A temporary persistent compilation cache spares the repeated
 `fit` calls their XLA compilation.
 
-    python benchmarks/engine_speed.py [--steps 500] [--repeats 5] [--chunk 100]
+    python benchmarks/engine_speed.py [--steps 500] [--repeats 15] [--chunk 100]
         [--out benchmarks/results/engine_speed.json]
 """
 
@@ -70,7 +76,8 @@ def study_setup(batch_size: int, seed: int):
 
 
 def hand_written(model, optimiser):
-    """A jitted step and a jitted scan of steps, both taking arrays only."""
+    """A jitted step and a jitted scan of steps, both taking arrays only (traced where they
+    are first called)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
     def loss(p, xb, yb):
@@ -92,12 +99,13 @@ def hand_written(model, optimiser):
     return params, static, jax.jit(step), jax.jit(scan)
 
 
-def host_indices(rng, steps: int, n: int, batch: int) -> np.ndarray:
-    """(steps, batch) row indices: a host permutation per epoch, last partial batch dropped."""
+def fit_indices(key, steps: int, n: int, batch: int) -> np.ndarray:
+    """(steps, batch) row indices of fit's minibatches for `key` (`sampling="epochs"`):
+    epoch e visits `permutation(fold_in(key, e))`, the last partial batch dropped."""
     per_epoch = n // batch
     rows = []
-    while len(rows) < steps:
-        order = rng.permutation(n)
+    for epoch in range(-(-steps // per_epoch)):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))
         rows.extend(order[: per_epoch * batch].reshape(per_epoch, batch))
     return np.asarray(rows[:steps], np.int32)
 
@@ -105,7 +113,7 @@ def host_indices(rng, steps: int, n: int, batch: int) -> np.ndarray:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500, help="steps per variant per repeat")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--chunk", type=int, default=100, help="steps per compiled chunk/scan")
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -131,54 +139,63 @@ def main():
     measured = steps - 2 * chunk  # steady state: the first two chunks are left out
     xs, ys = jnp.asarray(x), jnp.asarray(y)
     params0, static, step, scan = hand_written(model, optimiser)
+    checked_step = hand_written(model, optimiser)[2]
     opt0 = optimiser.init(params0)
     probe_x = xs[:batch]
 
-    # Compile the hand-written programs once, before any timing.
+    # Compile the hand-written programs once, before any timing (the first call traces).
     tic = time.perf_counter()
-    jax.block_until_ready(step(params0, opt0, xs, ys, jnp.zeros(batch, jnp.int32)))
-    step_compile = time.perf_counter() - tic
-    tic = time.perf_counter()
-    jax.block_until_ready(scan(params0, opt0, xs, ys, jnp.zeros((chunk, batch), jnp.int32)))
-    scan_compile = time.perf_counter() - tic
+    with jaxode.skip_value_checks():
+        jax.block_until_ready(step(params0, opt0, xs, ys, jnp.zeros(batch, jnp.int32)))
+        step_compile = time.perf_counter() - tic
+        tic = time.perf_counter()
+        jax.block_until_ready(scan(params0, opt0, xs, ys, jnp.zeros((chunk, batch), jnp.int32)))
+        scan_compile = time.perf_counter() - tic
+    jax.block_until_ready(checked_step(params0, opt0, xs, ys, jnp.zeros(batch, jnp.int32)))
+    for program, shape, checks in ((step, batch, False), (scan, (chunk, batch), False),
+                                   (checked_step, batch, True)):
+        text = program.lower(params0, opt0, xs, ys, jnp.zeros(shape, jnp.int32)).as_text()
+        if ("callback" in text) != checks:
+            raise RuntimeError("a hand-written program does not hold the checks it should")
 
     @jax.jit
     def solver_steps(p):
         trained = eqx.combine(p, static)
         return trained.dynamics.solve_batch(jax.vmap(trained.features)(probe_x)).num_steps
 
-    def ode_steps(p):
-        """Adaptive steps of the trained model's solve of the first batch (same work?)."""
-        return int(solver_steps(p))
+    def ending(p):
+        """Adaptive steps of the trained model's solve of the first batch, and its parameters
+        flattened (same work?)."""
+        flat = np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(p)])
+        return dict(ode_steps=int(solver_steps(p)), params=flat)
 
-    def run_fit(eval_every, key, sampling):
+    def run_fit(eval_every, key):
         result = jaxode.fit(model, (x, y), optimiser, key=key, steps=steps, batch_size=batch,
-                            eval_every=eval_every, sampling=sampling, count_evaluations=False,
+                            eval_every=eval_every, count_evaluations=False,
                             divergence_factor=None, max_failed_batches=None)
         if result.steps != steps or result.status != "completed":
             raise RuntimeError(f"fit: {result.status}, {result.steps} steps: {result.message}")
         walls = {row["step"]: row["wall_time"] for row in result.history}
         p = eqx.filter(result.model, eqx.is_inexact_array)
         return dict(seconds=walls[steps], steady=walls[steps] - walls[2 * chunk],
-                    compile_s=result.compile_time, num_traces=result.num_traces,
-                    ode_steps=ode_steps(p))
+                    compile_s=result.compile_time, num_traces=result.num_traces, **ending(p))
 
     def timed(marks):
         """Total and steady-state (steps 2C..N) seconds from (step, time) marks."""
         t = dict(marks)
         return dict(seconds=t[steps] - t[0], steady=t[steps] - t[2 * chunk])
 
-    def run_step(indices, synced):
+    def run_step(indices, synced, program=step):
         p, o = params0, opt0
         marks = [(0, time.perf_counter())]
         for k, index in enumerate(indices, start=1):
-            p, o, value = step(p, o, xs, ys, index)
+            p, o, value = program(p, o, xs, ys, index)
             if synced:
                 float(value)
             if k % chunk == 0:
                 jax.block_until_ready(p)
                 marks.append((k, time.perf_counter()))
-        return dict(timed(marks), ode_steps=ode_steps(p))
+        return dict(timed(marks), **ending(p))
 
     def run_scan(indices):
         p, o = params0, opt0
@@ -187,25 +204,28 @@ def main():
             p, o, values = scan(p, o, xs, ys, indices[begin : begin + chunk])
             jax.block_until_ready(p)
             marks.append((begin + chunk, time.perf_counter()))
-        return dict(timed(marks), ode_steps=ode_steps(p))
+        return dict(timed(marks), **ending(p))
 
-    names = [f"fit chunk={chunk}", f"fit chunk={chunk}, replacement", "fit eval_every=1",
-             "hand step", "hand step, synced", f"hand scan {chunk}"]
+    names = [f"fit chunk={chunk}", "fit eval_every=1",
+             "hand step", "hand step, synced", f"hand scan {chunk}", "hand step, checks on"]
     samples = {name: [] for name in names}
-    rng = np.random.default_rng(args.seed)
     for repeat in range(args.repeats):
         key = jax.random.PRNGKey(1000 + repeat)
-        indices = jnp.asarray(host_indices(rng, steps, n, batch))
+        indices = jnp.asarray(fit_indices(key, steps, n, batch))
         index_list = list(indices)  # device arrays, so the loop does not time transfers
         runs = {
-            names[0]: lambda: run_fit(chunk, key, "epochs"),
-            names[1]: lambda: run_fit(chunk, key, "replacement"),
-            names[2]: lambda: run_fit(1, key, "epochs"),
-            names[3]: lambda: run_step(index_list, False),
-            names[4]: lambda: run_step(index_list, True),
-            names[5]: lambda: run_scan(indices),
+            names[0]: lambda: run_fit(chunk, key),
+            names[1]: lambda: run_fit(1, key),
+            names[2]: lambda: run_step(index_list, False),
+            names[3]: lambda: run_step(index_list, True),
+            names[4]: lambda: run_scan(indices),
+            names[5]: lambda: run_step(index_list, False, checked_step),
         }
-        order = names[repeat % len(names):] + names[: repeat % len(names)]
+        # The variants of each goal run back to back, which of them first alternating, so
+        # that the machine's load changes as little as possible between the two.
+        pairs_run = [(names[0], names[4]), (names[1], names[2]), (names[3], names[5])]
+        pairs_run = pairs_run[repeat % 3 :] + pairs_run[: repeat % 3]
+        order = [name for pair in pairs_run for name in (pair[::-1] if repeat % 2 else pair)]
         for name in order:
             samples[name].append(runs[name]())
         line = "  ".join(f"{name}: {measured / samples[name][-1]['steady']:.0f}" for name in names)
@@ -225,40 +245,50 @@ def main():
         row = dict(variant=name, steps_per_s=float(np.median(r)), min_steps_per_s=float(min(r)),
                    max_steps_per_s=float(max(r)), ms_per_step=1e3 / float(np.median(r)),
                    total_steps_per_s=float(np.median(rate(name, "seconds"))),
-                   ode_steps_after=[s["ode_steps"] for s in samples[name]])
+                   ode_steps_after=[s["ode_steps"] for s in samples[name]],
+                   params_rel_diff_to_hand_scan=[
+                       float(np.max(np.abs(s["params"] - r["params"])) / np.max(np.abs(r["params"])))
+                       for s, r in zip(samples[name], samples[names[4]])])
         if name.startswith("fit"):
             row["compile_s"] = [round(s["compile_s"], 2) for s in samples[name]]
             row["num_traces"] = [s["num_traces"] for s in samples[name]]
         rows.append(row)
     pairs = [
-        (names[0], names[5]),
-        (names[1], names[5]),
-        (names[0], names[3]),
-        (names[2], names[3]),
-        (names[2], names[4]),
-        (names[5], names[3]),
+        (names[0], names[4]),
+        (names[0], names[2]),
+        (names[1], names[2]),
+        (names[1], names[3]),
+        (names[4], names[2]),
+        (names[2], names[5]),
     ]
     ratios = {f"{a} / {b}": ratio(a, b) for a, b in pairs}
+    spreads = {
+        f"{a} / {b}": [float(v) for v in np.quantile(np.array(rate(a)) / np.array(rate(b)),
+                                                      [0.0, 0.25, 0.75, 1.0])]
+        for a, b in pairs
+    }
     total_ratios = {f"{a} / {b}": ratio(a, b, "seconds") for a, b in pairs}
     goals = {
-        f"{names[0]} / {names[5]} >= 0.95": ratios[f"{names[0]} / {names[5]}"] >= 0.95,
-        f"{names[2]} / {names[3]} >= 0.95": ratios[f"{names[2]} / {names[3]}"] >= 0.95,
+        f"{names[0]} / {names[4]} >= 0.95": ratios[f"{names[0]} / {names[4]}"] >= 0.95,
+        f"{names[1]} / {names[2]} >= 0.95": ratios[f"{names[1]} / {names[2]}"] >= 0.95,
     }
 
     print(f"\n{steps} steps per variant per repeat ({measured} steady: steps {2 * chunk}-{steps}), "
           f"{args.repeats} repeats, batch {batch}, {jax.default_backend()}, "
           f"load average before {load_before}")
     print(f"{'variant':26s} {'steps/s':>8s} {'min':>7s} {'max':>7s} {'ms/step':>8s} "
-          f"{'all-steps/s':>11s}  compile s (per repeat)")
+          f"{'all-steps/s':>11s} {'params vs scan':>14s}  compile s (per repeat)")
     for r in rows:
         compiled = ", ".join(map(str, r.get("compile_s", [])))
         print(f"{r['variant']:26s} {r['steps_per_s']:8.1f} {r['min_steps_per_s']:7.1f} "
               f"{r['max_steps_per_s']:7.1f} {r['ms_per_step']:8.2f} {r['total_steps_per_s']:11.1f}"
-              f"  {compiled}")
+              f" {max(r['params_rel_diff_to_hand_scan']):14.1e}  {compiled}")
     print(f"hand-written compile: step {step_compile:.2f} s, scan {scan_compile:.2f} s")
     print(f"{'ratio of steps/s (median of per-repeat ratios)':52s} {'steady':>7s} {'all':>7s}")
     for name, value in ratios.items():
-        print(f"{name:52s} {value:7.3f} {total_ratios[name]:7.3f}")
+        low, q1, q3, high = spreads[name]
+        print(f"{name:52s} {value:7.3f} {total_ratios[name]:7.3f}   per repeat {low:.3f} "
+              f"[{q1:.3f}, {q3:.3f}] {high:.3f}")
     for name, met in goals.items():
         print(f"goal {name} (steady): {'met' if met else 'missed'}")
 
@@ -285,17 +315,23 @@ def main():
         "rows": rows,
         "steady_steps": measured,
         "ratios": ratios,
+        "ratio_quantiles_steady": spreads,
         "ratios_all_steps": total_ratios,
         "goals": goals,
         "samples_s": {name: [s["seconds"] for s in samples[name]] for name in names},
         "samples_steady_s": {name: [s["steady"] for s in samples[name]] for name in names},
-        "note": "steps/s: steady state, steps 2C..N (the first chunk runs on fresh buffers and "
+        "note": "ratio_quantiles_steady: min, quartiles and max over repeats of the per-repeat "
+                "ratios (the spread behind each median). steps/s: steady state, steps 2C..N (the first chunk runs on fresh buffers and "
                 "the first evaluation compiles fit's bookkeeping program, which fit counts in its "
                 "wall_time); all-steps/s: all N steps (fit: history[-1]['wall_time']). "
                 "ode_steps_after: adaptive Dopri5 steps of the trained model's solve of one "
-                "fixed batch, per repeat (the variants do comparable solver work). fit draws "
-                "its minibatches on the device (a permutation per step), the hand-written "
-                "loops take them from the host; both train the same number of steps.",
+                "fixed batch, per repeat; params_rel_diff_to_hand_scan: max |difference| of "
+                "the final parameters against the hand-written scan's over their max |value| "
+                "(float32 rounding: every variant trains on the same minibatches, fit drawing "
+                "them on the device, the hand-written loops taking them from the host, so "
+                "they do the same solver work). The hand-written programs are traced "
+                "inside jaxode.skip_value_checks() (no host callback, as in fit's programs), "
+                "except 'hand step, checks on'.",
     }
     write_json(args.out, result)
     if cache is not None:
