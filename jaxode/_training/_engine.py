@@ -270,8 +270,8 @@ class Programs:
         # (inside the chunk it cost about a fifth of a small model's compile time).
         self.orders = self._compile(self._orders, (0, 0), mesh, shard_map)
         # Chunks one `orders` table serves: with short chunks (eval_every=1) a permutation of
-        # the data per call costs as much host dispatch as the step; a table spanning an
-        # epoch's steps holds only two epochs.
+        # the whole training set for every step is a sizeable part of the step, and a table
+        # spanning an epoch's steps holds only two epochs.
         per_epoch = plan.num_samples // plan.batch_size
         self.orders_serve = max(1, per_epoch // plan.interval)
         self.predict = self._compile(self._predict, (0, None), mesh, shard_map)

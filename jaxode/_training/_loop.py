@@ -283,14 +283,16 @@ def run(
             record.compile_time = record.compile_time or compile_time
             record.training_started = started
 
-        served = [0, orders]
+        table, served = orders, 0
 
         def advance(state):
-            # Indices depend on (key, step) only: a reused table gives the same batches.
-            if served[0] == programs.orders_serve:
-                served[:] = [0, programs.orders(state.step, keys)]
-            served[0] += 1
-            return chunk(state, xs, ys, keys, regularisers, served[1])
+            # Batches depend on (key, step) only: a table reused for the chunks it covers
+            # gives the same batches as a fresh one.
+            nonlocal table, served
+            if served == programs.orders_serve:
+                table, served = programs.orders(state.step, keys), 0
+            served += 1
+            return chunk(state, xs, ys, keys, regularisers, table)
 
         pending = advance(state)
         while np.any(counters["status"] == RUNNING):
