@@ -102,7 +102,7 @@ export -f probe_speed
 export PYTHON RESULTS
 
 if [[ $DRY_RUN == 1 ]]; then
-    ENGINE=(--steps 30 --chunk 10 --repeats 1)
+    ENGINE=(--steps 30 --chunk 10 --repeats 1 --pairs 5)
     SCALE=(--parts scale --scale-steps 30 --scale-chunk 10 --resnet-members 1 4 --node-members 1 2)
     FIXED=(--parts fixed --fixed-structures resnet --members 2 --steps 30 --chunk 10 --repeats 1)
     PROBE=(--directions 16 --radii 32 --numpy-directions 2)
@@ -110,13 +110,13 @@ if [[ $DRY_RUN == 1 ]]; then
     LIMITS=(240 240 240 240 240)
     BUDGET_S=100000
 else
-    ENGINE=(--steps 300 --chunk 100 --repeats 3)
+    ENGINE=(--steps 300 --chunk 100 --repeats 3 --pairs 20)
     SCALE=(--parts scale --scale-steps 150 --scale-chunk 50 --resnet-members 1 64 1024 --node-members 1 64 1024)
     FIXED=(--parts fixed --fixed-structures resnet --members 8 --steps 300 --chunk 100 --repeats 1)
     PROBE=()
     CACHE=(--rounds 2)
     # The compilation-cache check starts four CLI processes, each paying CUDA's start-up.
-    LIMITS=(110 160 60 60 140)
+    LIMITS=(140 160 60 60 120)
 fi
 
 step engine_speed "${LIMITS[0]}" "$PYTHON" benchmarks/engine_speed.py "${ENGINE[@]}" \
