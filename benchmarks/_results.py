@@ -1,7 +1,29 @@
-"""What every benchmark does with its result: write it as JSON, atomically, and say where."""
+"""What every benchmark does with its result: describe where it ran, write it as JSON,
+atomically, and say where."""
 
 import json
 import os
+import platform
+import sys
+
+
+def run_context(benchmark: str, load_before) -> dict:
+    """The fields every result file opens with: the command, the versions, the device and the
+    machine's load average before and (at this call) after the measurement."""
+    import jax
+
+    return {
+        "benchmark": benchmark,
+        "command": " ".join([sys.executable] + sys.argv),
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": str(jax.devices()[0]),
+        "devices": len(jax.devices()),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average": os.getloadavg(),
+    }
 
 
 def write_json(path: str, result: dict) -> None:

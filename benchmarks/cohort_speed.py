@@ -34,8 +34,6 @@ import argparse
 import dataclasses
 import inspect
 import os
-import platform
-import sys
 import time
 
 import jax
@@ -44,7 +42,7 @@ import optax
 
 import jaxode
 
-from _results import write_json
+from _results import run_context, write_json
 
 STRUCTURES = {
     "resnet": dict(model="resnet", field="layer", width=15, steps=12),
@@ -218,15 +216,7 @@ def main():
     print(f"fit_cohort shared_solve: {'available' if HAS_SHARED_SOLVE else 'not available'}; "
           f"{jax.default_backend()} {jax.devices()}; load average {load_before}", flush=True)
     result = {
-        "benchmark": "cohort_speed",
-        "command": " ".join([sys.executable] + sys.argv),
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0]),
-        "devices": len(jax.devices()),
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
-        "load_average_before": load_before,
+        **run_context("cohort_speed", load_before),
         "steps": {"fixed": args.steps, "adaptive": args.adaptive_steps, "scale": args.scale_steps},
         "chunk": {"fixed": args.chunk, "adaptive": args.adaptive_chunk, "scale": args.scale_chunk},
         "batch_size": args.batch_size,

@@ -47,9 +47,7 @@ alike. A temporary persistent compilation cache spares the repeated
 import argparse
 import dataclasses
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 
@@ -62,7 +60,7 @@ import optax
 import jaxode
 from jaxode._training import _engine
 
-from _results import write_json
+from _results import run_context, write_json
 
 
 def study_setup(batch_size: int, seed: int):
@@ -362,15 +360,7 @@ def main():
         print(f"goal {name}: {'met' if met else 'missed'}")
 
     result = {
-        "benchmark": "engine_speed",
-        "command": " ".join([sys.executable] + sys.argv),
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0]),
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
-        "load_average_before": load_before,
-        "load_average": os.getloadavg(),
+        **run_context("engine_speed", load_before),
         "model": "study-node preset (ELM, study protocol): neural ODE width 15, MLP hidden 50, "
                  f"Legendre degree {cfg.model.degree}, Dopri5 rtol {cfg.model.rtol} atol "
                  f"{cfg.model.atol}, float32; Adam lr {args.learning_rate}, MSE",

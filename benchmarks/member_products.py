@@ -23,15 +23,13 @@ work at K times the cost: vmapping saves dispatch and compilation, not arithmeti
 
 import argparse
 import os
-import platform
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from _results import write_json
+from _results import run_context, write_json
 
 BATCH, WIDTH = 20, 15
 
@@ -103,15 +101,7 @@ def main():
                          over_one_member=float(median / single), samples_us=us))
         print(f"{variant:24s} {k:4d} {median:13.2f} {q1:7.2f}-{q3:<7.2f} {median / single:13.2f}")
     write_json(args.out, {
-        "benchmark": "member_products",
-        "command": " ".join([sys.executable] + sys.argv),
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0]),
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
-        "load_average_before": load_before,
-        "load_average": os.getloadavg(),
+        **run_context("member_products", load_before),
         "shapes": {"states": [BATCH, WIDTH], "weight": [WIDTH, WIDTH]},
         "repeats": args.repeats,
         "rounds": args.rounds,
