@@ -35,19 +35,34 @@ def folder_size(path: pathlib.Path) -> tuple[int, int]:
 
 def run_once(setting: str, run_dir: pathlib.Path, epochs: int, extra: list[str]) -> dict:
     env = dict(os.environ, JAXODE_COMPILATION_CACHE=setting)
-    command = [sys.executable, "-m", "jaxode", "train", "--epochs", str(epochs), "--no-progress",
-               "--out", str(run_dir), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "jaxode",
+        "train",
+        "--epochs",
+        str(epochs),
+        "--no-progress",
+        "--out",
+        str(run_dir),
+        *extra,
+    ]
     launched, tic = time.time(), time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - tic
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(command)} failed ({done.returncode}):\n{done.stderr}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return dict(process_wall_s=wall, compile_time_s=metrics.get("compile_time"),
-                first_step_s=metrics["training_started"] - launched,
-                train_time_s=metrics.get("train_time"),
-                outside_training_s=wall - metrics.get("train_time"), steps=metrics.get("steps"),
-                status=metrics.get("status"), command=shlex.join(command))
+    return dict(
+        process_wall_s=wall,
+        compile_time_s=metrics.get("compile_time"),
+        first_step_s=metrics["training_started"] - launched,
+        train_time_s=metrics.get("train_time"),
+        outside_training_s=wall - metrics.get("train_time"),
+        steps=metrics.get("steps"),
+        status=metrics.get("status"),
+        command=shlex.join(command),
+    )
 
 
 def main():
@@ -72,10 +87,12 @@ def main():
                 if mode == "cache":
                     row["cache_files"], row["cache_bytes"] = folder_size(cache)
                 rows.append(row)
-                print(f"{mode:5s} process {index + 1}: wall {row['process_wall_s']:.2f} s, "
-                      f"first step after {row['first_step_s']:.2f} s, "
-                      f"compile {row['compile_time_s']:.2f} s, train {row['train_time_s']:.2f} s",
-                      flush=True)
+                print(
+                    f"{mode:5s} process {index + 1}: wall {row['process_wall_s']:.2f} s, "
+                    f"first step after {row['first_step_s']:.2f} s, "
+                    f"compile {row['compile_time_s']:.2f} s, train {row['train_time_s']:.2f} s",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -90,36 +107,56 @@ def main():
             wall_first_over_later=[first["process_wall_s"] / r["process_wall_s"] for r in later],
             first_step_first_over_later=[first["first_step_s"] / r["first_step_s"] for r in later],
             outside_training_first_over_later=[
-                first["outside_training_s"] / r["outside_training_s"] for r in later],
+                first["outside_training_s"] / r["outside_training_s"] for r in later
+            ],
         )
     second = pick("cache", 2)
     goals = {
-        "second cached process compiles >= 2x sooner (compile_time)":
-            ratios["cache"]["compile_first_over_later"][0] >= 2,
-        "second cached process reaches its first step >= 2x sooner (launch to first step)":
-            ratios["cache"]["first_step_first_over_later"][0] >= 2,
-        "second cached process finishes >= 2x sooner (process wall time)":
-            ratios["cache"]["wall_first_over_later"][0] >= 2,
-        "second cached process spends >= 2x less outside training (wall - train_time)":
-            ratios["cache"]["outside_training_first_over_later"][0] >= 2,
+        "second cached process compiles >= 2x sooner (compile_time)": ratios["cache"][
+            "compile_first_over_later"
+        ][0]
+        >= 2,
+        "second cached process reaches its first step >= 2x sooner (launch to first step)": ratios[
+            "cache"
+        ]["first_step_first_over_later"][0]
+        >= 2,
+        "second cached process finishes >= 2x sooner (process wall time)": ratios["cache"][
+            "wall_first_over_later"
+        ][0]
+        >= 2,
+        "second cached process spends >= 2x less outside training (wall - train_time)": ratios[
+            "cache"
+        ]["outside_training_first_over_later"][0]
+        >= 2,
     }
-    print(f"\n{'setting':6s} {'process':>7s} {'wall s':>8s} {'compile s':>10s} {'train s':>8s} "
-          f"{'wall-train s':>12s} {'cache files':>11s} {'cache MB':>9s}")
+    print(
+        f"\n{'setting':6s} {'process':>7s} {'wall s':>8s} {'compile s':>10s} {'train s':>8s} "
+        f"{'wall-train s':>12s} {'cache files':>11s} {'cache MB':>9s}"
+    )
     for r in rows:
-        files = f"{r['cache_files']:11d} {r['cache_bytes'] / 1e6:9.2f}" if "cache_files" in r else ""
-        print(f"{r['mode']:6s} {r['process']:7d} {r['process_wall_s']:8.2f} "
-              f"{r['compile_time_s']:10.2f} {r['train_time_s']:8.2f} "
-              f"{r['outside_training_s']:12.2f} {files}")
+        files = (
+            f"{r['cache_files']:11d} {r['cache_bytes'] / 1e6:9.2f}" if "cache_files" in r else ""
+        )
+        print(
+            f"{r['mode']:6s} {r['process']:7d} {r['process_wall_s']:8.2f} "
+            f"{r['compile_time_s']:10.2f} {r['train_time_s']:8.2f} "
+            f"{r['outside_training_s']:12.2f} {files}"
+        )
     for mode, values in ratios.items():
-        print(f"{mode}: first / later process, compile_time "
-              + ", ".join(f"{v:.2f}x" for v in values["compile_first_over_later"])
-              + "; first step " + ", ".join(
-                  f"{v:.2f}x" for v in values["first_step_first_over_later"])
-              + "; wall " + ", ".join(f"{v:.2f}x" for v in values["wall_first_over_later"])
-              + "; wall-train " + ", ".join(
-                  f"{v:.2f}x" for v in values["outside_training_first_over_later"]))
-    print(f"second cached process: compile {second['compile_time_s']:.2f} s against "
-          f"{pick('off', 2)['compile_time_s']:.2f} s without the cache")
+        print(
+            f"{mode}: first / later process, compile_time "
+            + ", ".join(f"{v:.2f}x" for v in values["compile_first_over_later"])
+            + "; first step "
+            + ", ".join(f"{v:.2f}x" for v in values["first_step_first_over_later"])
+            + "; wall "
+            + ", ".join(f"{v:.2f}x" for v in values["wall_first_over_later"])
+            + "; wall-train "
+            + ", ".join(f"{v:.2f}x" for v in values["outside_training_first_over_later"])
+        )
+    print(
+        f"second cached process: compile {second['compile_time_s']:.2f} s against "
+        f"{pick('off', 2)['compile_time_s']:.2f} s without the cache"
+    )
     for name, met in goals.items():
         print(f"goal {name}: {'met' if met else 'missed'}")
 
@@ -138,11 +175,11 @@ def main():
         "ratios": ratios,
         "goals": goals,
         "note": "compile_time (metrics.json) times the compilation of the training chunk only "
-                "(tracing and lowering included, which the cache does not spare); "
-                "the process wall time also holds imports, data loading, the programs of the "
-                "evaluations (counting, prediction, bookkeeping), one epoch of training and "
-                "the final evaluation; wall - train_time is the process less fit's training "
-                "wall time (start-up, compilation of the chunk, final evaluation, files).",
+        "(tracing and lowering included, which the cache does not spare); "
+        "the process wall time also holds imports, data loading, the programs of the "
+        "evaluations (counting, prediction, bookkeeping), one epoch of training and "
+        "the final evaluation; wall - train_time is the process less fit's training "
+        "wall time (start-up, compilation of the chunk, final evaluation, files).",
     }
     write_json(args.out, result)
 

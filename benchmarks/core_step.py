@@ -58,8 +58,14 @@ class DirectSurrogate(eqx.Module):
 
     def _solve(self, field, z0):
         solution = diffrax.diffeqsolve(
-            diffrax.ODETerm(field), diffrax.Dopri5(), 0.0, 1.0, None, z0,
-            stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8), adjoint=self.adjoint,
+            diffrax.ODETerm(field),
+            diffrax.Dopri5(),
+            0.0,
+            1.0,
+            None,
+            z0,
+            stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8),
+            adjoint=self.adjoint,
         )
         return solution.ys[-1]
 
@@ -74,7 +80,10 @@ class DirectSurrogate(eqx.Module):
 def make_models(paradigm, key):
     field = jaxode.MLPField(WIDTH, HIDDEN, jaxode.LegendreBasis(DEGREE), key=key)
     dynamics = jaxode.NeuralODE(
-        field, 1.0, stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8), paradigm=paradigm
+        field,
+        1.0,
+        stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8),
+        paradigm=paradigm,
     )
     model = jaxode.Surrogate(IN, OUT, dynamics, key=jax.random.fold_in(key, 1))
     # Non-zero higher coefficients, so the weights really vary in time in both models.
@@ -85,8 +94,12 @@ def make_models(paradigm, key):
     model = eqx.combine(jax.tree_util.tree_unflatten(tree, leaves), static)
     direct = DirectSurrogate(
         model.opening,
-        DirectField(model.dynamics.field.inner.weight, model.dynamics.field.inner.bias,
-                    model.dynamics.field.outer.weight, model.dynamics.field.outer.bias),
+        DirectField(
+            model.dynamics.field.inner.weight,
+            model.dynamics.field.inner.bias,
+            model.dynamics.field.outer.weight,
+            model.dynamics.field.outer.bias,
+        ),
         model.readout,
         paradigm.adjoint(),
     )
@@ -123,8 +136,10 @@ def main():
     xs = jax.random.uniform(jax.random.fold_in(key, 3), (BATCH, IN), minval=-1, maxval=1)
     ys = jax.random.normal(jax.random.fold_in(key, 4), (BATCH, OUT))
     rows = []
-    for name, paradigm in [("discretize-then-optimize", jaxode.DiscretizeThenOptimize()),
-                           ("optimize-then-discretize", jaxode.OptimizeThenDiscretize())]:
+    for name, paradigm in [
+        ("discretize-then-optimize", jaxode.DiscretizeThenOptimize()),
+        ("optimize-then-discretize", jaxode.OptimizeThenDiscretize()),
+    ]:
         ours, direct = make_models(paradigm, key)
         for mode, step in STEPS.items():
             compile_ours, loss_ours = time_call(step, ours, xs, ys)
@@ -136,23 +151,37 @@ def main():
                 times["jaxode"].append(time_call(step, ours, xs, ys)[0])
                 times["direct"].append(time_call(step, direct, xs, ys)[0])
             med = {k: float(np.median(v)) for k, v in times.items()}
-            rows.append({
-                "paradigm": name,
-                "mode": mode,
-                "jaxode_ms": 1e3 * med["jaxode"],
-                "direct_ms": 1e3 * med["direct"],
-                "ratio": med["jaxode"] / med["direct"],
-                "jaxode_compile_s": compile_ours,
-                "direct_compile_s": compile_direct,
-                "repeats": args.repeats,
-            })
-    print(f"{'paradigm':28s} {'mode':18s} {'jaxode ms':>10s} {'direct ms':>10s} {'ratio':>7s} {'compile s (j/d)':>16s}")
+            rows.append(
+                {
+                    "paradigm": name,
+                    "mode": mode,
+                    "jaxode_ms": 1e3 * med["jaxode"],
+                    "direct_ms": 1e3 * med["direct"],
+                    "ratio": med["jaxode"] / med["direct"],
+                    "jaxode_compile_s": compile_ours,
+                    "direct_compile_s": compile_direct,
+                    "repeats": args.repeats,
+                }
+            )
+    print(
+        f"{'paradigm':28s} {'mode':18s} {'jaxode ms':>10s} {'direct ms':>10s} {'ratio':>7s} "
+        f"{'compile s (j/d)':>16s}"
+    )
     for r in rows:
-        print(f"{r['paradigm']:28s} {r['mode']:18s} {r['jaxode_ms']:10.2f} {r['direct_ms']:10.2f} {r['ratio']:7.3f} "
-              f"{r['jaxode_compile_s']:7.1f}/{r['direct_compile_s']:.1f}")
-    result = {"benchmark": "core_step", "backend": jax.default_backend(), "device": str(jax.devices()[0]),
-              "machine": platform.platform(), "load_average": os.getloadavg(), "batch": BATCH,
-              "rows": rows}
+        print(
+            f"{r['paradigm']:28s} {r['mode']:18s} {r['jaxode_ms']:10.2f} {r['direct_ms']:10.2f} "
+            f"{r['ratio']:7.3f} "
+            f"{r['jaxode_compile_s']:7.1f}/{r['direct_compile_s']:.1f}"
+        )
+    result = {
+        "benchmark": "core_step",
+        "backend": jax.default_backend(),
+        "device": str(jax.devices()[0]),
+        "machine": platform.platform(),
+        "load_average": os.getloadavg(),
+        "batch": BATCH,
+        "rows": rows,
+    }
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:

@@ -22,10 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _results import write_json
 
 import jaxode
-
-from _results import write_json
 
 
 def _seconds(fn):
@@ -79,9 +78,11 @@ def main() -> None:
     ratio = counting_call / plain_step
 
     print(f"ELM surrogate (study-node), batch {args.batch}, float32, JAX {jax.__version__}")
-    print(f"counts per sample: {counts.forward_evaluations:g} forward + "
-          f"{counts.backward_evaluations:g} backward evaluations, "
-          f"{counts.accepted_steps:g} accepted + {counts.rejected_steps:g} rejected steps")
+    print(
+        f"counts per sample: {counts.forward_evaluations:g} forward + "
+        f"{counts.backward_evaluations:g} backward evaluations, "
+        f"{counts.accepted_steps:g} accepted + {counts.rejected_steps:g} rejected steps"
+    )
     print(f"{'measure':44s} {'seconds':>9s}")
     print(f"{'(i) counter: compile + first call':44s} {counter_compile:9.2f}")
     print(f"{'    plain step: compile + first call':44s} {step_compile:9.2f}")

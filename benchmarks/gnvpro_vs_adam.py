@@ -34,7 +34,6 @@ from _results import write_json  # noqa: E402
 
 import jaxode  # noqa: E402
 
-
 RIDGE, TIKHONOV, MAX_INNER, BATCH = 1e-3, 1e-5, 10, 32
 
 

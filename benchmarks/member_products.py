@@ -28,7 +28,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from _results import run_context, write_json
 
 BATCH, WIDTH = 20, 15
@@ -59,10 +58,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--repeats", type=int, default=100, help="products per compiled call")
-    parser.add_argument("--rounds", type=int, default=15,
-                        help="rounds; each times every variant once, in turn")
-    parser.add_argument("--seconds", type=float, default=0.1,
-                        help="about how long one variant is timed in one round")
+    parser.add_argument(
+        "--rounds", type=int, default=15, help="rounds; each times every variant once, in turn"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=0.1,
+        help="about how long one variant is timed in one round",
+    )
     parser.add_argument("--out", default="benchmarks/results/member_products.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -77,9 +81,15 @@ def main():
     variants = {("one member", 1): (matmul, array(BATCH, WIDTH), array(WIDTH, WIDTH))}
     for k in args.members:
         variants[("K members (vmap)", k)] = (
-            jax.vmap(matmul), array(k, BATCH, WIDTH), array(k, WIDTH, WIDTH))
+            jax.vmap(matmul),
+            array(k, BATCH, WIDTH),
+            array(k, WIDTH, WIDTH),
+        )
         variants[("K members, one weight", k)] = (
-            matmul, array(k * BATCH, WIDTH), array(WIDTH, WIDTH))
+            matmul,
+            array(k * BATCH, WIDTH),
+            array(WIDTH, WIDTH),
+        )
         variants[("tanh only", k)] = (lambda h, w: h, array(k, BATCH, WIDTH), None)
     runs, calls = {}, {}
     for name, (product, h, w) in variants.items():
@@ -94,22 +104,35 @@ def main():
             samples[name].append(1e6 * seconds(runs[name], h, w, calls[name]) / args.repeats)
     single = np.median(samples[("one member", 1)])
     rows = []
-    print(f"{'variant':24s} {'K':>4s} {'us/iteration':>13s} {'quartiles':>15s} {'/ one member':>13s}")
+    print(
+        f"{'variant':24s} {'K':>4s} {'us/iteration':>13s} {'quartiles':>15s} {'/ one member':>13s}"
+    )
     for (variant, k), us in samples.items():
         q1, median, q3 = np.percentile(us, [25, 50, 75])
-        rows.append(dict(variant=variant, members=k, us=float(median), us_quartiles=[q1, q3],
-                         over_one_member=float(median / single), samples_us=us))
+        rows.append(
+            dict(
+                variant=variant,
+                members=k,
+                us=float(median),
+                us_quartiles=[q1, q3],
+                over_one_member=float(median / single),
+                samples_us=us,
+            )
+        )
         print(f"{variant:24s} {k:4d} {median:13.2f} {q1:7.2f}-{q3:<7.2f} {median / single:13.2f}")
-    write_json(args.out, {
-        **run_context("member_products", load_before),
-        "shapes": {"states": [BATCH, WIDTH], "weight": [WIDTH, WIDTH]},
-        "repeats": args.repeats,
-        "rounds": args.rounds,
-        "rows": rows,
-        "note": "microseconds per scan iteration of one product followed by tanh (median over "
-                "rounds; every round times each variant in turn, order alternating); each "
-                "compiled call runs `repeats` iterations, so dispatch is amortised",
-    })
+    write_json(
+        args.out,
+        {
+            **run_context("member_products", load_before),
+            "shapes": {"states": [BATCH, WIDTH], "weight": [WIDTH, WIDTH]},
+            "repeats": args.repeats,
+            "rounds": args.rounds,
+            "rows": rows,
+            "note": "microseconds per scan iteration of one product followed by tanh (median over "
+            "rounds; every round times each variant in turn, order alternating); each "
+            "compiled call runs `repeats` iterations, so dispatch is amortised",
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -53,13 +53,22 @@ def build_model(key):
     # Give the higher Legendre coefficients random values, as a trained model would have.
     keys = jax.random.split(k_coefficients, 4)
     for i, where in enumerate(
-        [lambda f: f.inner.weight, lambda f: f.inner.bias, lambda f: f.outer.weight, lambda f: f.outer.bias]
+        [
+            lambda f: f.inner.weight,
+            lambda f: f.inner.bias,
+            lambda f: f.outer.weight,
+            lambda f: f.outer.bias,
+        ]
     ):
         value = where(field)
         noise = 0.1 * jax.random.normal(keys[i], value.shape)
         field = eqx.tree_at(where, field, value + noise.at[0].set(0.0))
     dynamics = jaxode.NeuralODE(
-        field, t1=1.0, solver=diffrax.Tsit5(), stepsize_controller=diffrax.ConstantStepSize(), dt0=1.0 / STEPS
+        field,
+        t1=1.0,
+        solver=diffrax.Tsit5(),
+        stepsize_controller=diffrax.ConstantStepSize(),
+        dt0=1.0 / STEPS,
     )
     return jaxode.Surrogate(IN_SIZE, OUT_SIZE, dynamics, key=k_surrogate)
 
@@ -72,10 +81,14 @@ def numpy_parameters(model):
     field = model.dynamics.field
     as_np = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
     return dict(
-        opening_w=as_np(model.opening.weight), opening_b=as_np(model.opening.bias),
-        readout_w=as_np(model.readout.weight), readout_b=as_np(model.readout.bias),
-        inner_w=as_np(field.inner.weight), inner_b=as_np(field.inner.bias),
-        outer_w=as_np(field.outer.weight), outer_b=as_np(field.outer.bias),
+        opening_w=as_np(model.opening.weight),
+        opening_b=as_np(model.opening.bias),
+        readout_w=as_np(model.readout.weight),
+        readout_b=as_np(model.readout.bias),
+        inner_w=as_np(field.inner.weight),
+        inner_b=as_np(field.inner.bias),
+        outer_w=as_np(field.outer.weight),
+        outer_b=as_np(field.outer.bias),
     )
 
 
@@ -190,7 +203,9 @@ def main():
     tableau = diffrax.Tsit5().tableau
     subset = arguments.numpy_directions
     start = time.perf_counter()
-    numpy_out = [numpy_probe_direction(parameters, tableau, x0, d, radii) for d in directions[:subset]]
+    numpy_out = [
+        numpy_probe_direction(parameters, tableau, x0, d, radii) for d in directions[:subset]
+    ]
     numpy_time_subset = time.perf_counter() - start
     numpy_time = numpy_time_subset * arguments.directions / subset
 
@@ -203,36 +218,70 @@ def main():
     numpy_limits = np.array([o[:, 0] for o in numpy_out])
     jax_limits = result.limit[0, :subset]
     both = np.isfinite(numpy_limits) & np.isfinite(jax_limits)
-    agreement = float(np.max(np.abs(numpy_limits[both] - jax_limits[both]))) if both.any() else math.nan
+    agreement = (
+        float(np.max(np.abs(numpy_limits[both] - jax_limits[both]))) if both.any() else math.nan
+    )
 
     verdicts, counts = np.unique(result.verdicts, return_counts=True)
     table = [
         ("implementation", "time (s)", "ray points / s", "speed-up"),
-        ("jaxode.probes (jit + vmap)", f"{jax_time:.2f}", f"{evaluations / jax_time:.3e}", f"{numpy_time / jax_time:.1f}x"),
-        (f"NumPy loop over directions, radii batched (scaled from {subset} dirs)", f"{numpy_time:.2f}",
-         f"{evaluations / numpy_time:.3e}", "1.0x"),
-        ("NumPy loop over directions and radii (scaled from 1 dir)", f"{per_point_time:.2f}",
-         f"{evaluations / per_point_time:.3e}", f"{numpy_time / per_point_time:.2f}x"),
+        (
+            "jaxode.probes (jit + vmap)",
+            f"{jax_time:.2f}",
+            f"{evaluations / jax_time:.3e}",
+            f"{numpy_time / jax_time:.1f}x",
+        ),
+        (
+            f"NumPy loop over directions, radii batched (scaled from {subset} dirs)",
+            f"{numpy_time:.2f}",
+            f"{evaluations / numpy_time:.3e}",
+            "1.0x",
+        ),
+        (
+            "NumPy loop over directions and radii (scaled from 1 dir)",
+            f"{per_point_time:.2f}",
+            f"{evaluations / per_point_time:.3e}",
+            f"{numpy_time / per_point_time:.2f}x",
+        ),
     ]
-    print(f"speed-up of jaxode.probes over the per-point NumPy loop: {per_point_time / jax_time:.1f}x")
+    print(
+        f"speed-up of jaxode.probes over the per-point NumPy loop: {per_point_time / jax_time:.1f}x"
+    )
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
     print(f"first call (with compilation): {first_call:.2f} s")
     print(f"max |limit difference| JAX vs NumPy on {subset} directions: {agreement:.2e}")
     print("verdicts:", dict(zip(verdicts.tolist(), counts.tolist())))
-    print(f"load average (1, 5, 15 min) before {load_before}, after {os.getloadavg()} on {os.cpu_count()} cores")
+    print(
+        f"load average (1, 5, 15 min) before {load_before}, after {os.getloadavg()} "
+        f"on {os.cpu_count()} cores"
+    )
 
     record = dict(
-        directions=arguments.directions, radii=arguments.radii, ray_points=evaluations,
+        directions=arguments.directions,
+        radii=arguments.radii,
+        ray_points=evaluations,
         model="Surrogate 15->10, width 15, MLPField hidden 50, Legendre degree 3, 10 Tsit5 steps",
-        jax_seconds=jax_time, jax_first_call_seconds=first_call, jax_points_per_second=evaluations / jax_time,
-        numpy_seconds_scaled=numpy_time, numpy_subset_directions=subset, numpy_subset_seconds=numpy_time_subset,
-        numpy_points_per_second=evaluations / numpy_time, speedup=numpy_time / jax_time,
-        numpy_per_point_seconds_scaled=per_point_time, speedup_over_per_point_loop=per_point_time / jax_time,
-        limit_agreement=agreement, blas_threads=os.environ.get("OPENBLAS_NUM_THREADS"), verdict_counts=dict(zip(verdicts.tolist(), counts.tolist())),
-        jax_version=jax.__version__, backend=jax.default_backend(), machine=platform.machine(),
-        cpu_count=os.cpu_count(), load_average_before=load_before, load_average_after=os.getloadavg(),
+        jax_seconds=jax_time,
+        jax_first_call_seconds=first_call,
+        jax_points_per_second=evaluations / jax_time,
+        numpy_seconds_scaled=numpy_time,
+        numpy_subset_directions=subset,
+        numpy_subset_seconds=numpy_time_subset,
+        numpy_points_per_second=evaluations / numpy_time,
+        speedup=numpy_time / jax_time,
+        numpy_per_point_seconds_scaled=per_point_time,
+        speedup_over_per_point_loop=per_point_time / jax_time,
+        limit_agreement=agreement,
+        blas_threads=os.environ.get("OPENBLAS_NUM_THREADS"),
+        verdict_counts=dict(zip(verdicts.tolist(), counts.tolist())),
+        jax_version=jax.__version__,
+        backend=jax.default_backend(),
+        machine=platform.machine(),
+        cpu_count=os.cpu_count(),
+        load_average_before=load_before,
+        load_average_after=os.getloadavg(),
         note="JAX computes g and g' exactly by one jvp; NumPy uses 2 evaluations per radius "
         "(central differences) and the same analysis (secant onset, weighted least-squares rate).",
     )

@@ -116,19 +116,29 @@ def while_collectives(hlo: str) -> dict:
                 for op, c in collective_count(comps[part]).items():
                     counts[op] = counts.get(op, 0) + c
             in_condition = collective_count(
-                [l for part in reachable(comps, [condition]) for l in comps[part]])
-            loops.append(dict(computation=name, body=body, condition=condition,
-                              collectives_per_iteration=counts,
-                              collectives_in_condition=in_condition))
-    total = collective_count([l for lines in comps.values() for l in lines])
-    return dict(module_collectives=total, while_loops=len(loops),
-                loops_with_collectives=sum(1 for l in loops if l["collectives_per_iteration"]),
-                loops=loops)
+                [hlo_line for part in reachable(comps, [condition]) for hlo_line in comps[part]]
+            )
+            loops.append(
+                dict(
+                    computation=name,
+                    body=body,
+                    condition=condition,
+                    collectives_per_iteration=counts,
+                    collectives_in_condition=in_condition,
+                )
+            )
+    total = collective_count([line for lines in comps.values() for line in lines])
+    return dict(
+        module_collectives=total,
+        while_loops=len(loops),
+        loops_with_collectives=sum(1 for loop in loops if loop["collectives_per_iteration"]),
+        loops=loops,
+    )
 
 
 def failure(error: BaseException) -> str:
     """The exception's type and the first lines of its message."""
-    lines = [l for l in str(error).splitlines() if l.strip()][:3]
+    lines = [line for line in str(error).splitlines() if line.strip()][:3]
     return f"{type(error).__name__}: " + " / ".join(lines)
 
 
@@ -149,17 +159,27 @@ def child(args) -> dict:
     cfg = jaxode.preset("study-node")
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, width=args.width))
     d = cfg.data
-    data = jaxode.load_dataset(d.dataset, seed=d.split_seed, protocol=d.protocol,
-                               num_outputs=d.num_outputs)
+    data = jaxode.load_dataset(
+        d.dataset, seed=d.split_seed, protocol=d.protocol, num_outputs=d.num_outputs
+    )
     x, y = (np.asarray(a, np.float32) for a in data.arrays("train"))
     K, batch = args.members, args.batch_size
-    models = [jaxode.build_model(cfg, data.in_size, data.out_size, key=jax.random.PRNGKey(k))
-              for k in range(K)]
+    models = [
+        jaxode.build_model(cfg, data.in_size, data.out_size, key=jax.random.PRNGKey(k))
+        for k in range(K)
+    ]
     keys = [jax.random.PRNGKey(100 + k) for k in range(K)]
     optimiser = optax.adam(args.learning_rate)
-    info = dict(devices=[str(dev) for dev in jax.devices()], backend=jax.default_backend(),
-                jax_version=jax.__version__, xla_flags=os.environ.get("XLA_FLAGS"),
-                members=K, width=args.width, steps=args.steps, chunk=args.chunk)
+    info = dict(
+        devices=[str(dev) for dev in jax.devices()],
+        backend=jax.default_backend(),
+        jax_version=jax.__version__,
+        xla_flags=os.environ.get("XLA_FLAGS"),
+        members=K,
+        width=args.width,
+        steps=args.steps,
+        chunk=args.chunk,
+    )
 
     # --- HLO of the same structure, through public JAX -----------------------------------
     hlo = {}
@@ -167,11 +187,17 @@ def child(args) -> dict:
         from jax.sharding import AxisType
 
         # Auto axes, as fit_cohort's mesh: the compiler chooses the partitioning.
-        mesh = jax.make_mesh((args.devices,), ("members",), axis_types=(AxisType.Auto,),
-                             devices=jax.devices()[: args.devices])
+        mesh = jax.make_mesh(
+            (args.devices,),
+            ("members",),
+            axis_types=(AxisType.Auto,),
+            devices=jax.devices()[: args.devices],
+        )
         sharded = NamedSharding(mesh, P("members"))
-        members = [eqx.tree_at(lambda m: m.dynamics, m, dataclasses.replace(m.dynamics, throw=False))
-                   for m in models]
+        members = [
+            eqx.tree_at(lambda m: m.dynamics, m, dataclasses.replace(m.dynamics, throw=False))
+            for m in models
+        ]
         parts = [eqx.partition(m, eqx.is_inexact_array) for m in members]
         static = parts[0][1]
         stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[p for p, _ in parts])
@@ -189,8 +215,13 @@ def child(args) -> dict:
             return jax.vmap(jax.value_and_grad(member_loss))(p, xm, ym)
 
         def per_device(function):
-            return jax.shard_map(function, mesh=mesh, in_specs=(P("members"),) * 3,
-                                 out_specs=P("members"), check_vma=False)
+            return jax.shard_map(
+                function,
+                mesh=mesh,
+                in_specs=(P("members"),) * 3,
+                out_specs=P("members"),
+                check_vma=False,
+            )
 
         programs = {
             "vmap, XLA-partitioned: forward": forward,
@@ -219,11 +250,14 @@ def child(args) -> dict:
                 times.append(time.perf_counter() - tic)
             found["call_ms"] = 1e3 * float(np.median(times))
             hlo[name] = found
-            per_iteration = [l["collectives_per_iteration"] for l in found["loops"]]
-            print(f"[child] {name}: {found['while_loops']} while loops, "
-                  f"{found['loops_with_collectives']} with collectives; per-iteration "
-                  f"collectives {per_iteration}; module {found['module_collectives']}; "
-                  f"call {found['call_ms']:.2f} ms", flush=True)
+            per_iteration = [loop["collectives_per_iteration"] for loop in found["loops"]]
+            print(
+                f"[child] {name}: {found['while_loops']} while loops, "
+                f"{found['loops_with_collectives']} with collectives; per-iteration "
+                f"collectives {per_iteration}; module {found['module_collectives']}; "
+                f"call {found['call_ms']:.2f} ms",
+                flush=True,
+            )
 
     # --- Training: the three layouts, interleaved -----------------------------------------
     variants = {
@@ -236,16 +270,24 @@ def child(args) -> dict:
     failed = {}
     begin = 2 * args.chunk
     for repeat in range(args.repeats):
-        order = names[repeat % len(names):] + names[: repeat % len(names)]
+        order = names[repeat % len(names) :] + names[: repeat % len(names)]
         for name in order:
             if name in failed:
                 continue
             tic = time.perf_counter()
             try:
                 results = jaxode.fit_cohort(
-                    models, (x, y), optimiser, keys=keys, steps=args.steps, batch_size=batch,
-                    eval_every=args.chunk, sampling="replacement", count_evaluations=False,
-                    **variants[name])
+                    models,
+                    (x, y),
+                    optimiser,
+                    keys=keys,
+                    steps=args.steps,
+                    batch_size=batch,
+                    eval_every=args.chunk,
+                    sampling="replacement",
+                    count_evaluations=False,
+                    **variants[name],
+                )
             except Exception as error:  # reported, and the other layouts still run
                 failed[name] = failure(error)
                 print(f"[child] {name}: FAILED: {failed[name]}", flush=True)
@@ -255,13 +297,20 @@ def child(args) -> dict:
                 if r.steps != args.steps or r.status != "completed":
                     raise RuntimeError(f"{name}: {r.status} after {r.steps}: {r.message}")
             w = {row["step"]: row["wall_time"] for row in results[0].history}
-            sample = dict(end_to_end_s=wall, compile_s=results[0].compile_time,
-                          train_s=w[args.steps], steady_s=w[args.steps] - w[begin],
-                          num_traces=results[0].num_traces)
+            sample = dict(
+                end_to_end_s=wall,
+                compile_s=results[0].compile_time,
+                train_s=w[args.steps],
+                steady_s=w[args.steps] - w[begin],
+                num_traces=results[0].num_traces,
+            )
             samples[name].append(sample)
-            print(f"[child] repeat {repeat + 1}/{args.repeats} {name}: "
-                  f"{1e3 * sample['steady_s'] / (args.steps - begin):.1f} ms/step, compile "
-                  f"{sample['compile_s']:.2f} s", flush=True)
+            print(
+                f"[child] repeat {repeat + 1}/{args.repeats} {name}: "
+                f"{1e3 * sample['steady_s'] / (args.steps - begin):.1f} ms/step, compile "
+                f"{sample['compile_s']:.2f} s",
+                flush=True,
+            )
     rows = []
     reference = names[-1]
     for name in names:
@@ -269,15 +318,29 @@ def child(args) -> dict:
             rows.append(dict(variant=name, error=failed[name]))
             continue
         per_step = [s["steady_s"] / (args.steps - begin) for s in samples[name]]
-        row = dict(variant=name, ms_per_step=1e3 * float(np.median(per_step)),
-                   compile_s=float(np.median([s["compile_s"] for s in samples[name]])),
-                   num_traces=samples[name][-1]["num_traces"], samples=samples[name])
-        row["time_over_one_device"] = float(np.median(
-            [a["steady_s"] / b["steady_s"] for a, b in zip(samples[name], samples[reference])])
-        ) if samples[reference] else None
+        row = dict(
+            variant=name,
+            ms_per_step=1e3 * float(np.median(per_step)),
+            compile_s=float(np.median([s["compile_s"] for s in samples[name]])),
+            num_traces=samples[name][-1]["num_traces"],
+            samples=samples[name],
+        )
+        row["time_over_one_device"] = (
+            float(
+                np.median(
+                    [
+                        a["steady_s"] / b["steady_s"]
+                        for a, b in zip(samples[name], samples[reference])
+                    ]
+                )
+            )
+            if samples[reference]
+            else None
+        )
         rows.append(row)
-    return dict(info, hlo=hlo, rows=rows, steady_steps=args.steps - begin,
-                load_average=os.getloadavg())
+    return dict(
+        info, hlo=hlo, rows=rows, steady_steps=args.steps - begin, load_average=os.getloadavg()
+    )
 
 
 def main():
@@ -292,8 +355,11 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--hlo-calls", type=int, default=5)
     parser.add_argument("--skip-hlo", action="store_true")
-    parser.add_argument("--no-subprocess", action="store_true",
-                        help="run here, on this process's devices (e.g. D GPUs)")
+    parser.add_argument(
+        "--no-subprocess",
+        action="store_true",
+        help="run here, on this process's devices (e.g. D GPUs)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default="benchmarks/results/sharding_loops.json")
     args = parser.parse_args()
@@ -309,53 +375,79 @@ def main():
         record = child(args)
         environment = "this process"
     else:
-        env = dict(os.environ, JAX_PLATFORMS="cpu",
-                   XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
-                              f" --xla_force_host_platform_device_count={args.devices}").strip())
-        command = [sys.executable, os.path.abspath(__file__), "--child",
-                   *[a for a in sys.argv[1:] if a != "--child"]]
+        env = dict(
+            os.environ,
+            JAX_PLATFORMS="cpu",
+            XLA_FLAGS=(
+                os.environ.get("XLA_FLAGS", "")
+                + f" --xla_force_host_platform_device_count={args.devices}"
+            ).strip(),
+        )
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            *[a for a in sys.argv[1:] if a != "--child"],
+        ]
         done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
         for line in done.stdout.splitlines():
             if not line.startswith("RESULT "):
                 print(line)
         if done.returncode != 0:
             raise SystemExit(f"child failed ({done.returncode})")
-        lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
-        record = json.loads(lines[-1][len("RESULT "):])
-        environment = (f"subprocess, JAX_PLATFORMS=cpu, XLA_FLAGS={env['XLA_FLAGS']}")
+        lines = [text for text in done.stdout.splitlines() if text.startswith("RESULT ")]
+        record = json.loads(lines[-1][len("RESULT ") :])
+        environment = f"subprocess, JAX_PLATFORMS=cpu, XLA_FLAGS={env['XLA_FLAGS']}"
     cores = os.cpu_count()
-    note = (f"{args.devices} devices on {record['backend']}; this machine has {cores} CPU cores"
-            + (f", so the {args.devices} host-platform devices share {cores} cores and sharding "
-               "cannot speed training up here (timings show each layout's overhead)"
-               if record["backend"] == "cpu" and cores < args.devices * 2 else ""))
+    note = f"{args.devices} devices on {record['backend']}; this machine has {cores} CPU cores" + (
+        f", so the {args.devices} host-platform devices share {cores} cores and sharding "
+        "cannot speed training up here (timings show each layout's overhead)"
+        if record["backend"] == "cpu" and cores < args.devices * 2
+        else ""
+    )
     print(f"\n{note}")
-    print(f"cohort of {args.members} adaptive neural ODEs (study-node, width {args.width}), "
-          f"steady state over {record['steady_steps']} steps, medians of {args.repeats} repeats:")
+    print(
+        f"cohort of {args.members} adaptive neural ODEs (study-node, width {args.width}), "
+        f"steady state over {record['steady_steps']} steps, medians of {args.repeats} repeats:"
+    )
     print(f"{'variant':32s} {'ms/step':>8s} {'x one device':>12s} {'compile s':>10s} traces")
     for r in record["rows"]:
         if "error" in r:
             print(f"{r['variant']:32s} FAILED: {r['error'][:160]}")
             continue
         ratio = "-" if r["time_over_one_device"] is None else f"{r['time_over_one_device']:.2f}"
-        print(f"{r['variant']:32s} {r['ms_per_step']:8.1f} {ratio:>12s} "
-              f"{r['compile_s']:10.2f} {r['num_traces']}")
+        print(
+            f"{r['variant']:32s} {r['ms_per_step']:8.1f} {ratio:>12s} "
+            f"{r['compile_s']:10.2f} {r['num_traces']}"
+        )
     if record["hlo"]:
-        print(f"\ncollectives in the compiled HLO of a member-vmapped Surrogate.predict solve "
-              f"sharded over {args.devices} devices:")
-        print(f"{'program':40s} {'loops':>5s} {'w/ coll.':>8s} {'per-iteration collectives (in condition)':44s} "
-              f"{'module':>14s} {'call ms':>8s}")
+        print(
+            f"\ncollectives in the compiled HLO of a member-vmapped Surrogate.predict solve "
+            f"sharded over {args.devices} devices:"
+        )
+        print(
+            f"{'program':40s} {'loops':>5s} {'w/ coll.':>8s} "
+            f"{'per-iteration collectives (in condition)':44s} "
+            f"{'module':>14s} {'call ms':>8s}"
+        )
         for name, h in record["hlo"].items():
             if "error" in h:
                 print(f"{name:40s} FAILED to compile: {h['error'][:120]}")
                 continue
             per = "; ".join(
-                (",".join(f"{k}:{v}" for k, v in l["collectives_per_iteration"].items()) or "-")
-                + (f" (cond {sum(l['collectives_in_condition'].values())})"
-                   if l["collectives_in_condition"] else "")
-                for l in h["loops"])
+                (",".join(f"{k}:{v}" for k, v in loop["collectives_per_iteration"].items()) or "-")
+                + (
+                    f" (cond {sum(loop['collectives_in_condition'].values())})"
+                    if loop["collectives_in_condition"]
+                    else ""
+                )
+                for loop in h["loops"]
+            )
             module = ",".join(f"{k}:{v}" for k, v in h["module_collectives"].items()) or "none"
-            print(f"{name:40s} {h['while_loops']:5d} {h['loops_with_collectives']:8d} "
-                  f"{per[:44]:44s} {module:>14s} {h['call_ms']:8.2f}")
+            print(
+                f"{name:40s} {h['while_loops']:5d} {h['loops_with_collectives']:8d} "
+                f"{per[:44]:44s} {module:>14s} {h['call_ms']:8.2f}"
+            )
     import jax
 
     result = {

@@ -25,9 +25,9 @@ import sys
 import tempfile
 import time
 
-import jaxode
-
 from _results import write_json
+
+import jaxode
 
 
 def _run(command, cache) -> float:
@@ -82,10 +82,12 @@ def main():
             config.parent.mkdir(exist_ok=True)
             config.write_text(cell.config.to_toml())
             out = folder / "processes" / cell.key
-            process_walls.append(_run(
-                cli + ["train", "--config", str(config), "--out", str(out), "--no-progress"],
-                folder / "cache-processes",
-            ))
+            process_walls.append(
+                _run(
+                    cli + ["train", "--config", str(config), "--out", str(out), "--no-progress"],
+                    folder / "cache-processes",
+                )
+            )
             print(f"  cell {k + 1}/{len(cells)}: {process_walls[-1]:.1f} s", flush=True)
         swept = {c.key: _metrics(folder / "sweep" / "cells" / c.key) for c in cells}
         alone = {c.key: _metrics(folder / "processes" / c.key) for c in cells}
@@ -102,31 +104,59 @@ def main():
     ]
     processes_wall = sum(process_walls)
     rows = [
-        dict(side="sweep", wall_s=sweep_wall, compile_s=sweep_compile, train_s=sweep_train,
-             other_s=sweep_wall - sweep_compile - sweep_train, compilations=len(cohorts)),
-        dict(side="processes", wall_s=processes_wall, compile_s=alone_compile,
-             train_s=alone_train, other_s=processes_wall - alone_compile - alone_train,
-             compilations=len(cells)),
+        dict(
+            side="sweep",
+            wall_s=sweep_wall,
+            compile_s=sweep_compile,
+            train_s=sweep_train,
+            other_s=sweep_wall - sweep_compile - sweep_train,
+            compilations=len(cohorts),
+        ),
+        dict(
+            side="processes",
+            wall_s=processes_wall,
+            compile_s=alone_compile,
+            train_s=alone_train,
+            other_s=processes_wall - alone_compile - alone_train,
+            compilations=len(cells),
+        ),
     ]
     ratio = processes_wall / sweep_wall
-    print(f"\n{len(cells)} cells ({args.spec}{', first ' + str(args.limit) if args.limit else ''})"
-          f", load average before {load_before}")
-    print(f"{'side':10s} {'wall s':>8s} {'compile s':>10s} {'train s':>8s} {'other s':>8s} "
-          f"{'programs':>8s}")
+    print(
+        f"\n{len(cells)} cells ({args.spec}{', first ' + str(args.limit) if args.limit else ''})"
+        f", load average before {load_before}"
+    )
+    print(
+        f"{'side':10s} {'wall s':>8s} {'compile s':>10s} {'train s':>8s} {'other s':>8s} "
+        f"{'programs':>8s}"
+    )
     for r in rows:
-        print(f"{r['side']:10s} {r['wall_s']:8.1f} {r['compile_s']:10.1f} {r['train_s']:8.1f} "
-              f"{r['other_s']:8.1f} {r['compilations']:8d}")
+        print(
+            f"{r['side']:10s} {r['wall_s']:8.1f} {r['compile_s']:10.1f} {r['train_s']:8.1f} "
+            f"{r['other_s']:8.1f} {r['compilations']:8d}"
+        )
     print(f"speed-up of the sweep: {ratio:.2f}x (goal >= 5x)")
     print(f"largest relative difference in test_global, sweep vs processes: {max(differences):.2e}")
-    write_json(args.out, dict(
-        benchmark="sweep_speed", spec=args.spec, cells=len(cells), cohorts=len(cohorts),
-        load_average_before=load_before, load_average=os.getloadavg(), rows=rows,
-        ratio=ratio, goal_met=ratio >= 5, process_walls_s=process_walls,
-        max_relative_test_global_difference=max(differences),
-        note="compile_s/train_s: sums of metrics.json compile_time/train_time (one per cohort "
-        "on the sweep side, per cell on the other); other_s: the rest of the wall time "
-        "(process start and imports, data, eager initialisation, final evaluation, plots, files).",
-    ))
+    write_json(
+        args.out,
+        dict(
+            benchmark="sweep_speed",
+            spec=args.spec,
+            cells=len(cells),
+            cohorts=len(cohorts),
+            load_average_before=load_before,
+            load_average=os.getloadavg(),
+            rows=rows,
+            ratio=ratio,
+            goal_met=ratio >= 5,
+            process_walls_s=process_walls,
+            max_relative_test_global_difference=max(differences),
+            note="compile_s/train_s: sums of metrics.json compile_time/train_time (one per cohort "
+            "on the sweep side, per cell on the other); other_s: the rest of the wall time "
+            "(process start and imports, data, eager initialisation, final evaluation, plots, "
+            "files).",
+        ),
+    )
 
 
 if __name__ == "__main__":

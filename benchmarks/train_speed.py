@@ -65,8 +65,13 @@ def main() -> None:
             f"{r['precision']:10s} {r['seconds_per_epoch']:8.3f} {r['compile_time_s']:10.2f} "
             f"{r['cold_start_to_first_step_s']:13.2f}"
         )
-    result = {"benchmark": "train_speed", "machine": platform.platform(),
-              "cpus": os.cpu_count(), "load_average": os.getloadavg(), "rows": rows}
+    result = {
+        "benchmark": "train_speed",
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "rows": rows,
+    }
     write_json(args.out, result)
 
 

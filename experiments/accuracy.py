@@ -101,8 +101,9 @@ def mean_std(values) -> str:
 
 def table(rows: list, protocol: str) -> str:
     lines = [
-        "| data | basis (degree) | n | global test error | per-sample test error | study, published "
-        "(global) | forward / backward evals per solve | dynamics parameters | steps (best) |",
+        "| data | basis (degree) | n | global test error | per-sample test error "
+        "| study, published (global) | forward / backward evals per solve "
+        "| dynamics parameters | steps (best) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for dataset in DATASETS:
@@ -177,12 +178,29 @@ def main() -> None:
     for dataset in args.datasets:
         for basis in args.bases:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
-                rows = [r for r in rows if (r["dataset"], r["basis"], r["seed"]) != (dataset, basis, seed)]
+                rows = [
+                    r
+                    for r in rows
+                    if (r["dataset"], r["basis"], r["seed"]) != (dataset, basis, seed)
+                ]
                 row = run_one(config_for(args.protocol, dataset, basis, seed))
                 row.update(protocol=args.protocol, dataset=dataset, basis=basis, seed=seed)
                 rows.append(row)
                 print(
-                    json.dumps({k: row.get(k) for k in ("dataset", "basis", "seed", "status", "test_global", "steps", "wall_time")}),
+                    json.dumps(
+                        {
+                            k: row.get(k)
+                            for k in (
+                                "dataset",
+                                "basis",
+                                "seed",
+                                "status",
+                                "test_global",
+                                "steps",
+                                "wall_time",
+                            )
+                        }
+                    ),
                     flush=True,
                 )
                 path.write_text(json.dumps(rows, indent=1))

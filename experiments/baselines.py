@@ -11,6 +11,8 @@ the test split, global and per-sample, in normalised and physical units. Writes 
 Needs scikit-learn (`pip install jaxode[baselines]`).
 """
 
+# ruff: noqa: E402  (the thread variables below must be set before NumPy loads its BLAS)
+
 import os
 
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -451,12 +453,13 @@ def markdown(results: list, meta: dict, accuracy: pathlib.Path) -> str:
         "# Standard baselines on jaxode's splits",
         "",
         (
-            f"`{meta['command']}` ({meta['mode']}, {meta['wall_time']:.0f} s on one core). Test-split "
-            "relative L2 errors: global = ||P - Y||_F / ||Y||_F, per-sample = mean_i ||p_i - y_i|| / "
-            "||y_i||. Models fit the normalised training arrays (`Dataset.arrays`); hyperparameters are "
-            "chosen by the validation global error in normalised units; the GP's kernel by its "
-            "marginal likelihood on the training split. Stochastic fits: mean ± sample std (ddof=1) "
-            "over n seeds. ELM normalised = min-max scaled outputs; CDR normalised = z-scored outputs."
+            f"`{meta['command']}` ({meta['mode']}, {meta['wall_time']:.0f} s on one core). "
+            "Test-split relative L2 errors: global = ||P - Y||_F / ||Y||_F, per-sample = "
+            "mean_i ||p_i - y_i|| / ||y_i||. Models fit the normalised training arrays "
+            "(`Dataset.arrays`); hyperparameters are chosen by the validation global error in "
+            "normalised units; the GP's kernel by its marginal likelihood on the training split. "
+            "Stochastic fits: mean ± sample std (ddof=1) over n seeds. ELM normalised = min-max "
+            "scaled outputs; CDR normalised = z-scored outputs."
         ),
         "",
     ]
@@ -483,7 +486,8 @@ def markdown(results: list, meta: dict, accuracy: pathlib.Path) -> str:
                 f"| {r['predictor']} | {s['test'][first]['global']['n']} | "
                 f"{cell(s['test'][first]['global'])} | {cell(s['test'][first]['per_sample'])} | "
                 f"{cell(s['test'][other]['global'])} | {cell(s['test'][other]['per_sample'])} | "
-                f"{cell(s['val']['normalised']['global'])} | {short(r['chosen'], r['chosen_at_grid_edge']) or '-'} | "
+                f"{cell(s['val']['normalised']['global'])} | "
+                f"{short(r['chosen'], r['chosen_at_grid_edge']) or '-'} | "
                 f"{fit_time:.1f} |"
             )
         comparison = jaxode_rows(accuracy, dataset)
@@ -491,8 +495,8 @@ def markdown(results: list, meta: dict, accuracy: pathlib.Path) -> str:
             out += [
                 "",
                 (
-                    f"For comparison, jaxode's neural ODEs (experiments/accuracy.py; {first} units; "
-                    "mean ± sample std):"
+                    f"For comparison, jaxode's neural ODEs (experiments/accuracy.py; {first} "
+                    "units; mean ± sample std):"
                 ),
                 "",
                 f"| file | weights | n | test global ({first}) | test per-sample ({first}) |",
@@ -502,15 +506,16 @@ def markdown(results: list, meta: dict, accuracy: pathlib.Path) -> str:
         out.append("")
     out += [
         (
-            "Settings: ridge on the centred inputs (intercept unpenalised); kernel ridge on the centred "
-            "outputs with gamma = scale / median squared training distance; GP = sklearn "
-            "`GaussianProcessRegressor(C * RBF(length_scale=ones(d)) + WhiteKernel, normalize_y=True)` "
-            "sharing one kernel across outputs, length scales started at sqrt(d) times a seeded "
-            "exp(0.3 N(0, 1)) jitter, noise at 0.1, one L-BFGS-B run of the same marginal likelihood "
-            "with an O(n^2 d) gradient; MLP = `MLPRegressor(activation='tanh', solver='lbfgs')` for a "
-            "fixed iteration budget; gradient boosting = one `HistGradientBoostingRegressor` per output, "
-            "early-stopped on the validation split. (edge): the chosen value is at the end of its "
-            "grid. Every grid point, seed and timing is in baselines.json."
+            "Settings: ridge on the centred inputs (intercept unpenalised); kernel ridge on the "
+            "centred outputs with gamma = scale / median squared training distance; GP = sklearn "
+            "`GaussianProcessRegressor(C * RBF(length_scale=ones(d)) + WhiteKernel, "
+            "normalize_y=True)` sharing one kernel across outputs, length scales started at "
+            "sqrt(d) times a seeded exp(0.3 N(0, 1)) jitter, noise at 0.1, one L-BFGS-B run of the "
+            "same marginal likelihood with an O(n^2 d) gradient; MLP = "
+            "`MLPRegressor(activation='tanh', solver='lbfgs')` for a fixed iteration budget; "
+            "gradient boosting = one `HistGradientBoostingRegressor` per output, early-stopped on "
+            "the validation split. (edge): the chosen value is at the end of its grid. Every grid "
+            "point, seed and timing is in baselines.json."
         ),
         "",
     ]
@@ -567,7 +572,8 @@ def main() -> None:
             unit = README_UNITS[name]
             test = row["summary"]["test"][unit]
             print(
-                f"{name} | {baseline.name} | {short(row['chosen'], row['chosen_at_grid_edge']) or '-'} | test {unit} "
+                f"{name} | {baseline.name} | "
+                f"{short(row['chosen'], row['chosen_at_grid_edge']) or '-'} | test {unit} "
                 f"global {cell(test['global'])} per-sample {cell(test['per_sample'])} | "
                 f"{row['wall_time']:.0f} s",
                 flush=True,

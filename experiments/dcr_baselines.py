@@ -48,15 +48,25 @@ def main():
     z = (x - mu) / sd
     centre = y[tr].mean(0)
     rows = {"training mean": errors(np.broadcast_to(centre, y[te].shape), y[te], centre)}
-    for name, features in (("linear least squares", lambda z: np.column_stack([np.ones(len(z)), z])),
-                           ("quadratic least squares", quadratic)):
+    for name, features in (
+        ("linear least squares", lambda z: np.column_stack([np.ones(len(z)), z])),
+        ("quadratic least squares", quadratic),
+    ):
         coef, *_ = np.linalg.lstsq(features(z[tr]), y[tr], rcond=None)
         rows[name] = errors(features(z[te]) @ coef, y[te], centre)
-    out = dict(generate_s=generate, cached_read_s=cached, load_average=os.getloadavg(),
-               samples=len(x), outputs=y.shape[1], baselines=rows)
+    out = dict(
+        generate_s=generate,
+        cached_read_s=cached,
+        load_average=os.getloadavg(),
+        samples=len(x),
+        outputs=y.shape[1],
+        baselines=rows,
+    )
     for name, r in rows.items():
-        print(f"{name:26s} global {r['global_']:.4f}  per-sample {r['per_sample']:.4f}  "
-              f"centred {r['global_centred']:.3f}")
+        print(
+            f"{name:26s} global {r['global_']:.4f}  per-sample {r['per_sample']:.4f}  "
+            f"centred {r['global_centred']:.3f}"
+        )
     print(f"generation {generate:.1f} s, cached read {cached:.2f} s")
     path = pathlib.Path(__file__).parent / "results" / "dcr_baselines.json"
     path.write_text(json.dumps(out, indent=2))

@@ -36,7 +36,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "default_run.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({k: result[k] for k in ("ray_limit_summary", "plots")}))
-    print(f"test global {metrics['test_global']:.4f} (normalised), train_time {metrics['train_time']:.0f} s")
+    print(
+        f"test global {metrics['test_global']:.4f} (normalised), "
+        f"train_time {metrics['train_time']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -66,7 +66,11 @@ def train(law, basis, initial_states, window, num_saves, hidden, steps, key):
     scale = jnp.std(truth, axis=(0, 1))
     field = jaxode.MLPField(law.state_size, hidden, basis, key=key)
     node = jaxode.NeuralODE(
-        field, t1=window, ts=grid, solver=diffrax.Tsit5(), stepsize_controller=diffrax.ConstantStepSize(),
+        field,
+        t1=window,
+        ts=grid,
+        solver=diffrax.Tsit5(),
+        stepsize_controller=diffrax.ConstantStepSize(),
         dt0=window / (4 * (num_saves - 1)),
     )
     optimiser = optax.adam(optax.cosine_decay_schedule(1e-2, steps))
@@ -90,10 +94,21 @@ def train(law, basis, initial_states, window, num_saves, hidden, steps, key):
 def probe(node, law, initial_states, window, horizon, error_metric=probes.relative_error):
     # The trained solver used a fixed step; probe with an adaptive one so that the long run is
     # accurate (and a blow-up is reported as a failed solve).
-    node = eqx.tree_at(lambda n: (n.stepsize_controller, n.dt0), node,
-                       (diffrax.PIDController(rtol=1e-7, atol=1e-9), None), is_leaf=lambda x: x is None)
-    extrapolation = probes.trajectory_extrapolation(node, initial_states, law, t_train=window, t_ext=horizon,
-                                                    num_times=401, error_metric=error_metric)
+    node = eqx.tree_at(
+        lambda n: (n.stepsize_controller, n.dt0),
+        node,
+        (diffrax.PIDController(rtol=1e-7, atol=1e-9), None),
+        is_leaf=lambda x: x is None,
+    )
+    extrapolation = probes.trajectory_extrapolation(
+        node,
+        initial_states,
+        law,
+        t_train=window,
+        t_ext=horizon,
+        num_times=401,
+        error_metric=error_metric,
+    )
     weights = probes.weight_asymptotics(node.field)
     top = int(np.nanargmax(np.where(np.isfinite(weights.exponent), weights.exponent, -1)))
     return extrapolation, weights, top
@@ -102,13 +117,16 @@ def probe(node, law, initial_states, window, horizon, error_metric=probes.relati
 def result_row(task, variant_name, extrapolation, weights, top, start, **extra):
     """One table row: valid prediction time, growth of model and truth, the fastest weight."""
     return dict(
-        task=task, basis=variant_name, **extra,
+        task=task,
+        basis=variant_name,
+        **extra,
         vpt=float(np.median(extrapolation.valid_prediction_time)),
         vpt_lyapunov=float(np.median(extrapolation.in_lyapunov_times)),
         solves_ok=int(extrapolation.succeeded.sum()),
         model_power=float(np.nanmedian(extrapolation.model_power)),
         truth_power=float(np.nanmedian(extrapolation.truth_power)),
-        weight_verdict=weights.verdicts[top], weight_tensor=weights.names[top],
+        weight_verdict=weights.verdicts[top],
+        weight_tensor=weights.names[top],
         leading_coefficient=float(weights.leading_coefficient[top]),
         seconds=time.perf_counter() - start,
     )
@@ -126,12 +144,22 @@ def run_task(name, law, window, horizon, degree, hidden, steps, seed, rows):
         node, loss = train(law, basis, train_states, window, 21, hidden, steps, k_model)
         variants = [(basis_name, node)]
         if basis.num_basis > 1:
-            variants.append((basis_name + " clamped", eqx.tree_at(lambda n: n.field, node, clamped(node.field, basis))))
+            variants.append(
+                (
+                    basis_name + " clamped",
+                    eqx.tree_at(lambda n: n.field, node, clamped(node.field, basis)),
+                )
+            )
         for variant_name, model in variants:
             extrapolation, weights, top = probe(model, law, test_states, window, horizon)
-            rows.append(result_row(name, variant_name, extrapolation, weights, top, start, train_loss=loss))
-            print(f"{name:10s} {variant_name:22s} loss {loss:.2e}  VPT {rows[-1]['vpt']:.2f}  "
-                  f"weights {rows[-1]['weight_verdict']} (C = {rows[-1]['leading_coefficient']:.3g})", flush=True)
+            rows.append(
+                result_row(name, variant_name, extrapolation, weights, top, start, train_loss=loss)
+            )
+            print(
+                f"{name:10s} {variant_name:22s} loss {loss:.2e}  VPT {rows[-1]['vpt']:.2f}  "
+                f"weights {rows[-1]['weight_verdict']} (C = {rows[-1]['leading_coefficient']:.3g})",
+                flush=True,
+            )
 
 
 class Normalised(probes.AbstractLaw):
@@ -179,7 +207,12 @@ def segment_solve(field, start, u0, length, num_saves, dt):
     """Solves from `u0` at absolute time `start` for `length`; theta(t) sees the absolute time,
     so a segment late in the window trains the late weights."""
     solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda s, u, args: field(start + s, u)), diffrax.Tsit5(), 0.0, length, dt, u0,
+        diffrax.ODETerm(lambda s, u, args: field(start + s, u)),
+        diffrax.Tsit5(),
+        0.0,
+        length,
+        dt,
+        u0,
         saveat=diffrax.SaveAt(ts=jnp.linspace(0.0, length, num_saves)),
         stepsize_controller=diffrax.ConstantStepSize(),
     )
@@ -193,13 +226,17 @@ def train_segments(basis, data, dt_data, segment, hidden, steps, batch, lr, key)
     length, num_saves = segment * dt_data, segment + 1
     k_model, k_batches = jax.random.split(key)
     field = jaxode.MLPField(width, hidden, basis, key=k_model)
-    optimiser = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(optax.cosine_decay_schedule(lr, steps)))
+    optimiser = optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adam(optax.cosine_decay_schedule(lr, steps))
+    )
     state = optimiser.init(eqx.filter(field, eqx.is_inexact_array))
 
     def loss(field, rows, offsets):
         def one(row, offset):
             target = jax.lax.dynamic_slice_in_dim(data[row], offset, num_saves)
-            prediction = segment_solve(field, offset * dt_data, target[0], length, num_saves, dt_data)
+            prediction = segment_solve(
+                field, offset * dt_data, target[0], length, num_saves, dt_data
+            )
             return jnp.mean((prediction - target) ** 2)
 
         return jnp.mean(jax.vmap(one)(rows, offsets))
@@ -217,12 +254,28 @@ def train_segments(basis, data, dt_data, segment, hidden, steps, batch, lr, key)
         field, state, value = step(field, state, key)
     # Every trajectory cut into consecutive segments: the loss the sampled batches estimate.
     offsets = jnp.arange(0, num_times - segment, segment)
-    rows, offsets = jnp.repeat(jnp.arange(num_trajectories), offsets.size), jnp.tile(offsets, num_trajectories)
+    rows, offsets = (
+        jnp.repeat(jnp.arange(num_trajectories), offsets.size),
+        jnp.tile(offsets, num_trajectories),
+    )
     return field, float(eqx.filter_jit(loss)(field, rows, offsets))
 
 
-def run_lorenz(window, horizon, degree, hidden, steps, seed, rows, num_train=64, num_test=16,
-               dt_data=0.01, segment=20, batch=128, lr=1e-2):
+def run_lorenz(
+    window,
+    horizon,
+    degree,
+    hidden,
+    steps,
+    seed,
+    rows,
+    num_train=64,
+    num_test=16,
+    dt_data=0.01,
+    segment=20,
+    batch=128,
+    lr=1e-2,
+):
     law = probes.Lorenz63()
     states, mean, scale = attractor(law, 400, 1.0)
     normalised = Normalised(law, mean, scale)
@@ -230,32 +283,74 @@ def run_lorenz(window, horizon, degree, hidden, steps, seed, rows, num_train=64,
     k_split, k_model = jax.random.split(key)
     order = jax.random.permutation(k_split, states.shape[0])
     train_states = (states[order[:num_train]] - mean) / scale
-    test_states = (states[order[num_train:num_train + num_test]] - mean) / scale
+    test_states = (states[order[num_train : num_train + num_test]] - mean) / scale
     grid = jnp.linspace(0.0, window, int(round(window / dt_data)) + 1)
     data = jax.vmap(lambda u0: normalised.trajectory(u0, grid))(train_states)
     for basis_name, basis in bases(window, degree).items():
         start = time.perf_counter()
-        field, segment_loss = train_segments(basis, data, dt_data, segment, hidden, steps, batch, lr, k_model)
-        node = jaxode.NeuralODE(field, t1=window, ts=tuple(np.asarray(grid)), solver=diffrax.Tsit5(),
-                                stepsize_controller=diffrax.ConstantStepSize(), dt0=dt_data)
-        # The loss the spiral is trained on (free runs over the whole window from t = 0), for comparison.
-        window_loss = float(jnp.mean((jax.vmap(lambda u0: node.solve(u0).states)(train_states) - data) ** 2))
+        field, segment_loss = train_segments(
+            basis, data, dt_data, segment, hidden, steps, batch, lr, k_model
+        )
+        node = jaxode.NeuralODE(
+            field,
+            t1=window,
+            ts=tuple(np.asarray(grid)),
+            solver=diffrax.Tsit5(),
+            stepsize_controller=diffrax.ConstantStepSize(),
+            dt0=dt_data,
+        )
+        # The loss the spiral is trained on (free runs over the whole window from t = 0), for
+        # comparison.
+        window_loss = float(
+            jnp.mean(
+                (jax.vmap(lambda u0, node=node: node.solve(u0).states)(train_states) - data) ** 2
+            )
+        )
         variants = [(basis_name, node)]
         if basis.num_basis > 1:
-            variants.append((basis_name + " clamped", eqx.tree_at(lambda n: n.field, node, clamped(node.field, basis))))
+            variants.append(
+                (
+                    basis_name + " clamped",
+                    eqx.tree_at(lambda n: n.field, node, clamped(node.field, basis)),
+                )
+            )
         for variant_name, model in variants:
-            extrapolation, weights, top = probe(model, normalised, test_states, window, horizon,
-                                                error_metric=normalised.physical_error)
-            rows.append(result_row(
-                "lorenz", variant_name, extrapolation, weights, top, start,
-                train_loss=segment_loss, window_loss=window_loss,
-                vpt_lyapunov_all=[float(v) for v in extrapolation.in_lyapunov_times],
-                error_at_window=float(np.median(extrapolation.errors[:, np.searchsorted(extrapolation.ts, window)])),
-            ))
-            print(f"lorenz     {variant_name:22s} loss {segment_loss:.2e} (window {window_loss:.2e})  "
-                  f"error at T {rows[-1]['error_at_window']:.3f}  VPT {rows[-1]['vpt_lyapunov']:.2f} Lyapunov times  "
-                  f"weights {rows[-1]['weight_verdict']} (C = {rows[-1]['leading_coefficient']:.3g})  "
-                  f"{rows[-1]['seconds']:.0f} s", flush=True)
+            extrapolation, weights, top = probe(
+                model,
+                normalised,
+                test_states,
+                window,
+                horizon,
+                error_metric=normalised.physical_error,
+            )
+            rows.append(
+                result_row(
+                    "lorenz",
+                    variant_name,
+                    extrapolation,
+                    weights,
+                    top,
+                    start,
+                    train_loss=segment_loss,
+                    window_loss=window_loss,
+                    vpt_lyapunov_all=[float(v) for v in extrapolation.in_lyapunov_times],
+                    error_at_window=float(
+                        np.median(
+                            extrapolation.errors[:, np.searchsorted(extrapolation.ts, window)]
+                        )
+                    ),
+                )
+            )
+            print(
+                f"lorenz     {variant_name:22s} loss {segment_loss:.2e} "
+                f"(window {window_loss:.2e})  "
+                f"error at T {rows[-1]['error_at_window']:.3f}  "
+                f"VPT {rows[-1]['vpt_lyapunov']:.2f} Lyapunov times  "
+                f"weights {rows[-1]['weight_verdict']} "
+                f"(C = {rows[-1]['leading_coefficient']:.3g})  "
+                f"{rows[-1]['seconds']:.0f} s",
+                flush=True,
+            )
 
 
 def main():
@@ -273,20 +368,54 @@ def main():
     arguments = parser.parse_args()
     rows: list[dict] = []
     if arguments.only != "lorenz":
-        run_task("spiral", probes.DampedOscillator(omega=1.0, gamma=0.1), 6.0, 30.0, arguments.degree,
-                 arguments.hidden, arguments.steps, arguments.seed, rows)
+        run_task(
+            "spiral",
+            probes.DampedOscillator(omega=1.0, gamma=0.1),
+            6.0,
+            30.0,
+            arguments.degree,
+            arguments.hidden,
+            arguments.steps,
+            arguments.seed,
+            rows,
+        )
     if arguments.only == "lorenz" or (arguments.only is None and not arguments.skip_lorenz):
-        run_lorenz(arguments.lorenz_window, arguments.lorenz_horizon, arguments.degree, arguments.lorenz_hidden,
-                   arguments.lorenz_steps, arguments.seed, rows)
-    header = ["task", "basis", "train_loss", "vpt", "vpt_lyapunov", "solves_ok", "model_power", "truth_power",
-              "weight_verdict", "leading_coefficient"]
+        run_lorenz(
+            arguments.lorenz_window,
+            arguments.lorenz_horizon,
+            arguments.degree,
+            arguments.lorenz_hidden,
+            arguments.lorenz_steps,
+            arguments.seed,
+            rows,
+        )
+    header = [
+        "task",
+        "basis",
+        "train_loss",
+        "vpt",
+        "vpt_lyapunov",
+        "solves_ok",
+        "model_power",
+        "truth_power",
+        "weight_verdict",
+        "leading_coefficient",
+    ]
     print()
     print(" | ".join(header))
     for row in rows:
-        print(" | ".join(f"{row[h]:.3g}" if isinstance(row[h], float) else str(row[h]) for h in header))
+        print(
+            " | ".join(
+                f"{row[h]:.3g}" if isinstance(row[h], float) else str(row[h]) for h in header
+            )
+        )
     # Committed beside the script: the numbers docs/probes.md quotes come from these files.
     tasks = "-".join(sorted({row["task"] for row in rows}))
-    path = pathlib.Path(__file__).parent / "results" / f"extrapolation-{tasks}-seed{arguments.seed}.json"
+    path = (
+        pathlib.Path(__file__).parent
+        / "results"
+        / f"extrapolation-{tasks}-seed{arguments.seed}.json"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(arguments=vars(arguments), rows=rows), indent=2))
     print(f"wrote {path}")

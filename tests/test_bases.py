@@ -53,7 +53,13 @@ def test_legendre_classical_normalisation_and_fourier_values():
     np.testing.assert_allclose(leg(0.0), (-1.0) ** np.arange(5), rtol=1e-14)
     fourier = jaxode.FourierBasis(2, t0=T0, t1=T1)
     tau = 0.3
-    expect = [1, np.cos(2 * np.pi * tau), np.cos(4 * np.pi * tau), np.sin(2 * np.pi * tau), np.sin(4 * np.pi * tau)]
+    expect = [
+        1,
+        np.cos(2 * np.pi * tau),
+        np.cos(4 * np.pi * tau),
+        np.sin(2 * np.pi * tau),
+        np.sin(4 * np.pi * tau),
+    ]
     np.testing.assert_allclose(fourier(T0 + tau * (T1 - T0)), expect, rtol=1e-12)
 
 
@@ -76,16 +82,24 @@ def test_gram_equals_quadrature(basis):
     for i in range(n):
         for j in range(n):
             ref[i, j] = integrate.quad(
-                lambda t: float(basis(t)[i] * basis(t)[j]), T0, T1, points=points[1:-1] or None, limit=200
+                lambda t, i=i, j=j: float(basis(t)[i] * basis(t)[j]),
+                T0,
+                T1,
+                points=points[1:-1] or None,
+                limit=200,
             )[0]
     np.testing.assert_allclose(gram, ref, rtol=1e-9, atol=1e-11)
 
 
 def test_gram_closed_forms():
     np.testing.assert_allclose(
-        jaxode.MonomialBasis(3).gram(), [[1 / (i + j + 1) for j in range(4)] for i in range(4)], rtol=1e-15
+        jaxode.MonomialBasis(3).gram(),
+        [[1 / (i + j + 1) for j in range(4)] for i in range(4)],
+        rtol=1e-15,
     )
-    np.testing.assert_allclose(jaxode.LegendreBasis(3).gram(), np.diag([1, 1 / 3, 1 / 5, 1 / 7]), rtol=1e-15)
+    np.testing.assert_allclose(
+        jaxode.LegendreBasis(3).gram(), np.diag([1, 1 / 3, 1 / 5, 1 / 7]), rtol=1e-15
+    )
 
 
 def test_evaluate_outside_window_by_default_and_clamp_on_request():
@@ -143,7 +157,7 @@ def test_projection_residual_is_orthogonal_to_target(getkey):
         return float(source(t) @ coeffs - target(t) @ projected)
 
     for k in range(3):
-        inner = integrate.quad(lambda t: residual(t) * float(target(t)[k]), T0, T1)[0]
+        inner = integrate.quad(lambda t, k=k: residual(t) * float(target(t)[k]), T0, T1)[0]
         assert abs(inner) < 1e-10
     # Fourier to a coarse polynomial: same property through a non-polynomial source.
     fourier = jaxode.FourierBasis(2, t0=T0, t1=T1)
@@ -151,7 +165,9 @@ def test_projection_residual_is_orthogonal_to_target(getkey):
     projected = np.asarray(jaxode.project_coefficients(coeffs, fourier, target))
     for k in range(3):
         inner = integrate.quad(
-            lambda t: float(fourier(t) @ coeffs - target(t) @ projected) * float(target(t)[k]), T0, T1
+            lambda t, k=k: float(fourier(t) @ coeffs - target(t) @ projected) * float(target(t)[k]),
+            T0,
+            T1,
         )[0]
         assert abs(inner) < 1e-10
 
@@ -184,8 +200,12 @@ def test_bad_arguments_name_the_argument(make, match):
 
 
 def test_projection_rejects_wrong_coefficient_shape():
-    with pytest.raises(ValueError, match="`coefficients` must have leading axis of length source.num_basis=4"):
-        jaxode.project_coefficients(np.ones((3, 2)), jaxode.MonomialBasis(3), jaxode.LegendreBasis(3))
+    with pytest.raises(
+        ValueError, match="`coefficients` must have leading axis of length source.num_basis=4"
+    ):
+        jaxode.project_coefficients(
+            np.ones((3, 2)), jaxode.MonomialBasis(3), jaxode.LegendreBasis(3)
+        )
 
 
 def test_change_basis_of_a_trained_model(getkey):
@@ -193,10 +213,16 @@ def test_change_basis_of_a_trained_model(getkey):
 
     legendre = jaxode.LegendreBasis(3, t1=2.0)
     field = jaxode.MLPField(4, 6, legendre, key=getkey())
-    model = randomize(jaxode.Surrogate(3, 2, jaxode.ResNet(field, 2.0, 10), key=getkey()), getkey(), 0.4)
+    model = randomize(
+        jaxode.Surrogate(3, 2, jaxode.ResNet(field, 2.0, 10), key=getkey()), getkey(), 0.4
+    )
     xs = jax.random.normal(getkey(), (5, 3))
     reference = model.predict(xs)
-    for target in (jaxode.MonomialBasis(3, t1=2.0), jaxode.LegendreBasis(5, t1=2.0), jaxode.ChebyshevBasis(4, t1=2.0)):
+    for target in (
+        jaxode.MonomialBasis(3, t1=2.0),
+        jaxode.LegendreBasis(5, t1=2.0),
+        jaxode.ChebyshevBasis(4, t1=2.0),
+    ):
         moved = jaxode.change_basis(model, target)
         assert moved.dynamics.field.inner.basis == target
         assert moved.dynamics.field.outer.weight.shape[0] == target.num_basis
@@ -208,7 +234,9 @@ def test_change_basis_of_a_trained_model(getkey):
     w_full = np.stack([np.asarray(model.dynamics.field.inner.weight_at(t)) for t in ts])
     w_line = np.stack([np.asarray(lowered.dynamics.field.inner.weight_at(t)) for t in ts])
     coeffs = np.asarray(model.dynamics.field.inner.weight)
-    np.testing.assert_allclose(np.asarray(lowered.dynamics.field.inner.weight), coeffs[:2], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(lowered.dynamics.field.inner.weight), coeffs[:2], rtol=1e-10, atol=1e-12
+    )
     # What is dropped is exactly the Legendre terms of degree 2 and 3.
     legendre = npoly.legendre.legvander(ts - 1.0, 3)  # x = 2t/2 - 1
     dropped = np.einsum("tk,koi->toi", legendre[:, 2:], coeffs[2:])
@@ -242,7 +270,9 @@ def test_step_j_uses_piece_j_for_every_step_count_up_to_1000(x64, window):
     assert tau.dtype == dtype
     index = np.asarray(_piece_index(tau, jnp.asarray(n, dtype), t0, t1))
     wrong = np.flatnonzero(index != j)
-    assert wrong.size == 0, f"{wrong.size} steps use another piece, first (n, j) = {n[wrong[0]], j[wrong[0]]}"
+    assert wrong.size == 0, (
+        f"{wrong.size} steps use another piece, first (n, j) = {n[wrong[0]], j[wrong[0]]}"
+    )
     # Points well inside a piece keep it: its middle and 2% below its upper end.
     for offset in (0.5, 0.98):
         tau = jaxode.PiecewiseConstantBasis(1, t0=t0, t1=t1).tau(t0 + (j + offset) * h)
@@ -328,9 +358,13 @@ def test_monomial_to_monomial_projections_are_exact(degree):
     other = jaxode.MonomialBasis(degree, t0=0.0, t1=1.0)
     moved = jaxode.projection_matrix(monomial, other) @ a
     reference = npoly.Polynomial(a)(npoly.Polynomial([0.2, 0.4])).coef
-    np.testing.assert_allclose(moved, np.pad(reference, (0, degree + 1 - len(reference))), rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(
+        moved, np.pad(reference, (0, degree + 1 - len(reference))), rtol=1e-13, atol=1e-16
+    )
     ts = np.linspace(0.0, 1.0, 101)
-    np.testing.assert_allclose(_values(other, ts) @ moved, _values(monomial, ts) @ a, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(
+        _values(other, ts) @ moved, _values(monomial, ts) @ a, rtol=0, atol=1e-13
+    )
 
 
 def test_fourier_onto_degree_12_monomials_equals_the_legendre_projection_by_scipy():
@@ -341,10 +375,19 @@ def test_fourier_onto_degree_12_monomials_equals_the_legendre_projection_by_scip
     c = np.array([0.3, -0.7, 0.5, 0.9, -0.4])
     powers = jaxode.projection_matrix(fourier, monomial) @ c
     f = lambda tau: float(fourier(T0 + tau * (T1 - T0)) @ c)
-    legendre = np.array([
-        (2 * k + 1) * integrate.quad(lambda s: f(s) * npoly.legendre.legval(2 * s - 1, np.eye(13)[k]), 0, 1, limit=200, epsabs=1e-14)[0]
-        for k in range(13)
-    ])
+    legendre = np.array(
+        [
+            (2 * k + 1)
+            * integrate.quad(
+                lambda s, k=k: f(s) * npoly.legendre.legval(2 * s - 1, np.eye(13)[k]),
+                0,
+                1,
+                limit=200,
+                epsabs=1e-14,
+            )[0]
+            for k in range(13)
+        ]
+    )
     reference = _shifted_legendre_to_powers(legendre)
     ts = np.linspace(T0, T1, 201)
     tau = (ts - T0) / (T1 - T0)
@@ -359,10 +402,14 @@ def _derivative_reference(basis, t):
         return np.zeros(basis.num_basis)
     n = basis.num_basis
     if isinstance(basis, jaxode.MonomialBasis):
-        return np.array([npoly.Polynomial.basis(k, domain=[t0, t1], window=[0, 1]).deriv()(t) for k in range(n)])
+        return np.array(
+            [npoly.Polynomial.basis(k, domain=[t0, t1], window=[0, 1]).deriv()(t) for k in range(n)]
+        )
     if isinstance(basis, jaxode.LegendreBasis):
         scale = np.sqrt(2 * np.arange(n) + 1) if basis.orthonormal else np.ones(n)
-        return scale * np.array([npoly.Legendre.basis(k, domain=[t0, t1]).deriv()(t) for k in range(n)])
+        return scale * np.array(
+            [npoly.Legendre.basis(k, domain=[t0, t1]).deriv()(t) for k in range(n)]
+        )
     if isinstance(basis, jaxode.ChebyshevBasis):
         return np.array([npoly.Chebyshev.basis(k, domain=[t0, t1]).deriv()(t) for k in range(n)])
     if isinstance(basis, jaxode.FourierBasis):
@@ -383,7 +430,9 @@ def _with_clamp_variants(bases):
 
 
 @pytest.mark.parametrize(
-    "basis", _with_clamp_variants(all_bases(T0, T1)), ids=lambda b: _basis_id(b) + f"-clamp={b.clamp}"
+    "basis",
+    _with_clamp_variants(all_bases(T0, T1)),
+    ids=lambda b: _basis_id(b) + f"-clamp={b.clamp}",
 )
 def test_time_derivative_is_finite_and_exact_at_the_ends_and_inside(basis):
     times = [T0, T1, T0 + 0.37 * (T1 - T0), T0 + 0.81 * (T1 - T0), T0 - 0.6, T1 + 0.9]
@@ -396,7 +445,9 @@ def test_time_derivative_is_finite_and_exact_at_the_ends_and_inside(basis):
         assert np.all(np.isfinite(derivative)), (t, derivative)
         reference = _derivative_reference(basis, t)
         np.testing.assert_allclose(derivative, reference, rtol=1e-12, atol=1e-12, err_msg=f"t={t}")
-        np.testing.assert_allclose(float(grad_of_sum(jnp.float64(t))), reference.sum(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            float(grad_of_sum(jnp.float64(t))), reference.sum(), rtol=1e-12, atol=1e-12
+        )
 
 
 def test_getkey_draws_from_a_fixed_seed(getkey, monkeypatch):
@@ -418,10 +469,19 @@ def test_projection_of_a_clamped_source_beyond_its_window_equals_scipy():
     c = np.array([0.4, -1.1, 0.8])
     powers = jaxode.projection_matrix(source, target) @ c
     f = lambda s: float(source(-1.0 + 3.0 * s) @ c)
-    legendre = np.array([
-        (2 * k + 1) * integrate.quad(
-            lambda s: f(s) * npoly.legendre.legval(2 * s - 1, np.eye(5)[k]), 0, 1, points=[1 / 3, 2 / 3], epsabs=1e-14
-        )[0]
-        for k in range(5)
-    ])
-    np.testing.assert_allclose(powers, _shifted_legendre_to_powers(legendre), rtol=1e-10, atol=1e-12)
+    legendre = np.array(
+        [
+            (2 * k + 1)
+            * integrate.quad(
+                lambda s, k=k: f(s) * npoly.legendre.legval(2 * s - 1, np.eye(5)[k]),
+                0,
+                1,
+                points=[1 / 3, 2 / 3],
+                epsabs=1e-14,
+            )[0]
+            for k in range(5)
+        ]
+    )
+    np.testing.assert_allclose(
+        powers, _shifted_legendre_to_powers(legendre), rtol=1e-10, atol=1e-12
+    )

@@ -54,12 +54,14 @@ for name, devices, shard_map in json.loads(os.environ["RUNS"]):
     out[name] = run(jax.devices() if devices == "all" else devices, shard_map)
 if os.environ.get("PROCESS_ID") != "1":
     try:
-        jaxode.fit_cohort([model(0)] * 3, (x, y), optax.adam(1e-2), keys=[jax.random.PRNGKey(0)] * 3,
+        jaxode.fit_cohort([model(0)] * 3, (x, y), optax.adam(1e-2),
+                          keys=[jax.random.PRNGKey(0)] * 3,
                           steps=1, batch_size=8, devices=jax.devices())
     except ValueError as error:
         out["error"] = str(error)
     try:
-        jaxode.fit_cohort([model(0)] * 8, (x, y), optax.adam(1e-2), keys=[jax.random.PRNGKey(0)] * 8,
+        jaxode.fit_cohort([model(0)] * 8, (x, y), optax.adam(1e-2),
+                          keys=[jax.random.PRNGKey(0)] * 8,
                           steps=1, batch_size=8, devices=8)
     except ValueError as error:
         out["count_error"] = str(error)

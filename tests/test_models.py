@@ -16,8 +16,12 @@ T1 = 1.5
 
 def _tight(field, **kwargs):
     return jaxode.NeuralODE(
-        field, T1, solver=diffrax.Tsit5(),
-        stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12), max_steps=100_000, **kwargs
+        field,
+        T1,
+        solver=diffrax.Tsit5(),
+        stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12),
+        max_steps=100_000,
+        **kwargs,
     )
 
 
@@ -28,7 +32,11 @@ def test_resnet_equals_diffrax_euler(index, getkey):
     for steps in (1, 7, 20):
         resnet = jaxode.ResNet(field, T1, steps)
         euler = jaxode.NeuralODE(
-            field, T1, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=T1 / steps
+            field,
+            T1,
+            solver=diffrax.Euler(),
+            stepsize_controller=diffrax.ConstantStepSize(),
+            dt0=T1 / steps,
         )
         np.testing.assert_allclose(resnet(z0), euler(z0), rtol=1e-10, atol=1e-10)
         trajectory = resnet.solve(z0)
@@ -52,7 +60,9 @@ def test_resnet_converges_to_neural_ode_at_first_order(index, getkey):
 
 def test_hamiltonian_net_matches_its_scheme_and_converges(getkey):
     width, steps = 3, 9
-    field = randomize(jaxode.HamiltonianField(width, jaxode.MonomialBasis(2, t1=T1), key=getkey()), getkey())
+    field = randomize(
+        jaxode.HamiltonianField(width, jaxode.MonomialBasis(2, t1=T1), key=getkey()), getkey()
+    )
     start = jax.random.normal(getkey(), (width,))
     y, z, h = np.asarray(start), np.zeros(width), T1 / steps
     for j in range(steps):
@@ -65,7 +75,10 @@ def test_hamiltonian_net_matches_its_scheme_and_converges(getkey):
     np.testing.assert_allclose(trajectory.states[-1, width:], z, rtol=1e-12)
     exact = _tight(field)(start)
     counts = np.array([50, 100, 200, 400])
-    errors = [float(jnp.max(jnp.abs(jaxode.HamiltonianNet(field, T1, int(n))(start) - exact))) for n in counts]
+    errors = [
+        float(jnp.max(jnp.abs(jaxode.HamiltonianNet(field, T1, int(n))(start) - exact)))
+        for n in counts
+    ]
     assert 0.9 < _order(T1 / counts, errors) < 1.1
 
 
@@ -74,14 +87,19 @@ def test_linear_time_varying_ode_with_known_solution(getkey):
     basis = jaxode.LegendreBasis(3, t1=T1)
     field = jaxode.LayerField(2, basis, activation=lambda x: x, key=getkey())
     c = np.array([0.3, -0.8, 0.5, 0.4])
-    field = eqx.tree_at(lambda f: (f.layer.weight, f.layer.bias), field,
-                        (jnp.asarray(c[:, None, None] * np.eye(2)), jnp.zeros((4, 2))))
+    field = eqx.tree_at(
+        lambda f: (f.layer.weight, f.layer.bias),
+        field,
+        (jnp.asarray(c[:, None, None] * np.eye(2)), jnp.zeros((4, 2))),
+    )
     ts = np.linspace(0.0, T1, 7)[1:]
     z0 = jnp.array([1.0, -2.0])
     trajectory = _tight(field, ts=ts).solve(z0)
     a = npoly.Legendre(c, domain=[0.0, T1])
     exponent = a.integ(lbnd=0.0)(ts)
-    np.testing.assert_allclose(trajectory.states, np.exp(exponent)[:, None] * np.asarray(z0), rtol=1e-9)
+    np.testing.assert_allclose(
+        trajectory.states, np.exp(exponent)[:, None] * np.asarray(z0), rtol=1e-9
+    )
     np.testing.assert_allclose(trajectory.ts, ts, rtol=1e-14)
     assert bool(trajectory.succeeded)
 
@@ -89,7 +107,9 @@ def test_linear_time_varying_ode_with_known_solution(getkey):
 def test_max_steps_raises_or_returns_status(getkey):
     field = randomize(jaxode.MLPField(3, 5, jaxode.LegendreBasis(2), key=getkey()), getkey())
     z0 = jnp.ones(3)
-    strict = jaxode.NeuralODE(field, 1.0, stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12), max_steps=3)
+    strict = jaxode.NeuralODE(
+        field, 1.0, stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12), max_steps=3
+    )
     with pytest.raises(Exception, match="increase `max_steps`"):
         jax.block_until_ready(strict(z0))
     lenient = dataclasses.replace(strict, throw=False)
@@ -130,7 +150,9 @@ def test_surrogate_shapes_and_input_errors(getkey):
     per_sample = dataclasses.replace(dynamics, shared_steps=False)
     separate = eqx.tree_at(lambda m: m.dynamics, model, per_sample)
     np.testing.assert_allclose(separate.predict(xs)[2], model(xs[2]), rtol=1e-13)
-    z0 = np.tanh(np.asarray(model.opening.weight) @ np.asarray(xs[2]) + np.asarray(model.opening.bias))
+    z0 = np.tanh(
+        np.asarray(model.opening.weight) @ np.asarray(xs[2]) + np.asarray(model.opening.bias)
+    )
     np.testing.assert_allclose(model.features(xs[2]), z0, rtol=1e-12)
     with pytest.raises(ValueError, match="`x` must have shape \\(3,\\)"):
         model(jnp.ones(4))
@@ -139,7 +161,9 @@ def test_surrogate_shapes_and_input_errors(getkey):
     with pytest.raises(Exception, match="`x` contains NaN or infinite values"):
         jax.block_until_ready(model(jnp.array([1.0, jnp.nan, 0.0])))
     with pytest.raises(Exception, match="`x` contains NaN or infinite values"):
-        jax.block_until_ready(eqx.filter_jit(lambda m, x: m.predict(x))(model, xs.at[1, 1].set(jnp.inf)))
+        jax.block_until_ready(
+            eqx.filter_jit(lambda m, x: m.predict(x))(model, xs.at[1, 1].set(jnp.inf))
+        )
     with pytest.raises(TypeError, match="`dynamics` must be"):
         jaxode.Surrogate(3, 2, dynamics.field, key=getkey())
     with pytest.raises(ValueError, match="`in_size` must be an integer >= 1"):
@@ -154,12 +178,16 @@ def test_library_defaults_to_float32_without_x64():
     code = (
         "import jax, jax.numpy as jnp, jaxode\n"
         "k = jax.random.PRNGKey(0)\n"
-        "m = jaxode.Surrogate(3, 2, jaxode.NeuralODE(jaxode.MLPField(4, 5, jaxode.LegendreBasis(2), key=k), 1.0), key=k)\n"
+        "m = jaxode.Surrogate(3, 2, jaxode.NeuralODE("
+        "jaxode.MLPField(4, 5, jaxode.LegendreBasis(2), key=k), 1.0), key=k)\n"
         "out = m.predict(jnp.ones((2, 3)))\n"
         "assert not jax.config.jax_enable_x64\n"
-        "print(out.dtype, m.dynamics.field.inner.weight.dtype, jaxode.project_coefficients(jnp.ones(3), jaxode.LegendreBasis(2), jaxode.MonomialBasis(2)).dtype)\n"
+        "print(out.dtype, m.dynamics.field.inner.weight.dtype, jaxode.project_coefficients("
+        "jnp.ones(3), jaxode.LegendreBasis(2), jaxode.MonomialBasis(2)).dtype)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["float32", "float32", "float32"]
 
@@ -167,7 +195,10 @@ def test_library_defaults_to_float32_without_x64():
 def test_shared_step_batch_solve_agrees_with_separate_solves(getkey):
     field = randomize(jaxode.MLPField(4, 6, jaxode.LegendreBasis(3), key=getkey()), getkey())
     z0 = jax.random.normal(getkey(), (6, 4))
-    for field_ in (field, randomize(jaxode.HamiltonianField(4, jaxode.LegendreBasis(1), key=getkey()), getkey())):
+    for field_ in (
+        field,
+        randomize(jaxode.HamiltonianField(4, jaxode.LegendreBasis(1), key=getkey()), getkey()),
+    ):
         ode = _tight(field_, ts=[0.5, 1.0, T1])
         shared = ode.solve_batch(z0)
         separate = dataclasses.replace(ode, shared_steps=False).solve_batch(z0)
@@ -178,7 +209,11 @@ def test_shared_step_batch_solve_agrees_with_separate_solves(getkey):
 
 
 @pytest.mark.parametrize(
-    "x64", [pytest.param(False, id="float32", marks=pytest.mark.float32), pytest.param(True, id="float64")]
+    "x64",
+    [
+        pytest.param(False, id="float32", marks=pytest.mark.float32),
+        pytest.param(True, id="float64"),
+    ],
 )
 @pytest.mark.parametrize("window", [(0.0, 1.0), (-0.5, 2.0)])
 def test_step_j_of_resnet_and_hamiltonian_net_uses_piece_j(x64, window, getkey):
@@ -198,15 +233,25 @@ def test_step_j_of_resnet_and_hamiltonian_net_uses_piece_j(x64, window, getkey):
             return eqx.tree_at(lambda f: (f.layer.weight, f.layer.bias), field, weights)
 
         resnet = jaxode.ResNet(
-            with_signs(jaxode.LayerField(1, basis, activation=identity, key=getkey())), t1, steps, t0=t0
+            with_signs(jaxode.LayerField(1, basis, activation=identity, key=getkey())),
+            t1,
+            steps,
+            t0=t0,
         )
         hamnet = jaxode.HamiltonianNet(
-            with_signs(jaxode.HamiltonianField(1, basis, activation=identity, key=getkey())), t1, steps, t0=t0
+            with_signs(jaxode.HamiltonianField(1, basis, activation=identity, key=getkey())),
+            t1,
+            steps,
+            t0=t0,
         )
         # ResNet: dz = +h b_j. HamiltonianNet: dZ = -h b_j, then dY = +h b_j.
         for dynamics, directions in ((resnet, [1.0]), (hamnet, [1.0, -1.0])):
             states = dynamics.solve(jnp.zeros(1, dtype)).states
             assert states.dtype == dtype and states.shape == (steps + 1, len(directions))
             moves = np.diff(np.asarray(states, np.float64), axis=0) / h
-            wrong = np.flatnonzero(np.any(np.abs(moves - sign[:, None] * directions) > 1e-2, axis=1))
-            assert wrong.size == 0, f"{type(dynamics).__name__}, {steps} steps: steps {wrong[:5]} use another piece"
+            wrong = np.flatnonzero(
+                np.any(np.abs(moves - sign[:, None] * directions) > 1e-2, axis=1)
+            )
+            assert wrong.size == 0, (
+                f"{type(dynamics).__name__}, {steps} steps: steps {wrong[:5]} use another piece"
+            )

@@ -53,7 +53,9 @@ def test_report_for_an_input_space_model(tmp_path, figures):
     net = _net(0, 5)
     inputs = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (40, 2)))
     targets = np.asarray(jax.vmap(net)(jnp.asarray(inputs)))
-    report = probes.probe_report(net, tmp_path, inputs_train=inputs, targets_train=targets, num_directions=16, num_radii=300)
+    report = probes.probe_report(
+        net, tmp_path, inputs_train=inputs, targets_train=targets, num_directions=16, num_radii=300
+    )
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert on_disk["plots"] == ["rays.png", "limit_map.png"] and on_disk["plots_skipped"] == []
@@ -84,10 +86,17 @@ def test_report_for_an_input_space_model(tmp_path, figures):
         # The curves are the model's outputs along the rays (the first shown direction here).
         r = lines[0].get_xdata()
         along = jax.vmap(net)(jnp.asarray(center + r[:, None] * directions[0]))
-        np.testing.assert_allclose(lines[0].get_ydata(), np.asarray(along)[:, output], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            lines[0].get_ydata(), np.asarray(along)[:, output], rtol=1e-12, atol=1e-12
+        )
     (legend,) = figure.legends
-    assert [t.get_text() for t in legend.get_texts()] == [f"direction {k}" for k in range(8)] + ["data radius"]
-    assert "normalised units" in figure.get_supxlabel() and "normalised units" in figure.get_supylabel()
+    assert [t.get_text() for t in legend.get_texts()] == [f"direction {k}" for k in range(8)] + [
+        "data radius"
+    ]
+    assert (
+        "normalised units" in figure.get_supxlabel()
+        and "normalised units" in figure.get_supylabel()
+    )
     assert len(figures["limit_map.png"].axes) == 1
 
 
@@ -97,11 +106,17 @@ def test_report_for_a_neural_ode_with_a_law(tmp_path, figures):
     field = eqx.tree_at(lambda f: f.outer.weight, field, field.outer.weight.at[2].set(0.5))
     dynamics = jaxode.NeuralODE(field, t1=1.0)
     report = probes.probe_report(dynamics, tmp_path, law=probes.HarmonicOscillator())
-    assert report["plots"] == ["weight_norms.png", "extrapolation_error.png"] and report["plots_skipped"] == []
+    assert (
+        report["plots"] == ["weight_norms.png", "extrapolation_error.png"]
+        and report["plots_skipped"] == []
+    )
     weights = report["weight_asymptotics"]
     # Only the edited outer weight has a degree-2 coefficient: it alone grows like t^2.
     verdicts = dict(zip(weights["names"], weights["verdicts"]))
-    assert verdicts["field.outer.weight"] == "POLY(2)" and verdicts["field.inner.weight"] == "CONSTANT_EXP"
+    assert (
+        verdicts["field.outer.weight"] == "POLY(2)"
+        and verdicts["field.inner.weight"] == "CONSTANT_EXP"
+    )
     extrapolation = report["trajectory_extrapolation"]
     assert extrapolation["t_train"] == 1.0 and extrapolation["t_ext"] == 5.0
     assert extrapolation["bound_holds"] == [True]
@@ -112,7 +127,12 @@ def test_report_for_a_neural_ode_with_a_law(tmp_path, figures):
     assert "spectral norm" in axis.get_ylabel() and "Euclidean norm" in axis.get_ylabel()
     lines = axis.get_lines()
     curves = {line.get_label(): line for line in lines[:4]}
-    assert list(curves) == ["field.inner.weight", "field.inner.bias", "field.outer.weight", "field.outer.bias"]
+    assert list(curves) == [
+        "field.inner.weight",
+        "field.inner.bias",
+        "field.outer.weight",
+        "field.outer.bias",
+    ]
     assert [tuple(line.get_xdata()) for line in lines[4:]] == [(0.0, 0.0), (1.0, 1.0)]
     (window,) = axis.patches
     x_min, x_max = window.get_x(), window.get_x() + window.get_width()
@@ -133,10 +153,14 @@ def test_report_without_matplotlib_skips_plots(tmp_path, monkeypatch):
     report = probes.probe_report(_net(0, 5), tmp_path, in_size=2, num_directions=16, num_radii=300)
     assert report["plots"] == [] and report["plots_skipped"] == ["rays.png", "limit_map.png"]
     assert report["notes"] == [
-        "matplotlib is not installed: plots skipped (rays.png, limit_map.png); pip install matplotlib to get them."
+        "matplotlib is not installed: plots skipped (rays.png, limit_map.png); "
+        "pip install matplotlib to get them."
     ]
     assert not list(tmp_path.glob("*.png"))
-    assert json.loads((tmp_path / "report.json").read_text())["plots_skipped"] == ["rays.png", "limit_map.png"]
+    assert json.loads((tmp_path / "report.json").read_text())["plots_skipped"] == [
+        "rays.png",
+        "limit_map.png",
+    ]
 
 
 def test_report_rejects_rays_that_stop_inside_the_data(tmp_path):

@@ -16,19 +16,19 @@ import jaxode
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HOOKED = os.environ.get("JAXODE_TYPECHECK") == "1"
 
-# The first entry is not collected by a plain run (its name is not test_*.py): it proves the
-# hook is on, so it runs under the hook only. Then fast tests that call the public signatures (bases and projection, layers and fields, the
-# models, the surrogate trained into a run directory): under the hook every annotated
-# function and Module of jaxode they reach is checked, internals included (about 20 s). Left
-# out for good reason are the tests of jaxode's own argument checks (`test_field_errors`,
-# `test_bad_arguments_name_the_argument`, `test_dynamics_argument_errors`,
-# `test_surrogate_shapes_and_input_errors`, the end of `test_change_basis_of_a_trained_model`):
-# they pass a wrongly typed argument on purpose and match jaxode's message, which the checker
-# pre-empts with its own TypeCheckError. Left out for time: the time-series run
-# (`test_spiral_run_metrics_match_an_independent_integration`, 7-25 s; it passes under the
-# hook). The probes are covered by three fast tests (ray_limit, limit_map on top of it, and
-# minimal_ode_along_rays; about 3 s): their annotations take lists and NumPy (ArrayLike) and
-# NumPy integer codes, as the code does.
+# The first entry is not collected by a plain run (its name is not test_*.py): it proves the hook is
+# on, so it runs under the hook only. Then fast tests that call the public signatures (bases and
+# projection, layers and fields, the models, the surrogate trained into a run directory): under the
+# hook every annotated function and Module of jaxode they reach is checked, internals included
+# (about 20 s). Left out for good reason are the tests of jaxode's own argument checks
+# (`test_field_errors`, `test_bad_arguments_name_the_argument`, `test_dynamics_argument_errors`,
+# `test_surrogate_shapes_and_input_errors`, the end of `test_change_basis_of_a_trained_model`): they
+# pass a wrongly typed argument on purpose and match jaxode's message, which the checker pre-empts
+# with its own TypeCheckError. Left out for time: the time-series run
+# (`test_spiral_run_metrics_match_an_independent_integration`, 7-25 s; it passes under the hook).
+# The probes are covered by three fast tests (ray_limit, limit_map on top of it, and
+# minimal_ode_along_rays; about 3 s): their annotations take lists and NumPy (ArrayLike) and NumPy
+# integer codes, as the code does.
 SUBSET = [
     "tests/typecheck_hook.py::test_the_hook_checks_shapes_of_public_functions",
     "tests/test_fields.py::test_time_varying_linear_init_is_constant_in_time",

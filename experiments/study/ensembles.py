@@ -68,13 +68,17 @@ def ensemble_rows(sweep: pathlib.Path) -> list[dict]:
                 ensemble_test_physical_global=jaxode.global_relative_error(mean, y),
                 members_test_global=[row["test_global"] for row in metrics],
                 members_test_global_mean=float(np.mean([row["test_global"] for row in metrics])),
-                members_test_global_std=float(np.std([row["test_global"] for row in metrics], ddof=1)),
+                members_test_global_std=float(
+                    np.std([row["test_global"] for row in metrics], ddof=1)
+                ),
                 members_test_per_sample=[row["test_per_sample"] for row in metrics],
                 members_test_physical_global=[row["test_physical_global"] for row in metrics],
                 members_test_physical_global_mean=float(
-                    np.mean([row["test_physical_global"] for row in metrics])),
+                    np.mean([row["test_physical_global"] for row in metrics])
+                ),
                 members_test_physical_global_std=float(
-                    np.std([row["test_physical_global"] for row in metrics], ddof=1)),
+                    np.std([row["test_physical_global"] for row in metrics], ddof=1)
+                ),
             )
         )
     return rows

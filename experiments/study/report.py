@@ -146,24 +146,35 @@ def entry(rows: list[dict], split: str, kind: str) -> str:
 
 def table2(rows: list[dict]) -> str:
     parts = []
-    for kind, title in (("per_sample", "per-sample mean relative error"),
-                        ("global", "global relative error")):
+    for kind, title in (
+        ("per_sample", "per-sample mean relative error"),
+        ("global", "global relative error"),
+    ):
         body = []
         for dataset in DATASETS:
             for t1 in T1S:
                 for model, model_name in MODELS:
                     for optimiser, optimiser_name in OPTIMISERS:
-                        mine = select(rows, data__dataset=dataset, model__t1=t1,
-                                      model__model=model, train__optimiser=optimiser)
+                        mine = select(
+                            rows,
+                            data__dataset=dataset,
+                            model__t1=t1,
+                            model__model=model,
+                            train__optimiser=optimiser,
+                        )
                         cells = [
                             entry(select(mine, model__basis=b, model__degree=d), "test", kind)
                             for b, d, _ in TABLE2_BASES
                         ]
-                        body.append([dataset.upper(), f"{t1:g}", model_name, optimiser_name,
-                                     *cells])
+                        body.append(
+                            [dataset.upper(), f"{t1:g}", model_name, optimiser_name, *cells]
+                        )
         header = ["data", "T", "model", "optimiser", *(name for _, _, name in TABLE2_BASES)]
-        parts.append(f"**Test {title}** ({', '.join(f'{d.upper()} {u}' for d, u in UNIT_NAMES.items())} outputs)\n\n"
-                     + markdown_table(header, body))
+        parts.append(
+            f"**Test {title}** "
+            f"({', '.join(f'{d.upper()} {u}' for d, u in UNIT_NAMES.items())} outputs)\n\n"
+            + markdown_table(header, body)
+        )
     return "\n".join(parts)
 
 
@@ -199,9 +210,15 @@ def table2_summary(rows: list[dict]) -> str:
                 )
     pairs = []
     for row in select(rows, train__optimiser="gnvpro"):
-        twin = select(rows, train__optimiser="adam", data__dataset=row["data.dataset"],
-                      model__t1=row["model.t1"], model__model=row["model.model"],
-                      model__basis=row["model.basis"], model__degree=row["model.degree"])
+        twin = select(
+            rows,
+            train__optimiser="adam",
+            data__dataset=row["data.dataset"],
+            model__t1=row["model.t1"],
+            model__model=row["model.model"],
+            model__basis=row["model.basis"],
+            model__degree=row["model.degree"],
+        )
         a = metric(twin[0], "test", "global") if twin else None
         g = metric(row, "test", "global")
         if a and g is not None and row["status"] in SUCCEEDED:
@@ -226,12 +243,15 @@ def rawtime_table(sweep_dir: pathlib.Path, t2: list[dict], raw: list[dict]) -> s
     for dataset in DATASETS:
         for t1 in (5.0, 10.0):
             for model, model_name in MODELS:
-                where = dict(data__dataset=dataset, model__t1=t1, model__model=model,
-                             model__degree=3)
+                where = dict(
+                    data__dataset=dataset, model__t1=t1, model__model=model, model__degree=3
+                )
                 adam = select(t2, train__optimiser="adam", **where)
-                cells = [("table2", select(adam, model__basis="monomial")),
-                         ("rawtime", select(raw, model__basis="monomial", **where)),
-                         ("table2", select(adam, model__basis="legendre"))]
+                cells = [
+                    ("table2", select(adam, model__basis="monomial")),
+                    ("rawtime", select(raw, model__basis="monomial", **where)),
+                    ("table2", select(adam, model__basis="legendre")),
+                ]
                 shown = []
                 for name, found in cells:
                     if not found:
@@ -242,28 +262,51 @@ def rawtime_table(sweep_dir: pathlib.Path, t2: list[dict], raw: list[dict]) -> s
                     span = f"{losses[0]:.3g} → {losses[-1]:.3g}" if losses else "n/a"
                     shown += [entry(found, "test", "global"), span]
                 body.append([dataset.upper(), f"{t1:g}", model_name, *shown])
-    header = ["data", "T", "model", "monomial (t/T)^k: test", "train loss",
-              "monomial t^k (raw): test", "train loss", "Legendre: test", "train loss"]
+    header = [
+        "data",
+        "T",
+        "model",
+        "monomial (t/T)^k: test",
+        "train loss",
+        "monomial t^k (raw): test",
+        "train loss",
+        "Legendre: test",
+        "train loss",
+    ]
     return markdown_table(header, body)
 
 
 def _groups(rows: list[dict]):
-    keys = {(r["data.dataset"], r["model.t1"], r["model.model"], r["train.optimiser"])
-            for r in rows}
+    keys = {
+        (r["data.dataset"], r["model.t1"], r["model.model"], r["train.optimiser"]) for r in rows
+    }
     for dataset, t1, model, optimiser in sorted(keys):
-        yield select(rows, data__dataset=dataset, model__t1=t1, model__model=model,
-                     train__optimiser=optimiser)
+        yield select(
+            rows,
+            data__dataset=dataset,
+            model__t1=t1,
+            model__model=model,
+            train__optimiser=optimiser,
+        )
 
 
 def _value(group, basis, degree, kind, split="test"):
-    found = [r for r in select(group, model__basis=basis, model__degree=degree)
-             if r["status"] in SUCCEEDED]
+    found = [
+        r
+        for r in select(group, model__basis=basis, model__degree=degree)
+        if r["status"] in SUCCEEDED
+    ]
     return metric(found[0], split, kind) if found else None
 
 
 def table3(rows: list[dict], check_rows: list[dict]) -> str:
-    mine = select(rows, data__dataset="dcr", model__model="hamiltonian",
-                  train__optimiser="adam", model__t1=1.0)
+    mine = select(
+        rows,
+        data__dataset="dcr",
+        model__model="hamiltonian",
+        train__optimiser="adam",
+        model__t1=1.0,
+    )
     body = []
     for basis, degree, name in TABLE3_BASES:
         found = select(mine, model__basis=basis, model__degree=degree)
@@ -272,17 +315,26 @@ def table3(rows: list[dict], check_rows: list[dict]) -> str:
             continue
         row = found[0]
         formula = 2880 if basis == "piecewise" else 240 * (degree + 1)
-        body.append([
-            name,
-            entry(found, "train", "per_sample"),
-            entry(found, "train", "global"),
-            entry(found, "test", "per_sample"),
-            entry(found, "test", "global"),
-            str(row.get("dynamics_parameters")),
-            str(formula),
-        ])
-    header = ["basis", "train per-sample", "train global", "test per-sample", "test global",
-              "dynamics parameters (counted)", "study's count, 240 (d + 1) or 2880"]
+        body.append(
+            [
+                name,
+                entry(found, "train", "per_sample"),
+                entry(found, "train", "global"),
+                entry(found, "test", "per_sample"),
+                entry(found, "test", "global"),
+                str(row.get("dynamics_parameters")),
+                str(formula),
+            ]
+        )
+    header = [
+        "basis",
+        "train per-sample",
+        "train global",
+        "test per-sample",
+        "test global",
+        "dynamics parameters (counted)",
+        "study's count, 240 (d + 1) or 2880",
+    ]
     text = markdown_table(header, body)
     if check_rows:
         differences, same_keys = [], 0
@@ -313,12 +365,19 @@ def unconstrained_check() -> str:
     for t1 in T1S:
         for model, field in (("resnet", "layer"), ("hamiltonian", "hamiltonian")):
             config = jaxode.RunConfig().replace(
-                "model", model=model, field=field, basis="piecewise", degree=12, width=15,
-                steps=12, t1=t1)
+                "model",
+                model=model,
+                field=field,
+                basis="piecewise",
+                degree=12,
+                width=15,
+                steps=12,
+                t1=t1,
+            )
             net = jaxode.build_model(config, 3, 2, key=jax.random.PRNGKey(0))
             x = jax.random.normal(jax.random.PRNGKey(1), (3,))
 
-            def output(weight):
+            def output(weight, net=net, x=x):
                 changed = eqx.tree_at(lambda m: m.dynamics.field.layer.weight, net, weight)
                 return changed(x).sum()
 
@@ -330,15 +389,20 @@ def unconstrained_check() -> str:
             times = net.dynamics.t0 + jnp.arange(12, dtype=jnp.float32) * net.dynamics.step_size
             values = np.stack([np.asarray(basis(t)) for t in times])
             identity = bool(np.array_equal(values, np.eye(12)))
-            lines.append(f"T={t1:g} {model}: {weight.shape[0]} weight sets, "
-                         f"{sum(used)} with a non-zero gradient, basis at the step times = "
-                         f"identity: {identity}")
+            lines.append(
+                f"T={t1:g} {model}: {weight.shape[0]} weight sets, "
+                f"{sum(used)} with a non-zero gradient, basis at the step times = "
+                f"identity: {identity}"
+            )
     ok = all("12 with a non-zero gradient" in s and s.endswith("True") for s in lines)
-    return ("Check of the unconstrained baseline (basis \"piecewise\", degree 12, on built "
-            "12-step models): the basis evaluated at the 12 step times is the 12 x 12 identity, "
-            "and the output depends on every one of the 12 weight sets, so step j uses "
-            f"weight set j alone: **{'passed' if ok else 'FAILED'}**.\n\n"
-            + "\n".join(f"- {s}" for s in lines) + "\n")
+    return (
+        'Check of the unconstrained baseline (basis "piecewise", degree 12, on built '
+        "12-step models): the basis evaluated at the 12 step times is the 12 x 12 identity, "
+        "and the output depends on every one of the 12 weight sets, so step j uses "
+        f"weight set j alone: **{'passed' if ok else 'FAILED'}**.\n\n"
+        + "\n".join(f"- {s}" for s in lines)
+        + "\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -357,40 +421,59 @@ def node_table(rows: list[dict], timings: dict, name: str) -> str:
             others = collections.Counter(r["status"] for r in mine if r not in done)
             count = f"{len(done)}/{len(mine)}" + "".join(f", {v} {k}" for k, v in others.items())
             forward = [r["forward_evaluations"] for r in done if r.get("forward_evaluations")]
-            backward = [r["backward_evaluations"] for r in done
-                        if r.get("backward_evaluations") is not None]
+            backward = [
+                r["backward_evaluations"] for r in done if r.get("backward_evaluations") is not None
+            ]
             steps = [r["steps"] for r in done]
             best = [r["best_step"] for r in done]
-            cohort_time = max((r.get("train_time") or 0) + (r.get("compile_time") or 0)
-                              for r in mine)
-            body.append([
-                f"{dataset.upper()} ({UNIT_NAMES[dataset]})",
-                f"{basis} ({degree})",
-                count,
-                mean_std([metric(r, "test", "global") for r in done]),
-                mean_std([metric(r, "test", "per_sample") for r in done]),
-                PUBLISHED.get((dataset, basis), "—"),
-                (f"{np.mean(forward):.0f} / {np.mean(backward):.0f}" if forward else "n/a"),
-                str(mine[0].get("dynamics_parameters")),
-                (f"{np.mean(steps):.0f} ({np.mean(best):.0f})" if steps else "n/a"),
-                f"{cohort_time:.0f}",
-            ])
-    header = ["data (units)", "basis (degree)", "n done", "test global", "test per-sample",
-              "study, published (global)", "forward / backward evaluations per solve",
-              "dynamics parameters", "steps (best)", "wall s (5 seeds, one cohort)"]
+            cohort_time = max(
+                (r.get("train_time") or 0) + (r.get("compile_time") or 0) for r in mine
+            )
+            body.append(
+                [
+                    f"{dataset.upper()} ({UNIT_NAMES[dataset]})",
+                    f"{basis} ({degree})",
+                    count,
+                    mean_std([metric(r, "test", "global") for r in done]),
+                    mean_std([metric(r, "test", "per_sample") for r in done]),
+                    PUBLISHED.get((dataset, basis), "—"),
+                    (f"{np.mean(forward):.0f} / {np.mean(backward):.0f}" if forward else "n/a"),
+                    str(mine[0].get("dynamics_parameters")),
+                    (f"{np.mean(steps):.0f} ({np.mean(best):.0f})" if steps else "n/a"),
+                    f"{cohort_time:.0f}",
+                ]
+            )
+    header = [
+        "data (units)",
+        "basis (degree)",
+        "n done",
+        "test global",
+        "test per-sample",
+        "study, published (global)",
+        "forward / backward evaluations per solve",
+        "dynamics parameters",
+        "steps (best)",
+        "wall s (5 seeds, one cohort)",
+    ]
     text = markdown_table(header, body)
     timing = timings.get(name)
     if timing:
-        text += (f"\nThe whole sweep: {timing['wall_s']:.0f} s wall "
-                 f"(`{timing['command']}`, {timing['started']}).\n")
+        text += (
+            f"\nThe whole sweep: {timing['wall_s']:.0f} s wall "
+            f"(`{timing['command']}`, {timing['started']}).\n"
+        )
     return text
 
 
 def cumulative_evaluations(rows: list[dict]) -> list[float]:
     """Vector-field evaluations (forward + backward per solve, the latest count at or before
     each row, the first count before it) times the steps, summed up to each history row."""
-    counts = [(r.get("forward_evaluations") or 0) + (r.get("backward_evaluations") or 0)
-              if r.get("forward_evaluations") is not None else None for r in rows]
+    counts = [
+        (r.get("forward_evaluations") or 0) + (r.get("backward_evaluations") or 0)
+        if r.get("forward_evaluations") is not None
+        else None
+        for r in rows
+    ]
     known = [c for c in counts if c is not None]
     if not known:
         return []
@@ -418,8 +501,15 @@ def plot_curves(sweep_dir: pathlib.Path, rows: list[dict], out: pathlib.Path) ->
             for j, t1 in enumerate(T1S):
                 ax = axes[i][j]
                 for basis in ("monomial", "legendre"):
-                    found = select(rows, data__dataset=dataset, model__t1=t1, model__model=model,
-                                   train__optimiser="adam", model__basis=basis, model__degree=3)
+                    found = select(
+                        rows,
+                        data__dataset=dataset,
+                        model__t1=t1,
+                        model__model=model,
+                        train__optimiser="adam",
+                        model__basis=basis,
+                        model__degree=3,
+                    )
                     if not found:
                         continue
                     hist = history(sweep_dir, found[0])
@@ -427,10 +517,20 @@ def plot_curves(sweep_dir: pathlib.Path, rows: list[dict], out: pathlib.Path) ->
                         continue
                     drawn = True
                     epochs = [r["epoch"] for r in hist]
-                    ax.semilogy(epochs, [r["train_loss"] for r in hist], "--",
-                                color=COLOURS[basis], label=f"{basis} d3, training")
-                    ax.semilogy(epochs, [r["val_loss"] for r in hist], "-",
-                                color=COLOURS[basis], label=f"{basis} d3, validation")
+                    ax.semilogy(
+                        epochs,
+                        [r["train_loss"] for r in hist],
+                        "--",
+                        color=COLOURS[basis],
+                        label=f"{basis} d3, training",
+                    )
+                    ax.semilogy(
+                        epochs,
+                        [r["val_loss"] for r in hist],
+                        "-",
+                        color=COLOURS[basis],
+                        label=f"{basis} d3, validation",
+                    )
                 ax.set_title(f"{dataset.upper()}, T = {t1:g}")
                 ax.set_xlabel("epoch")
                 ax.set_ylabel("MSE (the outputs the model fits)")
@@ -439,8 +539,10 @@ def plot_curves(sweep_dir: pathlib.Path, rows: list[dict], out: pathlib.Path) ->
             plt.close(fig)
             continue
         axes[0][0].legend(fontsize=8)
-        fig.suptitle(f"{model_name}, Adam: training (dashed, mean batch loss since the last "
-                     "check) and validation (solid) loss, monomial vs Legendre, degree 3")
+        fig.suptitle(
+            f"{model_name}, Adam: training (dashed, mean batch loss since the last "
+            "check) and validation (solid) loss, monomial vs Legendre, degree 3"
+        )
         fig.tight_layout()
         path = out / f"curves_{model}_monomial_vs_legendre.png"
         fig.savefig(path, dpi=90)
@@ -466,9 +568,14 @@ def plot_node_evaluations(results: pathlib.Path, out: pathlib.Path) -> list[str]
                     if not xs:
                         continue
                     drawn = True
-                    ax.loglog(xs, [r["train_loss"] for r in hist], color=COLOURS[basis],
-                              alpha=0.7, lw=1,
-                              label=f"{basis} (d{row['model.degree']})" if k == 0 else None)
+                    ax.loglog(
+                        xs,
+                        [r["train_loss"] for r in hist],
+                        color=COLOURS[basis],
+                        alpha=0.7,
+                        lw=1,
+                        label=f"{basis} (d{row['model.degree']})" if k == 0 else None,
+                    )
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_title(f"{title}: {dataset.upper()}", fontsize=9)
             ax.set_xlabel("cumulative vector-field evaluations (per solve x steps)")
@@ -492,10 +599,12 @@ def plot_node_evaluations(results: pathlib.Path, out: pathlib.Path) -> list[str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=pathlib.Path,
-                        default=ROOT / "experiments" / "results" / "study")
-    parser.add_argument("--no-sweep-reports", action="store_true",
-                        help="skip `jaxode sweep report` of each sweep")
+    parser.add_argument(
+        "--results", type=pathlib.Path, default=ROOT / "experiments" / "results" / "study"
+    )
+    parser.add_argument(
+        "--no-sweep-reports", action="store_true", help="skip `jaxode sweep report` of each sweep"
+    )
     args = parser.parse_args()
     results = args.results
     timings_path = results / "timings.json"
@@ -536,8 +645,11 @@ def main() -> None:
             f"{len(t2)} of 216 cells in `table2/results.csv` ("
             + ", ".join(f"{name} {counts.get(key, 0)} of 108" for key, name in OPTIMISERS)
             + "); runs: "
-            + "; ".join(f"{v['wall_s']:.0f} s wall for {sum(v['statuses'].values()) - v['cells_before']} "
-                        f"cells (`{v['command']}`)" for v in runs.values())
+            + "; ".join(
+                f"{v['wall_s']:.0f} s wall for {sum(v['statuses'].values()) - v['cells_before']} "
+                f"cells (`{v['command']}`)"
+                for v in runs.values()
+            )
             + ". `—`: not run yet; a status in brackets: the run stopped early, the value is "
             "that of its best validation check. The study's own Table 2 values are not in "
             "our materials, so there is no published column.\n"
@@ -548,8 +660,10 @@ def main() -> None:
         parts.append("Not run: no `table2/results.csv`.\n")
 
     parts.append("\n## Table 3: DCR, Hamiltonian, Adam, T = 1: errors and parameters\n")
-    parts.append("Read from Table 2's results (the same cells; `experiments/study/table3.toml` "
-                 "declares them as a sweep of their own).\n\n")
+    parts.append(
+        "Read from Table 2's results (the same cells; `experiments/study/table3.toml` "
+        "declares them as a sweep of their own).\n\n"
+    )
     parts.append(table3(t2, t3) if t2 else "Not run.\n")
     parts.append("\n" + unconstrained_check())
 
@@ -559,7 +673,8 @@ def main() -> None:
         "Table 2's Adam cells with monomial degree 3 as jaxode evaluates it, $(t/T)^k$, the same "
         "cells with the study's raw-time monomials $t^k$ (`experiments/study/rawtime.toml`: "
         "`model.basis_window = 1`), and Legendre degree 3. Train loss: the mean minibatch "
-        "loss (MSE) over the first and over the last 10 epochs.\n\n")
+        "loss (MSE) over the first and over the last 10 epochs.\n\n"
+    )
     parts.append(rawtime_table(results, t2, raw) if raw and t2 else "Not run.\n")
 
     parts.append("\n## Neural-ODE surrogates: mean ± sample std (ddof = 1) over seeds\n")
@@ -582,21 +697,33 @@ def main() -> None:
     parts.append("\n## Plots\n\n" + "\n".join(f"![{p}]({p})" for p in plots) + "\n")
     if timings:
         parts.append("\n## Wall times of the sweep runs (`timings.json`)\n\n")
-        parts.append(markdown_table(
-            ["run", "command", "started", "wall s", "statuses"],
-            [[k, f"`{v['command']}`", v["started"], f"{v['wall_s']:.0f}",
-              ", ".join(f"{s} {n}" for s, n in v.get("statuses", {}).items())]
-             for k, v in timings.items()]))
+        parts.append(
+            markdown_table(
+                ["run", "command", "started", "wall s", "statuses"],
+                [
+                    [
+                        k,
+                        f"`{v['command']}`",
+                        v["started"],
+                        f"{v['wall_s']:.0f}",
+                        ", ".join(f"{s} {n}" for s, n in v.get("statuses", {}).items()),
+                    ]
+                    for k, v in timings.items()
+                ],
+            )
+        )
         parts.append(f"\nIn all: {sum(v['wall_s'] for v in timings.values()) / 60:.1f} min.\n")
     (out / "tables.md").write_text("\n".join(parts))
     print(f"wrote {out / 'tables.md'} and {', '.join(plots) or 'no plots'}")
 
     if not args.no_sweep_reports:
-        layouts = {"table2": (("dataset", "t1", "model", "optimiser"), ("basis", "degree")),
-                   "table3": (("basis", "degree"), ("model",)),
-                   "rawtime": (("dataset", "t1"), ("model",)),
-                   "node": (("basis", "degree"), ("dataset",)),
-                   "node-best": (("basis", "degree"), ("dataset",))}
+        layouts = {
+            "table2": (("dataset", "t1", "model", "optimiser"), ("basis", "degree")),
+            "table3": (("basis", "degree"), ("model",)),
+            "rawtime": (("dataset", "t1"), ("model",)),
+            "node": (("basis", "degree"), ("dataset",)),
+            "node-best": (("basis", "degree"), ("dataset",)),
+        }
         for name, (row_fields, col_fields) in layouts.items():
             if (results / name / "results.csv").is_file():
                 jaxode.sweep_report(results / name, rows=row_fields, cols=col_fields)

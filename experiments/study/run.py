@@ -27,7 +27,7 @@ TIMINGS = RESULTS / "timings.json"
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _statuses(out: pathlib.Path) -> dict:
@@ -46,24 +46,46 @@ def _git(*args) -> str:
 def run(name: str) -> dict:
     spec = SPECS / f"{name}.toml"
     if not spec.is_file():
-        raise SystemExit(f"no spec {spec}; specs: {', '.join(p.stem for p in SPECS.glob('*.toml'))}")
+        raise SystemExit(
+            f"no spec {spec}; specs: {', '.join(p.stem for p in SPECS.glob('*.toml'))}"
+        )
     out = RESULTS / name
-    command = ["jaxode", "sweep", str(spec.relative_to(ROOT)), "--out",
-               str(out.relative_to(ROOT)), "--no-progress"]
+    command = [
+        "jaxode",
+        "sweep",
+        str(spec.relative_to(ROOT)),
+        "--out",
+        str(out.relative_to(ROOT)),
+        "--no-progress",
+    ]
     before = sum(_statuses(out).values())
-    entry = {"command": " ".join(command), "started": _now(), "cells_before": before,
-             "commit": _git("rev-parse", "HEAD"),
-             "library_uncommitted_changes": bool(_git("status", "--porcelain", "jaxode"))}
+    entry = {
+        "command": " ".join(command),
+        "started": _now(),
+        "cells_before": before,
+        "commit": _git("rev-parse", "HEAD"),
+        "library_uncommitted_changes": bool(_git("status", "--porcelain", "jaxode")),
+    }
     log = out / "sweep.log"
     out.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
     with open(log, "a") as f:
         f.write(f"# {entry['started']} {entry['command']}\n")
         f.flush()
-        code = subprocess.run(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
-    entry.update(finished=_now(), wall_s=round(time.perf_counter() - tic, 1), returncode=code,
-                 statuses=_statuses(out), load_average_after=os.getloadavg())
+        code = subprocess.run(
+            command,
+            cwd=ROOT,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        ).returncode
+    entry.update(
+        finished=_now(),
+        wall_s=round(time.perf_counter() - tic, 1),
+        returncode=code,
+        statuses=_statuses(out),
+        load_average_after=os.getloadavg(),
+    )
     return entry
 
 

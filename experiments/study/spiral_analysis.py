@@ -138,4 +138,8 @@ def table(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main(pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "experiments/results/study/spiral")
+    main(
+        pathlib.Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else ROOT / "experiments/results/study/spiral"
+    )
