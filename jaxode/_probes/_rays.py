@@ -6,6 +6,7 @@ Insights from Physical Laws", arXiv 2510.04102 (2025).
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -57,7 +58,9 @@ def forward_mode(model):
     is_ode = lambda x: isinstance(x, NeuralODE)  # noqa: E731
 
     def convert(leaf):
-        return eqx.tree_at(lambda m: m.paradigm, leaf, diffrax.ForwardMode()) if is_ode(leaf) else leaf
+        return (
+            eqx.tree_at(lambda m: m.paradigm, leaf, diffrax.ForwardMode()) if is_ode(leaf) else leaf
+        )
 
     return jax.tree_util.tree_map(convert, model, is_leaf=is_ode)
 
@@ -154,12 +157,26 @@ def _persistent_sign_changes(radii, g1, resolvable, min_oscillations):
     return count, (count >= min_oscillations) & regular
 
 
-def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
-    """Verdict, limit, rate, power, onset and fit quality of one output along one ray.
+class _TailPoints(NamedTuple):
+    """The points of one output along one ray that the tail analysis works on."""
 
-    All arrays have the fixed shape (num_radii,); points are selected with masks so the function
-    runs under `jit` and `vmap`.
-    """
+    index: Array
+    finite: Array
+    scale: Array
+    resolvable: Array
+    noise: Array
+    oscillations: Array
+    oscillating: Array
+    settled_sign: Array
+    tail: Array
+    last_quarter: Array
+    log_size: Array
+    positive: Array
+    log_radii: Array
+
+
+def _select_tail(radii, g, g1, min_oscillations) -> _TailPoints:
+    """Resolvable points, their rounding noise, sign changes, and the tail after the last one."""
     dtype = g.dtype
     eps = jnp.finfo(dtype).eps
     num = radii.shape[0]
@@ -186,18 +203,40 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
     log_size = jnp.log(jnp.where(resolvable, size, 1.0))
     positive = radii > 0
     log_radii = jnp.log(jnp.where(positive, radii, 1.0))
+    return _TailPoints(
+        index,
+        finite,
+        scale,
+        resolvable,
+        noise,
+        oscillations,
+        oscillating,
+        settled_sign,
+        tail,
+        last_quarter,
+        log_size,
+        positive,
+        log_radii,
+    )
 
+
+def _classify_tail(radii, points: _TailPoints, min_points):
+    """Verdict code, whether g' converged to rounding, and the index of the last finite point."""
     # Classify on the second half of the resolvable points after the last sign change of g'.
-    exp_slope, _, exp_residual = masked_line_fit(radii, log_size, tail)
-    pow_slope, _, pow_residual = masked_line_fit(log_radii, log_size, tail & positive)
-    log_range = jnp.max(jnp.where(tail, log_size, -jnp.inf)) - jnp.min(jnp.where(tail, log_size, jnp.inf))
+    exp_slope, _, exp_residual = masked_line_fit(radii, points.log_size, points.tail)
+    pow_slope, _, pow_residual = masked_line_fit(
+        points.log_radii, points.log_size, points.tail & points.positive
+    )
+    log_range = jnp.max(jnp.where(points.tail, points.log_size, -jnp.inf)) - jnp.min(
+        jnp.where(points.tail, points.log_size, jnp.inf)
+    )
     is_linear = log_range < 1e-3
     exp_wins = exp_residual <= pow_residual
     verdict = jnp.where(
-        oscillating,
+        points.oscillating,
         OSCILLATORY,
         jnp.where(
-            jnp.sum(tail) < min_points,
+            jnp.sum(points.tail) < min_points,
             UNRESOLVED,
             jnp.where(
                 is_linear,
@@ -213,49 +252,65 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
     # When g' has sunk below the resolution floor by the last radius, the output has converged
     # to rounding: the limit is known even if too few tail points pin down the rate, and growth
     # is ruled out whatever the fits said about a tail that was still pre-asymptotic.
-    last_finite = jnp.maximum(_last_true_index(finite), 0)
-    converged = (scale > 0) & finite[last_finite] & ~resolvable[last_finite]
+    last_finite = jnp.maximum(_last_true_index(points.finite), 0)
+    converged = (points.scale > 0) & points.finite[last_finite] & ~points.resolvable[last_finite]
     verdict = jnp.where(converged & (verdict != OSCILLATORY), CONSTANT_EXP, verdict)
-    is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
+    return verdict, converged, last_finite
 
+
+def _settled_onset(radii, g1, points: _TailPoints, verdict, last_finite, settle_rtol, min_points):
+    """Onset radius of the settled local exponent, the window from it, and if that has enough."""
+    is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
     # The local exponent settles to its asymptotic value: the onset is where it stays within
     # `settle_rtol` of its median over the last quarter of the tail. A secant between close
     # radii near the rounding floor is noise (its uncertainty is the two points' rounding errors
     # over the step): such points neither delay nor make the onset, on any grid.
-    local_rate, local_power, rate_defined, power_defined = secant_exponents(radii, g1, settled_sign)
+    local_rate, local_power, rate_defined, power_defined = secant_exponents(
+        radii, g1, points.settled_sign
+    )
     local = jnp.where(is_exponential, local_rate, local_power)
     defined = jnp.where(is_exponential, rate_defined, power_defined)
-    pair_noise = noise + _previous(noise, jnp.inf)
-    step = jnp.where(is_exponential, radii - _previous(radii, 0.0), log_radii - _previous(log_radii, 0.0))
+    pair_noise = points.noise + _previous(points.noise, jnp.inf)
+    step = jnp.where(
+        is_exponential,
+        radii - _previous(radii, 0.0),
+        points.log_radii - _previous(points.log_radii, 0.0),
+    )
     uncertainty = pair_noise / jnp.where(defined & (step > 0), step, 1.0)
-    first_reference = jnp.nanmedian(jnp.where(last_quarter & defined, local, jnp.nan))
+    first_reference = jnp.nanmedian(jnp.where(points.last_quarter & defined, local, jnp.nan))
 
     def size_of(reference):
         floor = jnp.where(is_exponential, 1e-12, 1.0)
         return jnp.maximum(jnp.where(jnp.isfinite(reference), jnp.abs(reference), floor), floor)
 
     judged = defined & (uncertainty <= JUDGED_FRACTION * settle_rtol * size_of(first_reference))
-    judged_reference = jnp.nanmedian(jnp.where(last_quarter & judged, local, jnp.nan))
+    judged_reference = jnp.nanmedian(jnp.where(points.last_quarter & judged, local, jnp.nan))
     reference = jnp.where(jnp.isfinite(judged_reference), judged_reference, first_reference)
     settled = jnp.abs(local - reference) <= settle_rtol * size_of(reference)
     slope_settled = jnp.abs(g1 - g1[last_finite]) <= settle_rtol * jnp.abs(g1[last_finite])
     settled = jnp.where(verdict == LINEAR, slope_settled, settled)
-    candidates = jnp.where(verdict == LINEAR, resolvable, judged)
+    candidates = jnp.where(verdict == LINEAR, points.resolvable, judged)
     onset_index = _onset_index(candidates, settled)
-    window = defined & (index >= onset_index)
-    window = jnp.where(verdict == LINEAR, resolvable & (index >= onset_index), window)
+    window = defined & (points.index >= onset_index)
+    window = jnp.where(verdict == LINEAR, points.resolvable & (points.index >= onset_index), window)
     enough = jnp.sum(window) >= min_points
-    window = jnp.where(enough, window, tail)
-    onset_index = jnp.where(enough, onset_index, jnp.argmax(tail))
-    onset = radii[jnp.clip(onset_index, 0, num - 1)]
+    window = jnp.where(enough, window, points.tail)
+    onset_index = jnp.where(enough, onset_index, jnp.argmax(points.tail))
+    onset = radii[jnp.clip(onset_index, 0, radii.shape[0] - 1)]
+    return onset, window, enough
 
+
+def _check_settled_window(radii, points: _TailPoints, verdict, converged, onset, window, enough):
+    """The verdict, `UNRESOLVED` where the settled window is too short, and whether g' = 0."""
     # An exponential or power verdict needs a settled local exponent over enough points, and a
     # window over which it shows: one e-fold of |g'| for an exponential, a factor 2 in radius for
     # a power law. A slowly drifting exponent (a tanh unit with a tiny slope, far from
     # saturation) would otherwise pass as settled: the tail is pre-asymptotic, say so.
     last_radius = radii[jnp.maximum(_last_true_index(window), 0)]
     spans_radius = last_radius >= 2.0 * jnp.maximum(onset, 1e-12)
-    window_log_range = jnp.max(jnp.where(window, log_size, -jnp.inf)) - jnp.min(jnp.where(window, log_size, jnp.inf))
+    window_log_range = jnp.max(jnp.where(window, points.log_size, -jnp.inf)) - jnp.min(
+        jnp.where(window, points.log_size, jnp.inf)
+    )
     spans = jnp.where(verdict == POLY, spans_radius, window_log_range >= 1.0)
     growth = (verdict == POLY) | (verdict == EXP_GROWTH)
     unsettled = growth & ~(enough & spans)
@@ -263,32 +318,46 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
     verdict = jnp.where(unsettled, UNRESOLVED, verdict)
     # g' = 0 at every radius: the output is constant along the ray (a unit saturated to rounding
     # before the first radius, or an input it ignores); its limit is known, its rate is not.
-    flat = scale == 0
+    flat = points.scale == 0
     verdict = jnp.where(flat, CONSTANT_EXP, verdict)
-    is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
+    return verdict, flat
 
+
+def _fit_exponent(radii, points: _TailPoints, verdict, flat, window):
+    """Rate, power, fit residual, intercept of the log|g'| line, and the mask of fitted points."""
+    is_exponential = (verdict == CONSTANT_EXP) | (verdict == EXP_GROWTH)
     # The exponent is the weighted least-squares slope of log|g'| against r (exponential) or
     # log r (power) over the later half of the settled window, where faster terms have died
     # out: weights 1/(sigma^2 + tau^2), sigma the point's rounding error, so points near the
     # floor count little however finely the grid samples them.
-    abscissa = jnp.where(is_exponential, radii, log_radii)
-    usable = window & jnp.where(is_exponential, True, positive)
+    abscissa = jnp.where(is_exponential, radii, points.log_radii)
+    usable = window & jnp.where(is_exponential, True, points.positive)
     start = jnp.min(jnp.where(usable, abscissa, jnp.inf))
     end = jnp.max(jnp.where(usable, abscissa, -jnp.inf))
     later = usable & (abscissa >= 0.5 * (start + end))
     fit_mask = jnp.where(jnp.sum(later) >= 2, later, usable)
-    weight = 1.0 / (jnp.where(fit_mask, noise, 1.0) ** 2 + FIT_NOISE_FLOOR**2)
-    slope, intercept, residual = masked_line_fit(abscissa, log_size, fit_mask, weight)
+    weight = 1.0 / (jnp.where(fit_mask, points.noise, 1.0) ** 2 + FIT_NOISE_FLOOR**2)
+    slope, intercept, residual = masked_line_fit(abscissa, points.log_size, fit_mask, weight)
     fitted = jnp.sum(fit_mask) >= 2
     rate = jnp.where(is_exponential & ~flat & fitted, -slope, jnp.nan)
     power = jnp.where(
-        (verdict == POLY) | (verdict == LINEAR), jnp.where(verdict == LINEAR, 1.0, slope + 1.0), jnp.nan
+        (verdict == POLY) | (verdict == LINEAR),
+        jnp.where(verdict == LINEAR, 1.0, slope + 1.0),
+        jnp.nan,
     )
-    residual = jnp.where((verdict == OSCILLATORY) | (verdict == UNRESOLVED) | flat, jnp.nan, residual)
+    residual = jnp.where(
+        (verdict == OSCILLATORY) | (verdict == UNRESOLVED) | flat, jnp.nan, residual
+    )
+    return rate, power, residual, intercept, fit_mask
 
+
+def _limit_and_float32_radius(g, g1, points: _TailPoints, verdict, last_finite, rate, intercept):
+    """Limit with tail correction, radius where float32 stops resolving g', and the last g'."""
     # Limit with tail correction: g - g_inf ~ C e^{-kappa r} gives g_inf = g + g'/kappa.
     g_last, g1_last = g[last_finite], g1[last_finite]
-    corrected = g_last + jnp.where(resolvable[last_finite], g1_last, 0.0) / jnp.where(rate > 0, rate, 1.0)
+    corrected = g_last + jnp.where(points.resolvable[last_finite], g1_last, 0.0) / jnp.where(
+        rate > 0, rate, 1.0
+    )
     unbounded = jnp.sign(g1_last) * jnp.inf
     limit = jnp.where(
         verdict == CONSTANT_EXP,
@@ -300,9 +369,32 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
         ),
     )
     # Radius where |g'| ~ e^{a - kappa r} sinks below what float32 (and the run's dtype) resolve.
-    log_floor32 = jnp.log(RESOLUTION_FACTOR * FLOAT32_EPS * jnp.where(scale > 0, scale, 1.0))
+    log_floor32 = jnp.log(
+        RESOLUTION_FACTOR * FLOAT32_EPS * jnp.where(points.scale > 0, points.scale, 1.0)
+    )
     float32_radius = jnp.where(
-        (verdict == CONSTANT_EXP) & (rate > 0), (log_floor32 - intercept) / jnp.where(rate > 0, -rate, -1.0), jnp.inf
+        (verdict == CONSTANT_EXP) & (rate > 0),
+        (log_floor32 - intercept) / jnp.where(rate > 0, -rate, -1.0),
+        jnp.inf,
+    )
+    return limit, float32_radius, g1_last
+
+
+def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
+    """Verdict, limit, rate, power, onset and fit quality of one output along one ray.
+
+    All arrays have the fixed shape (num_radii,); points are selected with masks so the function
+    runs under `jit` and `vmap`.
+    """
+    points = _select_tail(radii, g, g1, min_oscillations)
+    verdict, converged, last_finite = _classify_tail(radii, points, min_points)
+    onset, window, enough = _settled_onset(
+        radii, g1, points, verdict, last_finite, settle_rtol, min_points
+    )
+    verdict, flat = _check_settled_window(radii, points, verdict, converged, onset, window, enough)
+    rate, power, residual, intercept, fit_mask = _fit_exponent(radii, points, verdict, flat, window)
+    limit, float32_radius, final_slope = _limit_and_float32_radius(
+        g, g1, points, verdict, last_finite, rate, intercept
     )
     return dict(
         verdict_code=verdict.astype(jnp.int32),
@@ -313,8 +405,8 @@ def analyse_tail(radii, g, g1, settle_rtol, min_points, min_oscillations):
         fit_residual=residual,
         num_fit_points=jnp.sum(fit_mask).astype(jnp.int32),
         float32_radius=float32_radius,
-        tail_sign_changes=oscillations.astype(jnp.int32),
-        final_slope=g1_last,
+        tail_sign_changes=points.oscillations.astype(jnp.int32),
+        final_slope=final_slope,
     )
 
 
@@ -361,7 +453,9 @@ def solver_notes(model) -> tuple[str, ...]:
     """A note when the model's outputs come from adaptive ODE solves: the probes measure those
     outputs exactly (each point solved on its own), but they follow the exact flow of the ODE
     only to the solver's tolerance."""
-    tolerances = sorted({_tolerance(ode.stepsize_controller) for ode in _neural_odes(model) if _is_adaptive(ode)})
+    tolerances = sorted(
+        {_tolerance(ode.stepsize_controller) for ode in _neural_odes(model) if _is_adaptive(ode)}
+    )
     if not tolerances:
         return ()
     return (
@@ -389,10 +483,15 @@ def rays_derivatives(batch, base_points, directions, radii):
 
 
 @eqx.filter_jit
-def _ray_limit_core(model, base_points, directions, radii, settle_rtol, min_points, min_oscillations, chunk_size):
+def _ray_limit_core(
+    model, base_points, directions, radii, settle_rtol, min_points, min_oscillations, chunk_size
+):
     batch = batch_function(model)
     per_output = jax.vmap(analyse_tail, in_axes=(None, 1, 1, None, None, None))
-    per_ray = jax.vmap(jax.vmap(per_output, in_axes=(None, 0, 0, None, None, None)), in_axes=(None, 0, 0, None, None, None))
+    per_ray = jax.vmap(
+        jax.vmap(per_output, in_axes=(None, 0, 0, None, None, None)),
+        in_axes=(None, 0, 0, None, None, None),
+    )
 
     def chunk(chunk_directions):
         g, g1 = rays_derivatives(batch, base_points, chunk_directions, radii)
@@ -406,7 +505,9 @@ def _ray_limit_core(model, base_points, directions, radii, settle_rtol, min_poin
         # chunk with copies of the first direction and drop them afterwards.
         num_chunks = -(-num_directions // chunk_size)
         padding = num_chunks * chunk_size - num_directions
-        padded = jnp.concatenate([directions, jnp.broadcast_to(directions[:1], (padding, directions.shape[1]))])
+        padded = jnp.concatenate(
+            [directions, jnp.broadcast_to(directions[:1], (padding, directions.shape[1]))]
+        )
         out = jax.lax.map(chunk, padded.reshape(num_chunks, chunk_size, -1))
         out = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:])[:num_directions], out)
     # (num_directions, num_base, out) -> (num_base, num_directions, out)
@@ -415,7 +516,8 @@ def _ray_limit_core(model, base_points, directions, radii, settle_rtol, min_poin
 
 @dataclasses.dataclass(frozen=True)
 class RayLimitResult(ProbeResult):
-    """Asymptotics of every output along every ray; arrays of shape (num_base, num_directions, out_size).
+    """Asymptotics of every output along every ray; arrays of shape
+    (num_base, num_directions, out_size).
 
     **Fields:**
 
@@ -423,8 +525,9 @@ class RayLimitResult(ProbeResult):
       `POLY(p)`, `EXP_GROWTH`, `OSCILLATORY`, `UNRESOLVED`).
     - `limit`: $g_\\infty$ for `CONSTANT_EXP` (with tail correction $g + g'/\\kappa$), $\\pm\\infty$
       for growing outputs, `nan` otherwise.
-    - `rate`: $\\kappa$ in $|g'(r)| \\sim e^{-\\kappa r}$ ($> 0$ converging, $< 0$ exponential growth),
-      `nan` when the tail is not exponential or $g' = 0$ at every radius (a constant output).
+    - `rate`: $\\kappa$ in $|g'(r)| \\sim e^{-\\kappa r}$ ($> 0$ converging, $< 0$ exponential
+      growth), `nan` when the tail is not exponential or $g' = 0$ at every radius (a constant
+      output).
     - `power`: $p$ in $g \\sim r^p$ for `POLY(p)` and `LINEAR`, `nan` otherwise.
     - `onset`: radius from which the local exponent of $|g'|$ (rate $-d\\log|g'|/dr$ or power
       $1 + d\\log|g'|/d\\log r$, secants between neighbouring radii) stays within
@@ -456,14 +559,35 @@ class RayLimitResult(ProbeResult):
         return verdict_names(self.verdict_code, self.power)
 
     def _table(self):
-        header = ["base", "direction", "output", "verdict", "limit", "rate", "power", "onset", "residual"]
+        header = [
+            "base",
+            "direction",
+            "output",
+            "verdict",
+            "limit",
+            "rate",
+            "power",
+            "onset",
+            "residual",
+        ]
         names = self.verdicts
         rows = []
         for b, d, o in np.ndindex(self.verdict_code.shape):
             if len(rows) >= 40:
                 break
-            rows.append([b, d, o, names[b, d, o], self.limit[b, d, o], self.rate[b, d, o],
-                         self.power[b, d, o], self.onset[b, d, o], self.fit_residual[b, d, o]])
+            rows.append(
+                [
+                    b,
+                    d,
+                    o,
+                    names[b, d, o],
+                    self.limit[b, d, o],
+                    self.rate[b, d, o],
+                    self.power[b, d, o],
+                    self.onset[b, d, o],
+                    self.fit_residual[b, d, o],
+                ]
+            )
         return header, rows
 
     def __str__(self):
@@ -474,15 +598,21 @@ class RayLimitResult(ProbeResult):
         return text
 
 
-def _model_dtype(model, in_size):
+def model_dtype(model, in_size):
     probe = jax.eval_shape(model, jax.ShapeDtypeStruct((in_size,), jnp.zeros(()).dtype))
     return probe.dtype
 
 
 def ray_limit(
     model: Model,
-    base_points: Float[ArrayLike, "num_base in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
-    directions: Float[ArrayLike, "num_directions in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
+    base_points: Float[ArrayLike, "num_base in_size"]
+    | Float[ArrayLike, " in_size"]
+    | Sequence[Sequence[float]]
+    | Sequence[float],
+    directions: Float[ArrayLike, "num_directions in_size"]
+    | Float[ArrayLike, " in_size"]
+    | Sequence[Sequence[float]]
+    | Sequence[float],
     radii: Float[ArrayLike, " num_radii"] | Sequence[float],
     *,
     settle_rtol: float = 0.05,
@@ -494,9 +624,10 @@ def ray_limit(
     of `model` along the rays $x_0 + r d$, for every base point and direction at once.
 
     The rate is fitted to $\\log|g'(r)|$ (not to $g - g_\\infty$) on the resolvable tail,
-    $|g'| > 10^3 \\varepsilon \\max|g'|$, from the onset radius where the local rate $-d\\log|g'|/dr$
-    has settled. Any increasing radii work; a geometric grid (`numpy.geomspace`) reaching
-    $10^4$ to $10^5$ times the data radius resolves slow and fast tails alike. Directions are normalised to unit length, so radii are distances.
+    $|g'| > 10^3 \\varepsilon \\max|g'|$, from the onset radius where the local rate
+    $-d\\log|g'|/dr$ has settled. Any increasing radii work; a geometric grid (`numpy.geomspace`)
+    reaching $10^4$ to $10^5$ times the data radius resolves slow and fast tails alike.
+    Directions are normalised to unit length, so radii are distances.
 
     **Arguments:**
 
@@ -529,7 +660,7 @@ def ray_limit(
     if chunk_size is not None:
         chunk_size = check_count("chunk_size", chunk_size)
     model = forward_mode(model)
-    dtype = _model_dtype(model, in_size)
+    dtype = model_dtype(model, in_size)
     try:
         out = _ray_limit_core(
             model,
@@ -548,8 +679,8 @@ def ray_limit(
     unresolved = int(np.sum(out["verdict_code"] == UNRESOLVED))
     if unresolved:
         notes += (
-            f"{unresolved} of {out['verdict_code'].size} ray outputs are UNRESOLVED: their tail had "
-            f"not settled by the last radius {radii[-1]:.3g}; extend the radii (a geometric grid, "
-            "numpy.geomspace, to 1e4-1e5 data radii).",
+            f"{unresolved} of {out['verdict_code'].size} ray outputs are UNRESOLVED: their tail "
+            f"had not settled by the last radius {radii[-1]:.3g}; extend the radii (a geometric "
+            "grid, numpy.geomspace, to 1e4-1e5 data radii).",
         )
     return RayLimitResult(**out, precision=np.dtype(dtype).name, notes=notes)

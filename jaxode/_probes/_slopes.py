@@ -17,7 +17,7 @@ from ._common import (
     check_radii,
     sign_changes,
 )
-from ._rays import Model, _model_dtype, forward_mode, ray_derivatives
+from ._rays import Model, forward_mode, model_dtype, ray_derivatives
 
 
 def _slope_of_ray(radii, g, g1):
@@ -31,9 +31,9 @@ def _slope_of_ray(radii, g, g1):
     before, after = jnp.maximum(last - 1, 0), last
     # Two straight pieces meet at the kink: intersect them (exact when one kink lies between).
     denominator = g1[before] - g1[after]
-    crossing = (g[after] - g[before] - g1[after] * radii[after] + g1[before] * radii[before]) / jnp.where(
-        denominator != 0, denominator, 1.0
-    )
+    crossing = (
+        g[after] - g[before] - g1[after] * radii[after] + g1[before] * radii[before]
+    ) / jnp.where(denominator != 0, denominator, 1.0)
     crossing = jnp.clip(crossing, radii[before], radii[after])
     kink = jnp.where(last > 0, crossing, radii[0])
     slope = g1[-1]
@@ -53,7 +53,9 @@ def _slope_core(model, base_points, directions, radii):
         g, g1 = ray_derivatives(model, x0, direction, radii)
         return per_output(radii, g, g1)
 
-    return jax.vmap(jax.vmap(one_ray, in_axes=(None, 0)), in_axes=(0, None))(base_points, directions)
+    return jax.vmap(jax.vmap(one_ray, in_axes=(None, 0)), in_axes=(0, None))(
+        base_points, directions
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +79,14 @@ class SlopeResult(ProbeResult):
     def _table(self):
         header = ["base", "direction", "output", "slope", "last kink", "residual"]
         rows = [
-            [b, d, o, self.slope[b, d, o], self.last_kink[b, d, o], self.linearity_residual[b, d, o]]
+            [
+                b,
+                d,
+                o,
+                self.slope[b, d, o],
+                self.last_kink[b, d, o],
+                self.linearity_residual[b, d, o],
+            ]
             for b, d, o in list(np.ndindex(self.slope.shape))[:40]
         ]
         return header, rows
@@ -85,8 +94,14 @@ class SlopeResult(ProbeResult):
 
 def asymptotic_slope(
     model: Model,
-    base_points: Float[ArrayLike, "num_base in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
-    directions: Float[ArrayLike, "num_directions in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
+    base_points: Float[ArrayLike, "num_base in_size"]
+    | Float[ArrayLike, " in_size"]
+    | Sequence[Sequence[float]]
+    | Sequence[float],
+    directions: Float[ArrayLike, "num_directions in_size"]
+    | Float[ArrayLike, " in_size"]
+    | Sequence[Sequence[float]]
+    | Sequence[float],
     radii: Float[ArrayLike, " num_radii"] | Sequence[float],
 ) -> SlopeResult:
     """Asymptotic slope, last-kink radius and linearity residual of a ReLU-type model along rays.
@@ -112,9 +127,12 @@ def asymptotic_slope(
     base_points = check_base_points(base_points, directions.shape[1])
     radii = check_radii(radii)
     model = forward_mode(model)
-    dtype = _model_dtype(model, directions.shape[1])
+    dtype = model_dtype(model, directions.shape[1])
     slope, kink, residual = _slope_core(
-        model, jnp.asarray(base_points, dtype), jnp.asarray(directions, dtype), jnp.asarray(radii, dtype)
+        model,
+        jnp.asarray(base_points, dtype),
+        jnp.asarray(directions, dtype),
+        jnp.asarray(radii, dtype),
     )
     return SlopeResult(
         slope=np.asarray(slope),
@@ -136,12 +154,15 @@ def _oscillation_core(model, base_points, directions, radii, start_radius):
         _, g1 = ray_derivatives(model, x0, direction, radii)
         return jax.vmap(per_output, in_axes=1)(g1)
 
-    return jax.vmap(jax.vmap(one_ray, in_axes=(None, 0)), in_axes=(0, None))(base_points, directions)
+    return jax.vmap(jax.vmap(one_ray, in_axes=(None, 0)), in_axes=(0, None))(
+        base_points, directions
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class OscillationResult(ProbeResult):
-    """Sign changes of $g'$ beyond `start_radius`; arrays of shape (num_base, num_directions, out_size).
+    """Sign changes of $g'$ beyond `start_radius`; arrays of shape
+    (num_base, num_directions, out_size).
 
     **Fields:**
 
@@ -165,8 +186,14 @@ class OscillationResult(ProbeResult):
 
 def tail_oscillations(
     model: Model,
-    base_points: Float[ArrayLike, "num_base in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
-    directions: Float[ArrayLike, "num_directions in_size"] | Float[ArrayLike, " in_size"] | Sequence[Sequence[float]] | Sequence[float],
+    base_points: Float[ArrayLike, "num_base in_size"]
+    | Float[ArrayLike, " in_size"]
+    | Sequence[Sequence[float]]
+    | Sequence[float],
+    directions: Float[ArrayLike, "num_directions in_size"]
+    | Float[ArrayLike, " in_size"]
+    | Sequence[Sequence[float]]
+    | Sequence[float],
     radii: Float[ArrayLike, " num_radii"] | Sequence[float],
     *,
     start_radius: float = 0.0,
@@ -194,10 +221,11 @@ def tail_oscillations(
     radii = check_radii(radii)
     if not (np.isfinite(start_radius) and start_radius < radii[-1]):
         raise ValueError(
-            f"`start_radius` must be finite and below the last radius {radii[-1]}, got {start_radius}."
+            f"`start_radius` must be finite and below the last radius {radii[-1]}, got "
+            f"{start_radius}."
         )
     model = forward_mode(model)
-    dtype = _model_dtype(model, directions.shape[1])
+    dtype = model_dtype(model, directions.shape[1])
     count, spacing = _oscillation_core(
         model,
         jnp.asarray(base_points, dtype),
@@ -206,5 +234,7 @@ def tail_oscillations(
         jnp.asarray(start_radius, dtype),
     )
     return OscillationResult(
-        sign_changes=np.asarray(count), mean_spacing=np.asarray(spacing), start_radius=float(start_radius)
+        sign_changes=np.asarray(count),
+        mean_spacing=np.asarray(spacing),
+        start_radius=float(start_radius),
     )
