@@ -6,7 +6,15 @@ import pathlib
 
 import numpy as np
 
-from ._core import Affine, Dataset, minmax, random_split, split_order, zscore
+from ._core import (
+    Affine,
+    Dataset,
+    check_protocol,
+    minmax,
+    random_split,
+    split_order,
+    zscore,
+)
 from ._dcr import load_dcr
 from ._spiral import TrajectoryData, spiral
 from ._user import check_seed, load_file
@@ -15,14 +23,6 @@ DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data"
 BUNDLED = ("elm", "cdr", "dcr")
 # Trajectories to fit (time-series training), by name.
 TIME_SERIES = ("spiral",)
-PROTOCOLS = ("jaxode", "study")
-
-
-def check_protocol(protocol) -> str:
-    """**Raises:** `ValueError` naming the valid protocols when `protocol` is not one."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"`protocol` must be one of {PROTOCOLS}, got {protocol!r}.")
-    return protocol
 
 
 def load_elm(*, protocol: str = "jaxode") -> Dataset:

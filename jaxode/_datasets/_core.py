@@ -6,6 +6,14 @@ import numpy as np
 from jaxtyping import Float
 
 SPLITS = ("train", "val", "test")
+PROTOCOLS = ("jaxode", "study")
+
+
+def check_protocol(protocol) -> str:
+    """**Raises:** `ValueError` naming the valid protocols when `protocol` is not one."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"`protocol` must be one of {PROTOCOLS}, got {protocol!r}.")
+    return protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +110,8 @@ class Dataset:
             index = np.asarray(self.splits[split], dtype=np.int64)
             if index.ndim != 1 or (index.size and (index.min() < 0 or index.max() >= len(x))):
                 raise ValueError(
-                    f"split {split!r} must hold row indices in [0, {len(x)}), got out-of-range values."
+                    f"split {split!r} must hold row indices in [0, {len(x)}), got out-of-range "
+                    "values."
                 )
             if np.any(seen[index]) or len(np.unique(index)) != len(index):
                 raise ValueError(f"split {split!r} overlaps another split or repeats rows.")
@@ -157,7 +166,8 @@ def validate_arrays(x, y, *, name: str = "data", min_samples: int = 4):
         y = y[:, None]
     if x.ndim != 2 or y.ndim != 2:
         raise ValueError(
-            f"{name}: inputs and outputs must be 2-D (samples, features), got {x.shape} and {y.shape}."
+            f"{name}: inputs and outputs must be 2-D (samples, features), got {x.shape} and "
+            f"{y.shape}."
         )
     if x.shape[0] != y.shape[0]:
         raise ValueError(

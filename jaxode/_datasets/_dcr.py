@@ -22,7 +22,8 @@ import pathlib
 
 import numpy as np
 
-from ._core import Affine, Dataset, check_finite_values, random_split, zscore
+from .._files import atomic_write_bytes
+from ._core import Affine, Dataset, check_finite_values, check_protocol, random_split, zscore
 from ._user import check_seed
 
 # Bump when anything below changes the generated numbers: the cache file name carries it.
@@ -432,9 +433,6 @@ def _read_cache(path: pathlib.Path, settings: dict):
 
 
 def _write_cache(path: pathlib.Path, x: np.ndarray, y: np.ndarray, settings: dict) -> None:
-    # Imported here: the training package imports the data sets.
-    from .._training._checkpoint import atomic_write_bytes
-
     buffer = io.BytesIO()
     np.savez(buffer, x=x, y=y, settings=np.array(json.dumps(settings)))
     atomic_write_bytes(path, buffer.getvalue())
@@ -516,8 +514,6 @@ def load_dcr(
     **References:** Rosso, Ruthotto, Sargsyan, arXiv 2507.22045 (the study's DCR problem, whose
     data this imitates; not its data).
     """
-    from ._bundled import check_protocol  # here: `_bundled` imports this module
-
     check_protocol(protocol)
     seed = check_seed(seed)
     num_samples = _check_num_samples(num_samples)
