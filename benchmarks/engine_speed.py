@@ -25,7 +25,7 @@ with Adam (constant learning rate, no clipping) on the MSE of minibatches of 20.
 - `hand scan C`: a `jax.lax.scan` over C such steps per call.
 
 Then, with `--pairs P`, the compiled chunk alone: the program `fit` runs for each chunk
-(built from jaxode's internal `Programs`, as `fit` builds it) against the hand-written scan,
+(the run `MinibatchTrainer.start` returns, as `fit` builds it) against the hand-written scan,
 called alternately chunk by chunk, P pairs from the same initial model on the same
 minibatches (the final parameters compared): load changes slower than a chunk, so the ratios
 of adjacent chunks pin down what the rates of whole runs cannot on shared cores. The median of
@@ -56,11 +56,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _results import run_context, write_json
 
 import jaxode
-from jaxode._training import _engine
-
-from _results import run_context, write_json
 
 
 def study_setup(batch_size: int, seed: int):
@@ -68,16 +66,18 @@ def study_setup(batch_size: int, seed: int):
     solves)."""
     cfg = jaxode.preset("study-node")
     d = cfg.data
-    data = jaxode.load_dataset(d.dataset, seed=d.split_seed, protocol=d.protocol,
-                               num_outputs=d.num_outputs)
+    data = jaxode.load_dataset(
+        d.dataset, seed=d.split_seed, protocol=d.protocol, num_outputs=d.num_outputs
+    )
     x, y = data.arrays("train")
     x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
     if batch_size > len(x):
         raise SystemExit(f"--batch-size {batch_size} exceeds the {len(x)} training samples")
     model = jaxode.build_model(cfg, data.in_size, data.out_size, key=jax.random.PRNGKey(seed))
     # `fit` solves with throw=False (failures come back as data); do the same by hand.
-    model = eqx.tree_at(lambda m: m.dynamics, model,
-                        dataclasses.replace(model.dynamics, throw=False))
+    model = eqx.tree_at(
+        lambda m: m.dynamics, model, dataclasses.replace(model.dynamics, throw=False)
+    )
     return cfg, x, y, model
 
 
@@ -116,32 +116,41 @@ def fit_indices(key, steps: int, n: int, batch: int) -> np.ndarray:
     return np.asarray(rows[:steps], np.int32)
 
 
-def chunk_pairs(static, params0, opt0, optimiser, xs, ys, key, scan, chunk: int, pairs: int,
-                batch: int) -> dict:
+def chunk_pairs(model, optimiser, xs, ys, key, scan, chunk: int, pairs: int, batch: int) -> dict:
     """`fit`'s compiled chunk program against the hand-written `scan`, called alternately
     chunk by chunk (which first alternating), `pairs` pairs; the first two are left out."""
     n = xs.shape[0]
-    plan = _engine.Plan(
-        static=static, regulariser_static=(), optimiser=optimiser, loss=jaxode.MSELoss(),
-        num_samples=n, batch_size=batch, sampling="epochs", interval=chunk,
-        total=pairs * chunk, validated=False, patience=None, max_failed_batches=None,
-        divergence_factor=None)
-    programs = _engine.Programs(plan, None)
-    keys = key[None]
-    member = lambda tree: jax.tree_util.tree_map(lambda a: a[None], tree)
-    state = member(_engine.initial_state(params0, opt0, jnp.inf, xs.dtype))
-    program = programs.chunk.lower(state, xs, ys, keys, (), programs.orders(state.step, keys))
-    program = program.compile()
+    trainer = jaxode.MinibatchTrainer(optimiser, steps=pairs * chunk, batch_size=batch)
+    problem = jaxode.Problem(
+        models=(model,),
+        keys=(key,),
+        train=(np.asarray(xs), np.asarray(ys)),
+        val=None,
+        stopping=jaxode.Stopping(patience=None, divergence_factor=None, max_failed_batches=None),
+        evaluation=jaxode.Evaluation(every=chunk, count_evaluations=False),
+        placement=jaxode.SingleDevice(),
+    )
+    # The run `fit` would drive, built as `fit` builds it; its chunk is called here directly.
+    run = trainer.start(problem, [jaxode.MemberRecord(None)], resume=False)
+    programs, state, a = run.programs, run.state, run.arrays
+    keys, regularisers = a.keys, a.regularisers
+    params0 = eqx.partition(model, eqx.is_inexact_array)[0]
+    opt0 = optimiser.init(params0)
+    program = programs.chunk.lower(
+        state, a.xs, a.ys, keys, regularisers, programs.table(state.step, keys)
+    ).compile()
     indices = jnp.asarray(fit_indices(key, pairs * chunk, n, batch))
     p, o = params0, opt0
     engine_s, hand_s = [], []
     for k in range(pairs):
-        orders = jax.block_until_ready(programs.orders(state.step, keys))
+        orders = jax.block_until_ready(programs.table(state.step, keys))
         rows = jax.block_until_ready(indices[k * chunk : (k + 1) * chunk])
         for side in ("engine", "hand") if k % 2 else ("hand", "engine"):
             tic = time.perf_counter()
             if side == "engine":
-                state = jax.block_until_ready(program(state, xs, ys, keys, (), orders)[0])
+                state = jax.block_until_ready(
+                    program(state, a.xs, a.ys, keys, regularisers, orders)[0]
+                )
                 engine_s.append(time.perf_counter() - tic)
             else:
                 p, o, _ = jax.block_until_ready(scan(p, o, xs, ys, rows))
@@ -150,12 +159,15 @@ def chunk_pairs(static, params0, opt0, optimiser, xs, ys, key, scan, chunk: int,
     medians = np.median(np.random.default_rng(0).choice(ratios, (2000, len(ratios))), axis=1)
     flat = lambda t: np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(t)])
     final = flat(jax.tree_util.tree_map(lambda a: a[0], state.params))
-    return dict(pairs=len(ratios), ratio_median=float(np.median(ratios)),
-                ratio_ci95=[float(v) for v in np.quantile(medians, [0.025, 0.975])],
-                ratio_quartiles=[float(v) for v in np.quantile(ratios, [0.25, 0.75])],
-                engine_chunk_s_median=float(np.median(engine_s[2:])),
-                hand_chunk_s_median=float(np.median(hand_s[2:])),
-                params_max_abs_diff=float(np.max(np.abs(final - flat(p)))))
+    return dict(
+        pairs=len(ratios),
+        ratio_median=float(np.median(ratios)),
+        ratio_ci95=[float(v) for v in np.quantile(medians, [0.025, 0.975])],
+        ratio_quartiles=[float(v) for v in np.quantile(ratios, [0.25, 0.75])],
+        engine_chunk_s_median=float(np.median(engine_s[2:])),
+        hand_chunk_s_median=float(np.median(hand_s[2:])),
+        params_max_abs_diff=float(np.max(np.abs(final - flat(p)))),
+    )
 
 
 def main():
@@ -163,14 +175,20 @@ def main():
     parser.add_argument("--steps", type=int, default=500, help="steps per variant per repeat")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--chunk", type=int, default=100, help="steps per compiled chunk/scan")
-    parser.add_argument("--pairs", type=int, default=60,
-                        help="chunk-by-chunk pairs of fit's compiled chunk and the hand-written "
-                             "scan (0: none)")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=60,
+        help="chunk-by-chunk pairs of fit's compiled chunk and the hand-written scan (0: none)",
+    )
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-cache", action="store_true",
-                        help="do not use a (temporary) JAX compilation cache for the repeated fits")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not use a (temporary) JAX compilation cache for the repeated fits",
+    )
     parser.add_argument("--out", default="benchmarks/results/engine_speed.json")
     args = parser.parse_args()
     if args.steps % args.chunk or args.steps < 3 * args.chunk:
@@ -205,8 +223,11 @@ def main():
         jax.block_until_ready(scan(params0, opt0, xs, ys, jnp.zeros((chunk, batch), jnp.int32)))
         scan_compile = time.perf_counter() - tic
     jax.block_until_ready(checked_step(params0, opt0, xs, ys, jnp.zeros(batch, jnp.int32)))
-    for program, shape, checks in ((step, batch, False), (scan, (chunk, batch), False),
-                                   (checked_step, batch, True)):
+    for program, shape, checks in (
+        (step, batch, False),
+        (scan, (chunk, batch), False),
+        (checked_step, batch, True),
+    ):
         text = program.lower(params0, opt0, xs, ys, jnp.zeros(shape, jnp.int32)).as_text()
         if ("callback" in text) != checks:
             raise RuntimeError("a hand-written program does not hold the checks it should")
@@ -223,15 +244,29 @@ def main():
         return dict(ode_steps=int(solver_steps(p)), params=flat)
 
     def run_fit(eval_every, key):
-        result = jaxode.fit(model, (x, y), optimiser, key=key, steps=steps, batch_size=batch,
-                            eval_every=eval_every, count_evaluations=False,
-                            divergence_factor=None, max_failed_batches=None)
+        result = jaxode.fit(
+            model,
+            (x, y),
+            optimiser,
+            key=key,
+            steps=steps,
+            batch_size=batch,
+            eval_every=eval_every,
+            count_evaluations=False,
+            divergence_factor=None,
+            max_failed_batches=None,
+        )
         if result.steps != steps or result.status != "completed":
             raise RuntimeError(f"fit: {result.status}, {result.steps} steps: {result.message}")
         walls = {row["step"]: row["wall_time"] for row in result.history}
         p = eqx.filter(result.model, eqx.is_inexact_array)
-        return dict(seconds=walls[steps], steady=walls[steps] - walls[2 * chunk],
-                    compile_s=result.compile_time, num_traces=result.num_traces, **ending(p))
+        return dict(
+            seconds=walls[steps],
+            steady=walls[steps] - walls[2 * chunk],
+            compile_s=result.compile_time,
+            num_traces=result.num_traces,
+            **ending(p),
+        )
 
     def timed(marks):
         """Total and steady-state (steps 2C..N) seconds from (step, time) marks."""
@@ -259,20 +294,26 @@ def main():
             marks.append((begin + chunk, time.perf_counter()))
         return dict(timed(marks), **ending(p))
 
-    names = [f"fit chunk={chunk}", "fit eval_every=1",
-             "hand step", "hand step, synced", f"hand scan {chunk}", "hand step, checks on"]
+    names = [
+        f"fit chunk={chunk}",
+        "fit eval_every=1",
+        "hand step",
+        "hand step, synced",
+        f"hand scan {chunk}",
+        "hand step, checks on",
+    ]
     samples = {name: [] for name in names}
     for repeat in range(args.repeats):
         key = jax.random.PRNGKey(1000 + repeat)
         indices = jnp.asarray(fit_indices(key, steps, n, batch))
         index_list = list(indices)  # device arrays, so the loop does not time transfers
         runs = {
-            names[0]: lambda: run_fit(chunk, key),
-            names[1]: lambda: run_fit(1, key),
-            names[2]: lambda: run_step(index_list, False),
-            names[3]: lambda: run_step(index_list, True),
-            names[4]: lambda: run_scan(indices),
-            names[5]: lambda: run_step(index_list, False, checked_step),
+            names[0]: lambda key=key: run_fit(chunk, key),
+            names[1]: lambda key=key: run_fit(1, key),
+            names[2]: lambda rows=index_list: run_step(rows, False),
+            names[3]: lambda rows=index_list: run_step(rows, True),
+            names[4]: lambda rows=indices: run_scan(rows),
+            names[5]: lambda rows=index_list: run_step(rows, False, checked_step),
         }
         # The variants of each goal run back to back, which of them first alternating, so
         # that the machine's load changes as little as possible between the two.
@@ -295,13 +336,19 @@ def main():
     rows = []
     for name in names:
         r = rate(name)
-        row = dict(variant=name, steps_per_s=float(np.median(r)), min_steps_per_s=float(min(r)),
-                   max_steps_per_s=float(max(r)), ms_per_step=1e3 / float(np.median(r)),
-                   total_steps_per_s=float(np.median(rate(name, "seconds"))),
-                   ode_steps_after=[s["ode_steps"] for s in samples[name]],
-                   params_rel_diff_to_hand_scan=[
-                       float(np.max(np.abs(s["params"] - r["params"])) / np.max(np.abs(r["params"])))
-                       for s, r in zip(samples[name], samples[names[4]])])
+        row = dict(
+            variant=name,
+            steps_per_s=float(np.median(r)),
+            min_steps_per_s=float(min(r)),
+            max_steps_per_s=float(max(r)),
+            ms_per_step=1e3 / float(np.median(r)),
+            total_steps_per_s=float(np.median(rate(name, "seconds"))),
+            ode_steps_after=[s["ode_steps"] for s in samples[name]],
+            params_rel_diff_to_hand_scan=[
+                float(np.max(np.abs(s["params"] - r["params"])) / np.max(np.abs(r["params"])))
+                for s, r in zip(samples[name], samples[names[4]])
+            ],
+        )
         if name.startswith("fit"):
             row["compile_s"] = [round(s["compile_s"], 2) for s in samples[name]]
             row["num_traces"] = [s["num_traces"] for s in samples[name]]
@@ -316,8 +363,10 @@ def main():
     ]
     ratios = {f"{a} / {b}": ratio(a, b) for a, b in pairs}
     spreads = {
-        f"{a} / {b}": [float(v) for v in np.quantile(np.array(rate(a)) / np.array(rate(b)),
-                                                      [0.0, 0.25, 0.75, 1.0])]
+        f"{a} / {b}": [
+            float(v)
+            for v in np.quantile(np.array(rate(a)) / np.array(rate(b)), [0.0, 0.25, 0.75, 1.0])
+        ]
         for a, b in pairs
     }
     total_ratios = {f"{a} / {b}": ratio(a, b, "seconds") for a, b in pairs}
@@ -327,43 +376,63 @@ def main():
     }
     paired = None
     if args.pairs:
-        paired = chunk_pairs(static, params0, opt0, optimiser, xs, ys, jax.random.PRNGKey(999),
-                             scan, chunk, args.pairs, batch)
+        paired = chunk_pairs(
+            model,
+            optimiser,
+            xs,
+            ys,
+            jax.random.PRNGKey(999),
+            scan,
+            chunk,
+            args.pairs,
+            batch,
+        )
         goals[f"compiled chunk / {names[4]}, chunk by chunk >= 0.95"] = (
-            paired["ratio_median"] >= 0.95)
+            paired["ratio_median"] >= 0.95
+        )
 
-    print(f"\n{steps} steps per variant per repeat ({measured} steady: steps {2 * chunk}-{steps}), "
-          f"{args.repeats} repeats, batch {batch}, {jax.default_backend()}, "
-          f"load average before {load_before}")
-    print(f"{'variant':26s} {'steps/s':>8s} {'min':>7s} {'max':>7s} {'ms/step':>8s} "
-          f"{'all-steps/s':>11s} {'params vs scan':>14s}  compile s (per repeat)")
+    print(
+        f"\n{steps} steps per variant per repeat ({measured} steady: steps {2 * chunk}-{steps}), "
+        f"{args.repeats} repeats, batch {batch}, {jax.default_backend()}, "
+        f"load average before {load_before}"
+    )
+    print(
+        f"{'variant':26s} {'steps/s':>8s} {'min':>7s} {'max':>7s} {'ms/step':>8s} "
+        f"{'all-steps/s':>11s} {'params vs scan':>14s}  compile s (per repeat)"
+    )
     for r in rows:
         compiled = ", ".join(map(str, r.get("compile_s", [])))
-        print(f"{r['variant']:26s} {r['steps_per_s']:8.1f} {r['min_steps_per_s']:7.1f} "
-              f"{r['max_steps_per_s']:7.1f} {r['ms_per_step']:8.2f} {r['total_steps_per_s']:11.1f}"
-              f" {max(r['params_rel_diff_to_hand_scan']):14.1e}  {compiled}")
+        print(
+            f"{r['variant']:26s} {r['steps_per_s']:8.1f} {r['min_steps_per_s']:7.1f} "
+            f"{r['max_steps_per_s']:7.1f} {r['ms_per_step']:8.2f} {r['total_steps_per_s']:11.1f}"
+            f" {max(r['params_rel_diff_to_hand_scan']):14.1e}  {compiled}"
+        )
     print(f"hand-written compile: step {step_compile:.2f} s, scan {scan_compile:.2f} s")
     print(f"{'ratio of steps/s (median of per-repeat ratios)':52s} {'steady':>7s} {'all':>7s}")
     for name, value in ratios.items():
         low, q1, q3, high = spreads[name]
-        print(f"{name:52s} {value:7.3f} {total_ratios[name]:7.3f}   per repeat {low:.3f} "
-              f"[{q1:.3f}, {q3:.3f}] {high:.3f}")
+        print(
+            f"{name:52s} {value:7.3f} {total_ratios[name]:7.3f}   per repeat {low:.3f} "
+            f"[{q1:.3f}, {q3:.3f}] {high:.3f}"
+        )
     if paired is not None:
         low, high = paired["ratio_ci95"]
-        print(f"compiled chunk / {names[4]}, {paired['pairs']} adjacent pairs: median "
-              f"{paired['ratio_median']:.3f} (95 % interval {low:.3f} to {high:.3f}, quartiles "
-              f"{paired['ratio_quartiles'][0]:.3f} to {paired['ratio_quartiles'][1]:.3f}); "
-              f"chunk {paired['engine_chunk_s_median']:.3f} s against "
-              f"{paired['hand_chunk_s_median']:.3f} s; final parameters differ by "
-              f"{paired['params_max_abs_diff']:.1e}")
+        print(
+            f"compiled chunk / {names[4]}, {paired['pairs']} adjacent pairs: median "
+            f"{paired['ratio_median']:.3f} (95 % interval {low:.3f} to {high:.3f}, quartiles "
+            f"{paired['ratio_quartiles'][0]:.3f} to {paired['ratio_quartiles'][1]:.3f}); "
+            f"chunk {paired['engine_chunk_s_median']:.3f} s against "
+            f"{paired['hand_chunk_s_median']:.3f} s; final parameters differ by "
+            f"{paired['params_max_abs_diff']:.1e}"
+        )
     for name, met in goals.items():
         print(f"goal {name}: {'met' if met else 'missed'}")
 
     result = {
         **run_context("engine_speed", load_before),
         "model": "study-node preset (ELM, study protocol): neural ODE width 15, MLP hidden 50, "
-                 f"Legendre degree {cfg.model.degree}, Dopri5 rtol {cfg.model.rtol} atol "
-                 f"{cfg.model.atol}, float32; Adam lr {args.learning_rate}, MSE",
+        f"Legendre degree {cfg.model.degree}, Dopri5 rtol {cfg.model.rtol} atol "
+        f"{cfg.model.atol}, float32; Adam lr {args.learning_rate}, MSE",
         "train_samples": n,
         "batch_size": batch,
         "steps": steps,
@@ -381,17 +450,18 @@ def main():
         "samples_s": {name: [s["seconds"] for s in samples[name]] for name in names},
         "samples_steady_s": {name: [s["steady"] for s in samples[name]] for name in names},
         "note": "ratio_quantiles_steady: min, quartiles and max over repeats of the per-repeat "
-                "ratios (the spread behind each median). steps/s: steady state, steps 2C..N (the first chunk runs on fresh buffers and "
-                "the first evaluation compiles fit's bookkeeping program, which fit counts in its "
-                "wall_time); all-steps/s: all N steps (fit: history[-1]['wall_time']). "
-                "ode_steps_after: adaptive Dopri5 steps of the trained model's solve of one "
-                "fixed batch, per repeat; params_rel_diff_to_hand_scan: max |difference| of "
-                "the final parameters against the hand-written scan's over their max |value| "
-                "(float32 rounding: every variant trains on the same minibatches, fit drawing "
-                "them on the device, the hand-written loops taking them from the host, so "
-                "they do the same solver work). The hand-written programs are traced "
-                "inside jaxode.skip_value_checks() (no host callback, as in fit's programs), "
-                "except 'hand step, checks on'.",
+        "ratios (the spread behind each median). steps/s: steady state, steps 2C..N (the "
+        "first chunk runs on fresh buffers and "
+        "the first evaluation compiles fit's bookkeeping program, which fit counts in its "
+        "wall_time); all-steps/s: all N steps (fit: history[-1]['wall_time']). "
+        "ode_steps_after: adaptive Dopri5 steps of the trained model's solve of one "
+        "fixed batch, per repeat; params_rel_diff_to_hand_scan: max |difference| of "
+        "the final parameters against the hand-written scan's over their max |value| "
+        "(float32 rounding: every variant trains on the same minibatches, fit drawing "
+        "them on the device, the hand-written loops taking them from the host, so "
+        "they do the same solver work). The hand-written programs are traced "
+        "inside jaxode.skip_value_checks() (no host callback, as in fit's programs), "
+        "except 'hand step, checks on'.",
     }
     write_json(args.out, result)
     if cache is not None:

@@ -1,7 +1,5 @@
 """jaxode: continuous-time neural networks with time-parameterized weights, in JAX."""
 
-import importlib.metadata as _metadata
-
 from ._bases import (
     AbstractPolynomialBasis as AbstractPolynomialBasis,
     AbstractTimeBasis as AbstractTimeBasis,
@@ -13,6 +11,18 @@ from ._bases import (
     PiecewiseConstantBasis as PiecewiseConstantBasis,
 )
 from ._counting import EvaluationCounter as EvaluationCounter, EvaluationCounts as EvaluationCounts
+from ._datasets import (
+    Affine as Affine,
+    Dataset as Dataset,
+    TrajectoryData as TrajectoryData,
+    load_cdr as load_cdr,
+    load_dataset as load_dataset,
+    load_dcr as load_dcr,
+    load_elm as load_elm,
+    load_file as load_file,
+    spiral as spiral,
+    spiral_batch as spiral_batch,
+)
 from ._fields import (
     AbstractField as AbstractField,
     AntisymmetricField as AntisymmetricField,
@@ -47,60 +57,6 @@ from ._surrogate import (
     count_dynamics_parameters as count_dynamics_parameters,
     count_parameters as count_parameters,
 )
-
-try:
-    __version__ = _metadata.version("jaxode")
-except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "unknown"
-
-# Data sets, training engine and run directories (issue 3).
-from ._datasets import (
-    Affine as Affine,
-    Dataset as Dataset,
-    TrajectoryData as TrajectoryData,
-    load_cdr as load_cdr,
-    load_dataset as load_dataset,
-    load_dcr as load_dcr,
-    load_elm as load_elm,
-    load_file as load_file,
-    spiral as spiral,
-    spiral_batch as spiral_batch,
-)
-from ._training import (
-    AbstractLoss as AbstractLoss,
-    AbstractRegulariser as AbstractRegulariser,
-    DataConfig as DataConfig,
-    FitResult as FitResult,
-    GramRegulariser as GramRegulariser,
-    L1Loss as L1Loss,
-    ModelConfig as ModelConfig,
-    MSELoss as MSELoss,
-    RelativeL2Loss as RelativeL2Loss,
-    RunConfig as RunConfig,
-    TikhonovRegulariser as TikhonovRegulariser,
-    TrainConfig as TrainConfig,
-    TrainedSurrogate as TrainedSurrogate,
-    build_model as build_model,
-    evaluate_model as evaluate_model,
-    fit as fit,
-    fit_cohort as fit_cohort,
-    global_relative_error as global_relative_error,
-    load as load,
-    mean_relative_error as mean_relative_error,
-    preset as preset,
-    presets as presets,
-    ridge_readout as ridge_readout,
-    ridge_warm_start as ridge_warm_start,
-    train as train,
-    train_cohort as train_cohort,
-)
-
-# Time-series training (issue 11).
-from ._trajectories import ClockField as ClockField
-from ._trajectories import TrajectoryModel as TrajectoryModel
-from ._trajectories import cube as cube
-
-# Ablation sweeps (issue 10).
 from ._sweeps import (
     AbstractExecutor as AbstractExecutor,
     Cell as Cell,
@@ -112,9 +68,63 @@ from ._sweeps import (
     sweep as sweep,
     sweep_report as sweep_report,
 )
-
-# Variable projection with trust-region Gauss-Newton (issue 11).
-from ._training._gnvpro import GNvproResult as GNvproResult
-from ._training._gnvpro import fit_gnvpro as fit_gnvpro
-from ._training._gnvpro import VarProObjective as VarProObjective
-from ._training._gnvpro import split_readout as split_readout
+from ._training import (
+    AbstractLoss as AbstractLoss,
+    AbstractPlacement as AbstractPlacement,
+    AbstractRegulariser as AbstractRegulariser,
+    AbstractRun as AbstractRun,
+    AbstractSampler as AbstractSampler,
+    AbstractTrainer as AbstractTrainer,
+    Checkpointing as Checkpointing,
+    CohortDir as CohortDir,
+    DataConfig as DataConfig,
+    EpochSampler as EpochSampler,
+    Evaluated as Evaluated,
+    Evaluation as Evaluation,
+    FitResult as FitResult,
+    GNvproResult as GNvproResult,
+    GNvproTrainer as GNvproTrainer,
+    GramRegulariser as GramRegulariser,
+    L1Loss as L1Loss,
+    MemberRecord as MemberRecord,
+    MinibatchTrainer as MinibatchTrainer,
+    ModelConfig as ModelConfig,
+    MSELoss as MSELoss,
+    Outcome as Outcome,
+    Problem as Problem,
+    RelativeL2Loss as RelativeL2Loss,
+    ReplacementSampler as ReplacementSampler,
+    RunConfig as RunConfig,
+    RunDir as RunDir,
+    Sharded as Sharded,
+    SharedSolve as SharedSolve,
+    SingleDevice as SingleDevice,
+    Status as Status,
+    Stopping as Stopping,
+    TikhonovRegulariser as TikhonovRegulariser,
+    TrainConfig as TrainConfig,
+    TrainedSurrogate as TrainedSurrogate,
+    VarProObjective as VarProObjective,
+    Vmapped as Vmapped,
+    build_model as build_model,
+    evaluate_model as evaluate_model,
+    fit as fit,
+    fit_cohort as fit_cohort,
+    fit_gnvpro as fit_gnvpro,
+    global_relative_error as global_relative_error,
+    load as load,
+    mean_relative_error as mean_relative_error,
+    preset as preset,
+    presets as presets,
+    ridge_readout as ridge_readout,
+    ridge_warm_start as ridge_warm_start,
+    split_readout as split_readout,
+    train as train,
+    train_cohort as train_cohort,
+)
+from ._trajectories import (
+    ClockField as ClockField,
+    TrajectoryModel as TrajectoryModel,
+    cube as cube,
+)
+from ._version import __version__ as __version__

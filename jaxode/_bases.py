@@ -1,4 +1,5 @@
-r"""Time bases: the functions $\phi_k(t)$ of the expansion $\theta(t) = \sum_k \theta_k \phi_k(t)$."""
+r"""Time bases: the functions $\phi_k(t)$ of the expansion
+$\theta(t) = \sum_k \theta_k \phi_k(t)$."""
 
 import abc
 import math

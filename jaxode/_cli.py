@@ -8,14 +8,42 @@ import signal
 import sys
 import time
 
-from ._training._config import (
+from ._datasets import BUNDLED, TrajectoryData, load_dataset, load_inputs
+from ._files import atomic_write_text
+from ._process import set_precision, use_compilation_cache
+from ._runs_table import (
+    COLUMNS,
+    compare_runs,
+    format_comparison,
+    format_runs,
+    json_comparison,
+    json_rows,
+    runs_table,
+)
+from ._training import (
     CHOICES,
+    CONFIG,
+    EVALUATION,
+    METRICS,
+    PLOT,
     PRESETS,
+    RUN_FILES,
+    CohortDir,
     DataConfig,
     ModelConfig,
     RunConfig,
+    RunDir,
+    Status,
     TrainConfig,
+    error_metrics,
+    evaluate_model,
+    load,
+    parse_seeds,
     presets,
+    summarise,
+    summary_table,
+    train,
+    train_cohort,
 )
 
 PACKAGE = pathlib.Path(__file__).resolve().parent
@@ -51,8 +79,13 @@ OPTIONS = [
     ("--field-init", "model", "field_init", str, "initialisation of the field's weights"),
     ("--field-init-std", "model", "field_init_std", float, "std of --field-init normal"),
     ("--clamp", "model", "clamp", str, "freeze the weights outside [0, t1]: true or false"),
-    ("--basis-window", "model", "basis_window", float,
-     "end of the basis window when not t1 (1 with --t1 10: the study's raw-time monomials)"),
+    (
+        "--basis-window",
+        "model",
+        "basis_window",
+        float,
+        "end of the basis window when not t1 (1 with --t1 10: the study's raw-time monomials)",
+    ),
     ("--field-input", "model", "field_input", str, "time series: what the field sees of y"),
     ("--optimiser", "train", "optimiser", str, "optimiser"),
     ("--lr", "train", "learning_rate", float, "learning rate"),
@@ -179,12 +212,6 @@ def _config_from_args(args) -> RunConfig:
     return RunConfig.from_dict(merged)
 
 
-def _set_precision(precision: str) -> None:
-    import jax
-
-    jax.config.update("jax_enable_x64", precision == "float64")
-
-
 def _print_metrics(metrics: dict) -> None:
     print(
         f"{'split':<6} {'global':>10} {'per-sample':>11} {'global':>10} {'per-sample':>11}\n"
@@ -246,12 +273,11 @@ def _train(args) -> int:
                 "--resume continues a run with its stored configuration; drop "
                 f"{', '.join(changed)}."
             )
-        if (args.resume / COHORT).is_file():
+        if CohortDir(args.resume).holds_cohort():
             return _train_cohort(args, None, args.resume)
-        stored = args.resume / "config.toml"
-        if not stored.is_file():
-            raise FileNotFoundError(f"--resume {str(args.resume)!r} holds no run (no config.toml).")
-        config = RunConfig.from_toml(stored.read_text())
+        if not RunDir(args.resume).holds_run():
+            raise FileNotFoundError(f"--resume {str(args.resume)!r} holds no run (no {CONFIG}).")
+        config = RunDir(args.resume).config()
         out = args.resume
     else:
         config = _config_from_args(args)
@@ -261,30 +287,27 @@ def _train(args) -> int:
         out = args.out or pathlib.Path("runs") / f"{name}-{stamp}"
         if args.seeds is not None:
             return _train_cohort(args, config, out)
-    _set_precision(config.train.precision)
-    from ._training._run import train
-
+    set_precision(config.train.precision)
     _, result, metrics = train(
         None if args.resume is not None else config,
         out,
         resume=args.resume is not None,
         progress=not args.no_progress,
     )
-    if result.status == "interrupted":
+    if result.status == Status.INTERRUPTED:
         print(f"{result.message} Continue with: jaxode train --resume {out}")
         return 130
     print(result.message)
     if "test_global" not in metrics:
-        print(f"no trained parameters to evaluate; {out / 'metrics.json'} says why.")
+        print(f"no trained parameters to evaluate; {out / METRICS} says why.")
         return 1
     _print_metrics(metrics)
     if not metrics.get("plot", True):
-        print("loss.png skipped: matplotlib is not installed (pip install matplotlib).")
+        print(f"{PLOT} skipped: matplotlib is not installed (pip install matplotlib).")
     print(f"{_summary(metrics)}; written to {out}")
-    return 0 if result.status in ("completed", "early_stopped") else 1
+    return 0 if result.status.succeeded else 1
 
 
-COHORT, SUMMARY = "cohort.json", "summary.json"
 _SUMMARY_METRICS = (
     "test_physical_global",
     "test_physical_per_sample",
@@ -297,78 +320,50 @@ _SUMMARY_METRICS = (
 )
 
 
-def _start_cohort(config: RunConfig, seeds: list[int], out: pathlib.Path) -> list[RunConfig]:
-    import dataclasses
-
-    from ._training._checkpoint import atomic_write_text
-
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{str(out)!r} is a file; choose a directory for the cohort (--out).")
-    if out.is_dir() and any(out.iterdir()):
-        raise FileExistsError(
-            f"{str(out)!r} exists and is not empty; choose a new or empty --out, or continue "
-            f"a cohort with --resume {out}."
-        )
-    members = [f"seed-{s}" for s in seeds]
-    atomic_write_text(out / COHORT, json.dumps({"seeds": seeds, "members": members}, indent=2))
-    return [
-        dataclasses.replace(config, train=dataclasses.replace(config.train, seed=s)) for s in seeds
-    ]
-
-
 def _train_cohort(args, config: RunConfig | None, out: pathlib.Path) -> int:
     """`train --seeds`: one cohort, a run directory per seed and a summary."""
-    from ._training._checkpoint import atomic_write_text
-    from ._training._run import _json_text, train_cohort
-    from ._training._summary import parse_seeds, summarise, summary_table
-
+    cohort = CohortDir(out)
     if config is None:
-        listing = json.loads((out / COHORT).read_text())
-        seeds, configs = listing["seeds"], None
-        precision = RunConfig.from_toml((out / listing["members"][0] / "config.toml").read_text())
-        precision = precision.train.precision
+        seeds, configs = cohort.seeds(), None
+        precision = cohort.members()[0].config().train.precision
     else:
         seeds = parse_seeds(args.seeds)
         created = not out.exists()
-        configs = _start_cohort(config, seeds, out)
+        configs = cohort.start(config, seeds)
         precision = config.train.precision
-    _set_precision(precision)
-    run_dirs = [out / f"seed-{s}" for s in seeds]
+    set_precision(precision)
+    run_dirs = [member.path for member in cohort.members()]
     try:
         outcomes = train_cohort(
             configs, run_dirs, resume=config is None, progress=not args.no_progress
         )
     except BaseException:
         if config is not None and not any(d.exists() for d in run_dirs):
-            (out / COHORT).unlink(missing_ok=True)
-            if created and not any(out.iterdir()):
-                out.rmdir()
+            cohort.remove_start(created)
         raise
     statuses = [result.status for _, result, _ in outcomes]
     for seed, (_, result, metrics) in zip(seeds, outcomes):
         error = metrics.get("test_physical_global")
         figure = "" if error is None else f", test relative error (global, physical) {error:.4f}"
         print(f"seed {seed}: {result.status}{figure}: {result.message}")
-    if "interrupted" in statuses:
+    if Status.INTERRUPTED in statuses:
         print(f"Continue with: jaxode train --resume {out}")
         return 130
     summary = summarise([metrics for _, _, metrics in outcomes])
-    atomic_write_text(out / SUMMARY, _json_text(summary))
+    cohort.write_summary(summary)
     print(f"mean +- sample std over {len(seeds)} seeds:")
     print(summary_table(summary, _SUMMARY_METRICS))
     print(f"written to {out}")
-    return 0 if all(s in ("completed", "early_stopped") for s in statuses) else 1
+    return 0 if all(s.succeeded for s in statuses) else 1
 
 
 def _load_run(run_dir: pathlib.Path):
-    stored = run_dir / "config.toml"
-    if not stored.is_file():
+    if not RunDir(run_dir).holds_run():
         raise FileNotFoundError(
-            f"{str(run_dir)!r} is not a run directory (no config.toml); pass a directory written by `jaxode train`."
+            f"{str(run_dir)!r} is not a run directory (no {CONFIG}); pass a directory "
+            "written by `jaxode train`."
         )
-    _set_precision(RunConfig.from_toml(stored.read_text()).train.precision)
-    from ._training._run import load
-
+    set_precision(RunDir(run_dir).config().train.precision)
     return load(run_dir)
 
 
@@ -381,10 +376,6 @@ def _refuse_overwrite(target: pathlib.Path, force: bool) -> None:
 
 def _evaluate(args) -> int:
     trained = _load_run(args.run_dir)
-    from ._datasets import BUNDLED, TrajectoryData, load_dataset
-    from ._training import evaluate_model
-    from ._training._checkpoint import atomic_write_text
-    from ._training._metrics import error_metrics
 
     stored = trained.config.data
     name = args.data or stored.dataset
@@ -414,7 +405,7 @@ def _evaluate(args) -> int:
                 error_metrics(trained.y_norm.apply(p), trained.y_norm.apply(y), f"{split}_")
             )
             metrics.update(error_metrics(p, y, f"{split}_physical_"))
-    target = args.output or args.run_dir / "evaluation.json"
+    target = args.output or args.run_dir / EVALUATION
     atomic_write_text(target, json.dumps({"data": str(name), **metrics}, indent=2))
     _print_metrics(metrics)
     if "test_global" in metrics:
@@ -425,8 +416,6 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     trained = _load_run(args.run_dir)
-    from ._datasets import load_inputs
-    from ._training._checkpoint import atomic_write_text
 
     x = load_inputs(args.input, trained.model.in_size)
     target = args.output or args.input.with_name(args.input.stem + "_predictions.csv")
@@ -460,11 +449,10 @@ def _probe(args) -> int:
     import jax
     import jax.numpy as jnp
 
-    from ._datasets import load_dataset
     from ._surrogate import Surrogate
     from .probes import probe_report
 
-    _set_precision(args.precision)
+    set_precision(args.precision)
     dtype = jnp.dtype(args.precision)
     model = jax.tree_util.tree_map(
         lambda leaf: leaf.astype(dtype) if eqx.is_inexact_array(leaf) else leaf, trained.model
@@ -495,7 +483,6 @@ def _probe(args) -> int:
 
 def _add_runs(sub) -> None:
     """`jaxode runs [DIR]` and `jaxode compare RUN RUN ...` (logic in jaxode/_runs_table.py)."""
-    from ._runs_table import COLUMNS, RUN_FILES
 
     r = sub.add_parser(
         "runs",
@@ -535,7 +522,6 @@ def _add_runs(sub) -> None:
 
 
 def _runs(args) -> int:
-    from ._runs_table import format_runs, json_rows, runs_table
 
     rows, warnings = runs_table(args.dir, sort=args.sort, reverse=args.reverse)
     for warning in warnings:
@@ -554,7 +540,6 @@ def _runs(args) -> int:
 
 
 def _compare(args) -> int:
-    from ._runs_table import compare_runs, format_comparison, json_comparison
 
     comparison = compare_runs(args.run_dirs)
     print(json_comparison(comparison) if args.json else format_comparison(comparison))
@@ -588,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_predict)
     _add_probe(sub)
     _add_runs(sub)
-    from ._sweeps._command import add_parser
+    from ._sweeps import add_parser
 
     add_parser(sub)
     sub.choices["sweep"].epilog = "jaxode sweep report DIR --help: the tables and plots of a sweep."
@@ -608,28 +593,12 @@ def _is_users_error(error: BaseException) -> bool:
     return pathlib.Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
 
 
-def _use_compilation_cache() -> None:
-    """Turns on JAX's persistent compilation cache, so that a second run of the same model
-    skips compilation: in $JAXODE_COMPILATION_CACHE, by default a folder under the user's
-    cache directory ($XDG_CACHE_HOME or ~/.cache); JAXODE_COMPILATION_CACHE=off turns it off."""
-    import os
-
-    import jax
-
-    setting = os.environ.get("JAXODE_COMPILATION_CACHE", "")
-    if setting.lower() == "off":
-        return
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    jax.config.update("jax_compilation_cache_dir", setting or os.path.join(base, "jaxode", "jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-
-
 def main(argv=None) -> int:
     """Entry point of the `jaxode` command; returns the exit status."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["sweep", "report"]:
-        from ._sweeps._command import report_parser
+        from ._sweeps import report_parser
 
         args = report_parser(_Parser).parse_args(argv[2:])
     else:
@@ -637,7 +606,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    _use_compilation_cache()
+    use_compilation_cache()
     try:
         with _sigterm_as_interrupt():
             return args.handler(args)

@@ -110,9 +110,11 @@ class _CountedField(AbstractField):
         # HamiltonianNet calls rate_z then rate_y once per step: together one field evaluation.
         attr = getattr(self.inner, name)
         if name == "rate_z":
+
             def counted(t, x):
                 _count_evaluations(self.tally, x, size=self.width)
                 return attr(t, x)
+
             return counted
         return attr
 
@@ -122,11 +124,16 @@ def _instrument(model, tally: _Tally):
         return isinstance(node, (AbstractField, AbstractDynamics))
 
     def wrap(node):
+        # The pyright ignores: eqx.AbstractVar fields confuse its synthesised __init__.
         if isinstance(node, AbstractField):
-            return _CountedField(node, tally)
+            return _CountedField(node, tally)  # pyright: ignore[reportCallIssue]
         if isinstance(node, AbstractDynamics):
-            counted = eqx.tree_at(lambda d: d.field, node, _CountedField(node.field, tally))
-            return _CountedDynamics(counted, tally)
+            counted = eqx.tree_at(
+                lambda d: d.field,
+                node,
+                _CountedField(node.field, tally),  # pyright: ignore[reportCallIssue]
+            )
+            return _CountedDynamics(counted, tally)  # pyright: ignore[reportCallIssue]
         return node
 
     return jax.tree_util.tree_map(wrap, model, is_leaf=is_part)

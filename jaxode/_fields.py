@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._bases import AbstractTimeBasis
-from ._layers import Activation, TimeVaryingLinear, _check_size
+from ._layers import Activation, TimeVaryingLinear, check_size
 
 
 class AbstractField(eqx.Module):
@@ -57,8 +57,10 @@ class LayerField(AbstractField):
     activation: Activation = eqx.field(static=True)
     width: int = eqx.field(static=True)
 
-    def __init__(self, width: int, basis: AbstractTimeBasis, activation=jnp.tanh, *, key, dtype=None):
-        _check_size("width", width)
+    def __init__(
+        self, width: int, basis: AbstractTimeBasis, activation=jnp.tanh, *, key, dtype=None
+    ):
+        check_size("width", width)
         self.layer = TimeVaryingLinear(width, width, basis, key=key, dtype=dtype)
         self.activation = activation
         self.width = width
@@ -96,8 +98,8 @@ class MLPField(AbstractField):
         key: PRNGKeyArray,
         dtype=None,
     ):
-        _check_size("width", width)
-        _check_size("hidden", hidden)
+        check_size("width", width)
+        check_size("hidden", hidden)
         k1, k2 = jax.random.split(key)
         self.inner = TimeVaryingLinear(width, hidden, basis, key=k1, dtype=dtype)
         self.outer = TimeVaryingLinear(hidden, width, basis, key=k2, dtype=dtype)
@@ -124,9 +126,16 @@ class AntisymmetricField(AbstractField):
     width: int = eqx.field(static=True)
 
     def __init__(
-        self, width: int, basis: AbstractTimeBasis, gamma: float = 1e-4, activation=jnp.tanh, *, key, dtype=None
+        self,
+        width: int,
+        basis: AbstractTimeBasis,
+        gamma: float = 1e-4,
+        activation=jnp.tanh,
+        *,
+        key,
+        dtype=None,
     ):
-        _check_size("width", width)
+        check_size("width", width)
         if not gamma >= 0:
             raise ValueError(f"`gamma` must be >= 0, got {gamma}.")
         self.layer = TimeVaryingLinear(width, width, basis, key=key, dtype=dtype)
@@ -159,8 +168,10 @@ class HamiltonianField(AbstractField):
     activation: Activation = eqx.field(static=True)
     width: int = eqx.field(static=True)
 
-    def __init__(self, width: int, basis: AbstractTimeBasis, activation=jnp.tanh, *, key, dtype=None):
-        _check_size("width", width)
+    def __init__(
+        self, width: int, basis: AbstractTimeBasis, activation=jnp.tanh, *, key, dtype=None
+    ):
+        check_size("width", width)
         self.layer = TimeVaryingLinear(width, width, basis, key=key, dtype=dtype)
         self.activation = activation
         self.width = width

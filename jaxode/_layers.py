@@ -11,7 +11,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from ._bases import AbstractTimeBasis
 
 
-def _check_size(name: str, value: int) -> None:
+def check_size(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
 
@@ -57,8 +57,8 @@ class TimeVaryingLinear(eqx.Module):
         key: PRNGKeyArray,
         dtype=None,
     ):
-        _check_size("in_size", in_size)
-        _check_size("out_size", out_size)
+        check_size("in_size", in_size)
+        check_size("out_size", out_size)
         if not isinstance(basis, AbstractTimeBasis):
             raise TypeError(f"`basis` must be an AbstractTimeBasis, got {type(basis).__name__}.")
         dtype = jnp.zeros(()).dtype if dtype is None else dtype

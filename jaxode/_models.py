@@ -3,6 +3,7 @@
 import abc
 import contextlib
 import contextvars
+from typing import cast
 
 import diffrax
 import equinox as eqx
@@ -174,7 +175,10 @@ class NeuralODE(AbstractDynamics):
         ):
             raise ValueError(f"`max_steps` must be an integer >= 1, got {self.max_steps!r}.")
 
-    def _integrate(self, vector_field, y0):
+    def integrate(self, vector_field, y0):
+        """Solves $dy/dt = $ `vector_field(t, y)` from `y0` with this model's solver, window,
+        step-size controller, adjoint and save times, and returns `(solution, ys)`: for fields
+        built on this one, such as a batch or a cohort of them (`ys` checked when `throw`)."""
         saveat = (
             diffrax.SaveAt(t1=True)
             if self.ts is None
@@ -193,7 +197,8 @@ class NeuralODE(AbstractDynamics):
             max_steps=self.max_steps,
             throw=False,
         )
-        ys = solution.ys
+        # SaveAt always saves (t1 or ts): Diffrax types `ys` and `ts` as optional PyTrees.
+        ys = cast(Array, solution.ys)
         if self.throw:
             # Diffrax's own message says what failed; add what to change here.
             ys = eqx.error_if(
@@ -206,9 +211,9 @@ class NeuralODE(AbstractDynamics):
         return solution, ys
 
     def solve(self, features):
-        solution, ys = self._integrate(self.field, self._initial_state(features))
+        solution, ys = self.integrate(self.field, self._initial_state(features))
         return Trajectory(
-            ts=solution.ts,
+            ts=cast(Array, solution.ts),
             states=ys,
             final=self.field.unlift(ys[-1]),
             result=solution.result,
@@ -221,10 +226,10 @@ class NeuralODE(AbstractDynamics):
         if not self.shared_steps:
             return super().solve_batch(features)
         y0 = jax.vmap(self._initial_state)(features)
-        solution, ys = self._integrate(_BatchedField(self.field), y0)
+        solution, ys = self.integrate(_BatchedField(self.field), y0)
         states = jnp.moveaxis(ys, 0, 1)
         return Trajectory(
-            ts=solution.ts,
+            ts=cast(Array, solution.ts),
             states=states,
             final=jax.vmap(self.field.unlift)(states[:, -1]),
             result=solution.result,
@@ -315,7 +320,8 @@ class HamiltonianNet(_AbstractSteppedDynamics):
     def __check_init__(self):
         if not isinstance(self.field, HamiltonianField):
             raise TypeError(
-                f"`field` of HamiltonianNet must be a HamiltonianField, got {type(self.field).__name__}."
+                "`field` of HamiltonianNet must be a HamiltonianField, got "
+                f"{type(self.field).__name__}."
             )
 
     def solve(self, features):

@@ -33,7 +33,9 @@ def condition_number(basis: AbstractTimeBasis, times: Float[ArrayLike, " num_tim
     `linspace(0, 10, 12)` (that is, $\\tau = t$) has condition number about 6e6, while
     `LegendreBasis(6, t0=0, t1=10)` on the same grid stays below 4.
     """
-    singular = np.linalg.svd(np.asarray(basis_matrix(basis, times), dtype=np.float64), compute_uv=False)
+    singular = np.linalg.svd(
+        np.asarray(basis_matrix(basis, times), dtype=np.float64), compute_uv=False
+    )
     return float(singular[0] / singular[-1])
 
 
@@ -88,7 +90,8 @@ def _product(a, b) -> list[list[Fraction]]:
 
 
 def _legendre_powers(n: int) -> list[list[int]]:
-    return LegendreBasis(n - 1)._power_form()[0]
+    # eqx.AbstractVar fields confuse pyright's synthesised __init__.
+    return LegendreBasis(n - 1)._power_form()[0]  # pyright: ignore[reportCallIssue]
 
 
 @functools.lru_cache(maxsize=32)
@@ -149,7 +152,9 @@ def _rational_projection(source, target) -> np.ndarray:
 
 def _from_legendre_float(target: AbstractTimeBasis) -> np.ndarray:
     """$X$ of `_from_legendre` for the target's own functions, in float64."""
-    powers, scale = target._power_form()
+    form = target._power_form()
+    assert form is not None  # called for polynomial targets only
+    powers, scale = form
     n = target.num_basis
     if n <= _RATIONAL_MAX:
         conversion = np.array([[float(a) for a in row] for row in _from_legendre(_key(powers))])
@@ -178,7 +183,11 @@ def _projection(source: AbstractTimeBasis, target: AbstractTimeBasis) -> np.ndar
         q, r = np.linalg.qr(root * _values64(target, times))
         return np.linalg.solve(r, q.T @ (root * phi_source))
     degree = target.num_basis - 1
-    legendre = _values64(LegendreBasis(degree, t0=target.t0, t1=target.t1), times)
+    # eqx.AbstractVar fields confuse pyright's synthesised __init__.
+    legendre = _values64(
+        LegendreBasis(degree, t0=target.t0, t1=target.t1),  # pyright: ignore[reportCallIssue]
+        times,
+    )
     norms = (2.0 * np.arange(degree + 1) + 1.0) / (target.t1 - target.t0)
     coefficients = norms[:, None] * (legendre.T @ (weights[:, None] * phi_source))
     return _from_legendre_float(target) @ coefficients
@@ -219,10 +228,10 @@ def projection_matrix(source: AbstractTimeBasis, target: AbstractTimeBasis) -> n
 
 
 def project_coefficients(
-    coefficients: Float[ArrayLike, "num_basis *shape"],
+    coefficients: Float[ArrayLike, " num_basis *shape"],
     source: AbstractTimeBasis,
     target: AbstractTimeBasis,
-) -> Float[Array, "num_target *shape"]:
+) -> Float[Array, " num_target *shape"]:
     """L2 projection of $\\theta(t) = \\sum_k c_k \\phi_k(t)$ from `source` onto `target`.
 
     **Arguments:**
@@ -243,7 +252,7 @@ def project_coefficients(
 
 
 def l2_in_time(
-    coefficients: Float[ArrayLike, "num_basis *shape"], basis: AbstractTimeBasis
+    coefficients: Float[ArrayLike, " num_basis *shape"], basis: AbstractTimeBasis
 ) -> Float[Array, ""]:
     """Mean square of $\\theta$ over the window, $\\frac{1}{t_1 - t_0}\\int \\|\\theta(t)\\|^2 dt
     = \\sum_{ij} M_{ij} \\langle \\theta_i, \\theta_j \\rangle$ with the unit Gram matrix $M$."""

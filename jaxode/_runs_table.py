@@ -15,12 +15,8 @@ import os
 import pathlib
 import tomllib
 
-from ._sweeps._cells import ERROR
-from ._training._config import RunConfig
-from ._training._fit import CHECKPOINT
-from ._training._run import CONFIG, HISTORY, METRICS, MODEL, NORMALISATION
+from ._training import CONFIG, ERROR, HISTORY, METRICS, MODEL, NORMALISATION, RUN_FILES, RunConfig
 
-RUN_FILES = (CONFIG, NORMALISATION, CHECKPOINT, HISTORY, MODEL, METRICS)
 COLUMNS = (
     "data",
     "model",
@@ -323,7 +319,9 @@ def show(value, digits: int = 4) -> str:
     return str(value)
 
 
-def table(header: list[str], rows: list[list[str]], right: set = frozenset()) -> str:
+def table(
+    header: list[str], rows: list[list[str]], right: set[int] | frozenset[int] = frozenset()
+) -> str:
     """Text columns two spaces apart; the columns whose index is in `right` right-aligned."""
     widths = [max(len(text) for text in column) for column in zip(header, *rows)]
 

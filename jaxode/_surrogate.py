@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._layers import Activation, _check_size, check_vector
+from ._layers import Activation, check_size, check_vector
 from ._models import AbstractDynamics, Trajectory, check_finite
 
 
@@ -44,11 +44,12 @@ class Surrogate(eqx.Module):
         key: PRNGKeyArray,
         dtype=None,
     ):
-        _check_size("in_size", in_size)
-        _check_size("out_size", out_size)
+        check_size("in_size", in_size)
+        check_size("out_size", out_size)
         if not isinstance(dynamics, AbstractDynamics):
             raise TypeError(
-                f"`dynamics` must be a NeuralODE, ResNet or HamiltonianNet, got {type(dynamics).__name__}."
+                "`dynamics` must be a NeuralODE, ResNet or HamiltonianNet, got "
+                f"{type(dynamics).__name__}."
             )
         width = dynamics.field.width
         k1, k2 = jax.random.split(key)
@@ -76,9 +77,7 @@ class Surrogate(eqx.Module):
     def predict(self, xs: Float[Array, "batch in_size"]) -> Float[Array, "batch out_size"]:
         """Outputs for a batch of inputs."""
         if jnp.ndim(xs) != 2 or jnp.shape(xs)[1] != self.in_size:
-            raise ValueError(
-                f"`xs` must have shape (batch, {self.in_size}), got {jnp.shape(xs)}."
-            )
+            raise ValueError(f"`xs` must have shape (batch, {self.in_size}), got {jnp.shape(xs)}.")
         return self.forward(xs)[0]
 
     def for_outputs(self, out_size: int) -> "Surrogate":

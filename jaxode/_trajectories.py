@@ -3,6 +3,7 @@ the states at the window's equispaced times, with weights $\\theta(t)$ in absolu
 
 import dataclasses
 from collections.abc import Callable
+from typing import cast
 
 import equinox as eqx
 import jax
@@ -100,11 +101,13 @@ class TrajectoryModel(eqx.Module):
 
     @property
     def state_size(self) -> int:
-        return self.dynamics.field.field.width
+        return cast(ClockField, self.dynamics.field).field.width  # built in __init__
 
     @property
     def num_points(self) -> int:
-        return len(self.dynamics.ts)
+        ts = self.dynamics.ts
+        assert ts is not None  # always given in __init__
+        return len(ts)
 
     @property
     def in_size(self) -> int:

@@ -40,8 +40,13 @@ DEFAULT_SEED = 20240601
 # The longest tests first: pytest-xdist hands tests out in collection order, and a long test
 # collected last keeps one worker busy while the other has nothing left to do.
 _LONG_FIRST = (
-    "test_readme.py", "test_devices.py", "test_sweeps.py", "test_examples.py", "test_typing.py",
-    "test_trajectories.py", "test_gradients.py",
+    "test_readme.py",
+    "test_devices.py",
+    "test_sweeps.py",
+    "test_examples.py",
+    "test_typing.py",
+    "test_trajectories.py",
+    "test_gradients.py",
 )
 
 

@@ -10,8 +10,8 @@ import optax
 import pytest
 
 import jaxode
-from jaxode._training import RunConfig, fit, load, load_checkpoint, save_checkpoint, train
-from jaxode._training._checkpoint import atomic_write_text
+from jaxode._files import atomic_write_text, load_checkpoint, save_checkpoint
+from jaxode._training import RunConfig, fit, load, train
 
 
 def _tiny(key):

@@ -177,11 +177,17 @@ def test_probe_report_in_both_precisions(small_run_dir, tmp_path):
     alphas = directions @ np.asarray(model.opening.weight).T
     inside = np.min(np.abs(alphas), axis=1) > 1e-3
     assert inside.sum() >= 32
-    expected = np.stack([np.asarray(model.readout(model.dynamics(np.sign(a)))) for a in alphas[inside]])
-    np.testing.assert_allclose(np.asarray(r64["limit"], dtype=float)[0, inside], expected, atol=1e-8)
+    expected = np.stack(
+        [np.asarray(model.readout(model.dynamics(np.sign(a)))) for a in alphas[inside]]
+    )
+    np.testing.assert_allclose(
+        np.asarray(r64["limit"], dtype=float)[0, inside], expected, atol=1e-8
+    )
 
     # The CLI switches JAX to 32 bits in-process for this run (conftest restores x64 afterwards).
-    assert main(["probe", str(run_dir), "--precision", "float32", "--out", str(tmp_path / "p32")]) == 0
+    assert (
+        main(["probe", str(run_dir), "--precision", "float32", "--out", str(tmp_path / "p32")]) == 0
+    )
     r32 = json.loads((tmp_path / "p32" / "report.json").read_text())["ray_limit"]
     assert r32["precision"] == "float32" and any("float32" in n for n in r32["notes"])
 
@@ -257,7 +263,7 @@ def test_the_command_turns_the_compilation_cache_on_where_the_environment_says(
 ):
     import jax
 
-    from jaxode._cli import _use_compilation_cache
+    from jaxode._process import use_compilation_cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     if setting is None:
@@ -268,7 +274,7 @@ def test_the_command_turns_the_compilation_cache_on_where_the_environment_says(
         monkeypatch.setenv("JAXODE_COMPILATION_CACHE", setting)
     updates = {}
     monkeypatch.setattr(jax.config, "update", lambda name, value: updates.__setitem__(name, value))
-    _use_compilation_cache()
+    use_compilation_cache()
     if expected is None:
         assert updates == {}
     else:

@@ -73,7 +73,7 @@ def _member_values(rates=RATES):
 
 
 def _alone(build, k, **options):
-    """Member k trained alone by `fit`, with its values (and `options`: checkpoints)."""
+    """MemberRecord k trained alone by `fit`, with its values (and `options`: checkpoints)."""
     values = _member_values()
     return fit(
         build(SEEDS[k]),
@@ -222,7 +222,8 @@ def test_an_adaptive_neural_ode_resumes_bit_identically(tmp_path, runs):
 
 
 def test_the_chunk_compiles_once_and_holds_no_host_callback():
-    from jaxode._training._engine import COMPLETED, Plan, Programs, initial_state
+    from jaxode._training._members import MemberRecord
+    from jaxode._training._trainer import Problem
 
     model = jaxode.Surrogate(
         2,
@@ -235,22 +236,21 @@ def test_the_chunk_compiles_once_and_holds_no_host_callback():
         key=jax.random.PRNGKey(1),
     )
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    optimiser = optax.adam(1e-3)
-    plan = Plan(
-        static, (), optimiser, jaxode.MSELoss(), 40, 8, "epochs", 5, 10, False, None, 10, 100.0
-    )
-    programs = Programs(plan, 2)
-    stacked = lambda tree: jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), tree)
-    state = stacked(initial_state(params, optimiser.init(params), np.inf, jnp.float64))
+    trainer = jaxode.MinibatchTrainer(optax.adam(1e-3), steps=10, batch_size=8)
     x, y = _data()
-    args = (
-        state,
-        jnp.asarray(x),
-        jnp.asarray(y),
-        jnp.stack([jax.random.PRNGKey(0)] * 2),
-        (),
+    problem = Problem(
+        models=(model, model),
+        keys=(jax.random.PRNGKey(0),) * 2,
+        train=(x, y),
+        val=None,
+        stopping=jaxode.Stopping(patience=None, divergence_factor=100.0, max_failed_batches=10),
+        evaluation=jaxode.Evaluation(every=5),
+        placement=jaxode.Vmapped(),
     )
-    orders = lambda state: programs.orders(state.step, args[3])
+    run = trainer.start(problem, [MemberRecord(None), MemberRecord(None)], resume=False)
+    programs, state, a = run.programs, run.state, run.arrays
+    args = (state, a.xs, a.ys, a.keys, a.regularisers)
+    orders = lambda state: programs.table(state.step, args[3])
     lowered = programs.chunk.lower(*args, orders(state))
     assert "callback" not in lowered.as_text().lower()
     # the model's own checks are callbacks when traced outside the engine
@@ -265,13 +265,21 @@ def test_the_chunk_compiles_once_and_holds_no_host_callback():
         np.asarray(after[0])[:, -1] == 0
     )
     state, _, _ = compiled(state, *args[1:], orders(state))
-    assert "callback" not in programs.orders.lower(state.step, args[3]).as_text().lower()
-    assert programs.traces == 1 and np.asarray(state.step).tolist() == [10, 10]
+    assert "callback" not in programs.table.lower(state.step, args[3]).as_text().lower()
+    assert programs.traces[0] == 1 and np.asarray(state.status).shape == (2,)
+    assert np.asarray(state.step).tolist() == [10, 10]
     # past the end no member runs, and the chunk leaves the state as it is
-    assert np.asarray(state.status).tolist() == [COMPLETED, COMPLETED]
+    COMPLETED = jaxode.Status.COMPLETED
+    assert [jaxode_code(c).status for c in np.asarray(state.status)] == [COMPLETED, COMPLETED]
     idle, _, _ = compiled(state, *args[1:], orders(state))
     for a, b in zip(jax.tree_util.tree_leaves(idle), jax.tree_util.tree_leaves(state)):
         np.testing.assert_array_equal(a, b)
+
+
+def jaxode_code(value):
+    from jaxode._training._status import Code
+
+    return Code(int(value))
 
 
 def test_a_shared_solve_cohort_matches_its_members_to_the_tolerance(runs):

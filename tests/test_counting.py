@@ -14,7 +14,9 @@ def _loss(model, xs):
 def test_dopri5_forward_evaluations_follow_its_tableau(getkey):
     # Dopri5 is FSAL: one evaluation at t0, then six new stages per attempted step.
     field = jaxode.MLPField(4, 6, jaxode.LegendreBasis(2), key=getkey())
-    dynamics = jaxode.NeuralODE(field, 3.0, stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-9))
+    dynamics = jaxode.NeuralODE(
+        field, 3.0, stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-9)
+    )
     model = jaxode.Surrogate(3, 2, dynamics, key=getkey())
     xs = jax.random.normal(getkey(), (1, 3))
     counts = jaxode.EvaluationCounter(_loss)(model, xs)
@@ -32,9 +34,15 @@ def test_dopri5_forward_evaluations_follow_its_tableau(getkey):
 def test_fixed_step_euler_and_resnet_counts(getkey):
     field = jaxode.LayerField(3, jaxode.MonomialBasis(1), key=getkey())
     xs = jax.random.normal(getkey(), (4, 3))
-    euler = jaxode.NeuralODE(field, 1.0, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.1)
+    euler = jaxode.NeuralODE(
+        field, 1.0, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.1
+    )
     counts = jaxode.EvaluationCounter(_loss)(jaxode.Surrogate(3, 2, euler, key=getkey()), xs)
-    assert counts.forward_evaluations == 10 and counts.accepted_steps == 10 and counts.rejected_steps == 0
+    assert (
+        counts.forward_evaluations == 10
+        and counts.accepted_steps == 10
+        and counts.rejected_steps == 0
+    )
     resnet = jaxode.Surrogate(3, 2, jaxode.ResNet(field, 1.0, 12), key=getkey())
     counts = jaxode.EvaluationCounter(_loss)(resnet, xs)
     assert counts.forward_evaluations == 12 and counts.accepted_steps == 12
@@ -48,13 +56,24 @@ def test_continuous_adjoint_backward_evaluations_come_from_its_own_solve(getkey)
     controller = diffrax.PIDController(rtol=1e-8, atol=1e-8)
     xs = jax.random.normal(getkey(), (1, 3))
     key = getkey()
-    dto = jaxode.Surrogate(3, 2, jaxode.NeuralODE(field, 2.0, stepsize_controller=controller), key=key)
+    dto = jaxode.Surrogate(
+        3, 2, jaxode.NeuralODE(field, 2.0, stepsize_controller=controller), key=key
+    )
     otd = jaxode.Surrogate(
-        3, 2, jaxode.NeuralODE(field, 2.0, stepsize_controller=controller, paradigm=jaxode.OptimizeThenDiscretize()), key=key
+        3,
+        2,
+        jaxode.NeuralODE(
+            field, 2.0, stepsize_controller=controller, paradigm=jaxode.OptimizeThenDiscretize()
+        ),
+        key=key,
     )
     a = jaxode.EvaluationCounter(_loss)(dto, xs)
     b = jaxode.EvaluationCounter(_loss)(otd, xs)
-    assert a.forward_evaluations == b.forward_evaluations == 1 + 6 * (a.accepted_steps + a.rejected_steps)
+    assert (
+        a.forward_evaluations
+        == b.forward_evaluations
+        == 1 + 6 * (a.accepted_steps + a.rejected_steps)
+    )
     assert a.backward_evaluations == 2 * a.forward_evaluations
     # The backward adjoint solve has its own adaptive steps: one FSAL start and six stages per
     # attempted step (one vector-Jacobian product each), not the forward pass's count.
@@ -73,11 +92,16 @@ def test_constant_step_counts_of_both_paradigms_in_closed_form(getkey):
         fixed = {"stepsize_controller": diffrax.ConstantStepSize(), "dt0": 2.0 / n}
         dto = jaxode.Surrogate(3, 2, jaxode.NeuralODE(field, 2.0, **fixed), key=key)
         otd = jaxode.Surrogate(
-            3, 2, jaxode.NeuralODE(field, 2.0, paradigm=jaxode.OptimizeThenDiscretize(), **fixed), key=key
+            3,
+            2,
+            jaxode.NeuralODE(field, 2.0, paradigm=jaxode.OptimizeThenDiscretize(), **fixed),
+            key=key,
         )
         a = jaxode.EvaluationCounter(_loss)(dto, xs)
         b = jaxode.EvaluationCounter(_loss)(otd, xs)
-        assert a.accepted_steps == b.accepted_steps == n and a.rejected_steps == b.rejected_steps == 0
+        assert (
+            a.accepted_steps == b.accepted_steps == n and a.rejected_steps == b.rejected_steps == 0
+        )
         assert a.forward_evaluations == b.forward_evaluations == 1 + 6 * n
         assert b.backward_evaluations == 1 + 6 * n
         assert a.backward_evaluations == 2 * (1 + 6 * n)
@@ -107,7 +131,11 @@ def test_callbacks_do_not_multiply_with_the_batch(getkey):
     # Own steps under the continuous adjoint: vmapped solves forward and backward (a constant
     # step keeps the tracing short); shared steps: the default, as the training loop counts.
     otd = {"paradigm": jaxode.OptimizeThenDiscretize(), "shared_steps": False}
-    heun = {"solver": diffrax.Heun(), "stepsize_controller": diffrax.ConstantStepSize(), "dt0": 0.25}
+    heun = {
+        "solver": diffrax.Heun(),
+        "stepsize_controller": diffrax.ConstantStepSize(),
+        "dt0": 0.25,
+    }
     dynamics = {
         "shared steps": jaxode.NeuralODE(field, 1.0),
         "own steps, continuous adjoint": jaxode.NeuralODE(field, 1.0, **otd, **heun),

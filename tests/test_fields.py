@@ -14,8 +14,12 @@ def test_time_varying_linear_init_is_constant_in_time(getkey):
     assert layer.weight.shape == (4, 3, 4) and layer.bias.shape == (4, 3)
     # W_0, b_0 uniform on +-1/sqrt(in_size) = +-0.5 from the split key; the rest zero.
     wkey, bkey = jax.random.split(key)
-    np.testing.assert_array_equal(layer.weight[0], jax.random.uniform(wkey, (1, 3, 4), minval=-0.5, maxval=0.5)[0])
-    np.testing.assert_array_equal(layer.bias[0], jax.random.uniform(bkey, (1, 3), minval=-0.5, maxval=0.5)[0])
+    np.testing.assert_array_equal(
+        layer.weight[0], jax.random.uniform(wkey, (1, 3, 4), minval=-0.5, maxval=0.5)[0]
+    )
+    np.testing.assert_array_equal(
+        layer.bias[0], jax.random.uniform(bkey, (1, 3), minval=-0.5, maxval=0.5)[0]
+    )
     np.testing.assert_array_equal(layer.weight[1:], 0.0)
     np.testing.assert_array_equal(layer.bias[1:], 0.0)
     for t in (0.0, 0.1, 0.9, 1.0):
@@ -69,7 +73,9 @@ def test_fields_match_their_formulas(getkey):
 
 def test_antisymmetric_linear_part_has_eigenvalues_with_real_part_minus_gamma(getkey):
     field = randomize(
-        jaxode.AntisymmetricField(6, jaxode.MonomialBasis(2), gamma=0.25, activation=lambda x: x, key=getkey()),
+        jaxode.AntisymmetricField(
+            6, jaxode.MonomialBasis(2), gamma=0.25, activation=lambda x: x, key=getkey()
+        ),
         getkey(),
     )
     jac = jax.jacfwd(lambda z: field(0.7, z))(jnp.zeros(6))

@@ -131,7 +131,9 @@ def test_neural_ode_dopri5_adaptive_on_a_linear_time_varying_ode(getkey):
     field = jaxode.LayerField(2, basis, activation=lambda x: x, key=getkey())
     c = np.array([0.3, -0.8, 0.5, 0.4])
     weight = jnp.asarray(c[:, None, None] * np.eye(2), jnp.float32)
-    field = eqx.tree_at(lambda f: (f.layer.weight, f.layer.bias), field, (weight, jnp.zeros((4, 2))))
+    field = eqx.tree_at(
+        lambda f: (f.layer.weight, f.layer.bias), field, (weight, jnp.zeros((4, 2)))
+    )
     ts = np.linspace(0.0, horizon, 7)[1:]
     ode = jaxode.NeuralODE(field, horizon, ts=ts)
     assert isinstance(ode.solver, diffrax.Dopri5) and ode.throw
@@ -167,7 +169,10 @@ def test_resnet_against_a_numpy_float64_loop(steps, piecewise, getkey):
     for j in range(steps):
         # Step j uses piece j exactly (the NumPy loop knows the index, not a rounded time).
         k, b = (
-            (np.asarray(field.layer.weight[j], np.float64), np.asarray(field.layer.bias[j], np.float64))
+            (
+                np.asarray(field.layer.weight[j], np.float64),
+                np.asarray(field.layer.bias[j], np.float64),
+            )
             if piecewise
             else _numpy_weights(field.layer, basis, j * h)
         )
@@ -186,7 +191,10 @@ def test_hamiltonian_net_against_a_numpy_float64_loop(steps, piecewise, getkey):
     y, z, h = np.asarray(start, np.float64), np.zeros(3), 1.0 / steps
     for j in range(steps):
         k, b = (
-            (np.asarray(field.layer.weight[j], np.float64), np.asarray(field.layer.bias[j], np.float64))
+            (
+                np.asarray(field.layer.weight[j], np.float64),
+                np.asarray(field.layer.bias[j], np.float64),
+            )
             if piecewise
             else _numpy_weights(field.layer, basis, j * h)
         )
@@ -197,21 +205,23 @@ def test_hamiltonian_net_against_a_numpy_float64_loop(steps, piecewise, getkey):
 
 
 def test_one_training_step_of_fit_is_one_optax_adam_step(getkey):
-    from jaxode._training._fit import epoch_order
-
     field = jaxode.MLPField(3, 4, jaxode.LegendreBasis(1), key=getkey())
-    model = randomize(jaxode.Surrogate(2, 2, jaxode.ResNet(field, 1.0, 3), key=getkey()), getkey(), 0.5)
+    model = randomize(
+        jaxode.Surrogate(2, 2, jaxode.ResNet(field, 1.0, 3), key=getkey()), getkey(), 0.5
+    )
     _assert_float32(model)
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (16, 2))
     y = np.stack([x[:, 0] * x[:, 1], np.sin(x[:, 0])], axis=1)
     optimiser = optax.adam(1e-2)
     key = getkey()
-    result = jaxode.fit(model, (x, y), optimiser, key=key, steps=1, batch_size=8, count_evaluations=False)
+    result = jaxode.fit(
+        model, (x, y), optimiser, key=key, steps=1, batch_size=8, count_evaluations=False
+    )
     assert result.steps == 1 and result.status == "completed"
     _assert_float32(result.model)
     # The same step by hand: the first minibatch of epoch 0, the float32 MSE gradient, Adam.
-    index = epoch_order(key, 0, len(x))[:8]
+    index = np.asarray(jaxode.EpochSampler().indices(key, 0, len(x), 8))
     xs, ys = jnp.asarray(x[index], jnp.float32), jnp.asarray(y[index], jnp.float32)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     loss = lambda p: jnp.mean((eqx.combine(p, static).predict(xs) - ys) ** 2)

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 import jaxode
-import jaxode._training._gnvpro_train as gnvpro_train
+import jaxode._training._gnvpro_trainer as gnvpro_trainer
+from jaxode._files import load_checkpoint
 from jaxode._sweeps._plan import make_plan
-from jaxode._training import RunConfig, load, load_checkpoint, train
-from jaxode._training._gnvpro_train import iteration_cost
+from jaxode._training import RunConfig, load, train
+from jaxode._training._gnvpro_trainer import iteration_cost
+from jaxode._training._members import MemberRecord
 
 TINY = {
     "data": {"dataset": "cdr"},
@@ -96,17 +98,17 @@ def test_settings_gnvpro_cannot_honour_are_refused_by_name(tmp_path):
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    monkeypatch.setattr(gnvpro_train, "CHECKPOINT_SECONDS", 0.0)
-    save = gnvpro_train._Member.save
+    monkeypatch.setattr(gnvpro_trainer, "CHECKPOINT_SECONDS", 0.0)
+    save = MemberRecord.save
     saved = []
 
-    def interrupt_after_two(record):
-        save(record)
+    def interrupt_after_two(record, *args):
+        save(record, *args)
         saved.append(record.checkpoint_step)
         if len(saved) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(gnvpro_train._Member, "save", interrupt_after_two)
+    monkeypatch.setattr(MemberRecord, "save", interrupt_after_two)
     _, result, metrics = train(_config(iterations=4), out, progress=False)
     assert result.status == "interrupted" and metrics == {}
     assert result.checkpoint_step == 1 and "restarts from the checkpoint at iteration 1" in (
@@ -118,14 +120,14 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     meta, (_, current) = load_checkpoint(out / "checkpoint.eqx", (skeleton, skeleton))
 
     starts = []
-    fit_gnvpro = gnvpro_train.fit_gnvpro
+    reduced_problem = gnvpro_trainer.reduced_problem
 
     def recording(model, *args, **kwargs):
         starts.append(model)
-        return fit_gnvpro(model, *args, **kwargs)
+        return reduced_problem(model, *args, **kwargs)
 
-    monkeypatch.setattr(gnvpro_train, "fit_gnvpro", recording)
-    monkeypatch.setattr(gnvpro_train._Member, "save", save)
+    monkeypatch.setattr(gnvpro_trainer, "reduced_problem", recording)
+    monkeypatch.setattr(MemberRecord, "save", save)
     _, resumed, metrics = train(None, out, resume=True, progress=False)
     assert resumed.status == "completed" and resumed.steps == 4
     assert len(starts) == 1 and len(_leaves(starts[0])) == len(_leaves(current))

@@ -22,8 +22,13 @@ def _directional_check(model, xs, ys, key):
     grad = eqx.filter_grad(_loss)(model, xs, ys)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(key, len(leaves))
-    direction = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
-    analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(direction)))
+    direction = jax.tree_util.tree_unflatten(
+        treedef, [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)]
+    )
+    analytic = sum(
+        jnp.vdot(g, d)
+        for g, d in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(direction))
+    )
     eps = 1e-6
 
     def at(s):
@@ -59,7 +64,9 @@ def test_discretize_then_optimize_equals_finite_differences(index, getkey):
 def test_adaptive_discretize_then_optimize_equals_finite_differences(getkey):
     # Tight tolerances make the accepted step sequence locally constant in the parameters.
     field = jaxode.MLPField(4, 6, jaxode.LegendreBasis(2), key=getkey())
-    dynamics = jaxode.NeuralODE(field, 1.0, stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10))
+    dynamics = jaxode.NeuralODE(
+        field, 1.0, stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10)
+    )
     model = _surrogate(dynamics, getkey())
     xs, ys = jax.random.normal(getkey(), (5, 3)), jax.random.normal(getkey(), (5, 2))
     analytic, numeric = _directional_check(model, xs, ys, getkey())
@@ -77,13 +84,16 @@ def test_continuous_adjoint_converges_to_discrete_gradient(getkey):
             base,
             (diffrax.PIDController(rtol=tol, atol=tol), paradigm),
         )
-        flat, _ = jax.flatten_util.ravel_pytree(eqx.filter(eqx.filter_grad(_loss)(model, xs, ys), eqx.is_inexact_array))
+        flat, _ = jax.flatten_util.ravel_pytree(
+            eqx.filter(eqx.filter_grad(_loss)(model, xs, ys), eqx.is_inexact_array)
+        )
         return np.asarray(flat)
 
     reference = gradient(1e-12, jaxode.DiscretizeThenOptimize())
     tolerances = (1e-3, 1e-5, 1e-7, 1e-9)  # Python floats: NumPy scalars would be differentiated
     errors = [
-        np.linalg.norm(gradient(tol, jaxode.OptimizeThenDiscretize()) - reference) / np.linalg.norm(reference)
+        np.linalg.norm(gradient(tol, jaxode.OptimizeThenDiscretize()) - reference)
+        / np.linalg.norm(reference)
         for tol in tolerances
     ]
     assert all(later < earlier for earlier, later in zip(errors, errors[1:])), errors

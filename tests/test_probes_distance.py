@@ -27,7 +27,13 @@ def test_shell_points_lie_at_the_requested_max_norm_distance():
 def test_quadratic_law_against_a_constant_model():
     distances = np.geomspace(10.0, 1000.0, 12)
     result = probes.error_vs_distance(
-        zero, lambda x: x[0] ** 2, [-1.0], [1.0], distances, num_points=4096, key=jax.random.PRNGKey(1)
+        zero,
+        lambda x: x[0] ** 2,
+        [-1.0],
+        [1.0],
+        distances,
+        num_points=4096,
+        key=jax.random.PRNGKey(1),
     )
     # In 1-D the shell at distance d is {-(1 + d), 1 + d}: the error is exactly (1 + d)^2.
     np.testing.assert_allclose(result.shell_error, (1 + distances) ** 2, rtol=1e-12)
@@ -50,8 +56,12 @@ def test_quadratic_law_against_a_constant_model():
     ],
 )
 def test_growth_classes(truth, verdict):
-    distances = np.linspace(5.0, 40.0, 12) if verdict == "EXP_GROWTH" else np.geomspace(10.0, 1000.0, 12)
-    result = probes.error_vs_distance(lambda x: jnp.tanh(x[0]), truth, [0.0], [1.0], distances, key=jax.random.PRNGKey(2))
+    distances = (
+        np.linspace(5.0, 40.0, 12) if verdict == "EXP_GROWTH" else np.geomspace(10.0, 1000.0, 12)
+    )
+    result = probes.error_vs_distance(
+        lambda x: jnp.tanh(x[0]), truth, [0.0], [1.0], distances, key=jax.random.PRNGKey(2)
+    )
     assert result.verdict == verdict
     if verdict == "EXP_GROWTH":
         # About half the points sit at 1 + d (error ~ e^{1+d}), which dominates the RMS: rate 1
@@ -62,7 +72,12 @@ def test_growth_classes(truth, verdict):
 def test_bounded_truth_gives_a_levelled_error():
     distances = np.geomspace(10.0, 1000.0, 10)
     result = probes.error_vs_distance(
-        zero, lambda x: jnp.sin(x[0]) * jnp.cos(x[1]), [-1.0, -1.0], [1.0, 1.0], distances, num_points=2048,
+        zero,
+        lambda x: jnp.sin(x[0]) * jnp.cos(x[1]),
+        [-1.0, -1.0],
+        [1.0, 1.0],
+        distances,
+        num_points=2048,
         key=jax.random.PRNGKey(3),
     )
     assert result.verdict == "CONSTANT_EXP"

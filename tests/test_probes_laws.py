@@ -30,15 +30,22 @@ def test_closed_form_satisfies_its_ode(law):
     np.testing.assert_allclose(rates, fields, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("law", [CLOSED_FORM_LAWS[3], CLOSED_FORM_LAWS[5]], ids=lambda law: type(law).__name__)
+@pytest.mark.parametrize(
+    "law", [CLOSED_FORM_LAWS[3], CLOSED_FORM_LAWS[5]], ids=lambda law: type(law).__name__
+)
 def test_closed_form_matches_reference_solve(law):
     ts = jnp.linspace(0.5, 6.0, 23)
     y0 = law.default_initial_state() * 1.3 + 0.1
-    np.testing.assert_allclose(law.trajectory(y0, ts), reference_solve(law, y0, ts), rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(
+        law.trajectory(y0, ts), reference_solve(law, y0, ts), rtol=1e-8, atol=1e-8
+    )
 
 
 def test_characteristic_roots():
-    assert probes.DampedOscillator(omega=2.0, gamma=0.3).characteristic_roots == (-0.3 + 2j, -0.3 - 2j)
+    assert probes.DampedOscillator(omega=2.0, gamma=0.3).characteristic_roots == (
+        -0.3 + 2j,
+        -0.3 - 2j,
+    )
     assert probes.HarmonicOscillator(omega=1.5).characteristic_roots == (1.5j, -1.5j)
     assert probes.ExponentialGrowth(rate=0.7).characteristic_roots == (0.7 + 0j,)
 
@@ -57,8 +64,14 @@ def test_lotka_volterra_conserves_its_invariant_and_reaches_its_extremes():
     a, b, g, d = law.alpha, law.beta, law.gamma, law.delta
     rest_y = b * (a / b) - a * np.log(a / b)
     rest_x = d * (g / d) - g * np.log(g / d)
-    x_roots = [brentq(lambda x: d * x - g * np.log(x) + rest_y - level, lo, hi) for lo, hi in ((1e-6, g / d), (g / d, 50.0))]
-    y_roots = [brentq(lambda y: b * y - a * np.log(y) + rest_x - level, lo, hi) for lo, hi in ((1e-6, a / b), (a / b, 50.0))]
+    x_roots = [
+        brentq(lambda x: d * x - g * np.log(x) + rest_y - level, lo, hi)
+        for lo, hi in ((1e-6, g / d), (g / d, 50.0))
+    ]
+    y_roots = [
+        brentq(lambda y: b * y - a * np.log(y) + rest_x - level, lo, hi)
+        for lo, hi in ((1e-6, a / b), (a / b, 50.0))
+    ]
     np.testing.assert_allclose([states[:, 0].min(), states[:, 0].max()], x_roots, rtol=1e-4)
     np.testing.assert_allclose([states[:, 1].min(), states[:, 1].max()], y_roots, rtol=1e-4)
 
@@ -67,7 +80,9 @@ def test_chaotic_laws_lyapunov_exponents_match_benettin_estimates():
     # Finite-time Benettin estimates from the default states scatter by a few per cent around
     # the stored exponents (0.906 for Lorenz-63, 0.0714 for Roessler).
     lorenz = probes.Lorenz63()
-    estimate = probes.largest_lyapunov_exponent(lorenz, lorenz.default_initial_state(), duration=60.0)
+    estimate = probes.largest_lyapunov_exponent(
+        lorenz, lorenz.default_initial_state(), duration=60.0
+    )
     assert float(estimate) == pytest.approx(lorenz.lyapunov_exponent, rel=0.05)
     roessler = probes.Roessler()
     estimate = probes.largest_lyapunov_exponent(

@@ -35,7 +35,9 @@ def test_limit_map_matches_sign_pattern_formula():
     directions, alphas = directions[keep], alphas[keep]
     expected = c + np.sign(alphas) @ a.T
     targets = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (50, 2)))
-    result = probes.limit_map(model, directions, np.linspace(0.0, 300.0, 600), targets_train=targets)
+    result = probes.limit_map(
+        model, directions, np.linspace(0.0, 300.0, 600), targets_train=targets
+    )
     # Tail-corrected limits; directions near a hyperplane converge slowly, hence 1e-6.
     np.testing.assert_allclose(result.limit, expected, atol=1e-6)
     assert result.fraction_converging == 1.0
@@ -47,7 +49,9 @@ def test_limit_map_matches_sign_pattern_formula():
     np.testing.assert_allclose(result.asymptotic_range[:, 0], expected.min(axis=0), atol=1e-6)
     np.testing.assert_allclose(result.asymptotic_range[:, 1], expected.max(axis=0), atol=1e-6)
     target_width = targets.max(axis=0) - targets.min(axis=0)
-    np.testing.assert_allclose(result.range_ratio, np.ptp(expected, axis=0) / target_width, rtol=1e-5)
+    np.testing.assert_allclose(
+        result.range_ratio, np.ptp(expected, axis=0) / target_width, rtol=1e-5
+    )
     outside = (expected < targets.min(axis=0)) | (expected > targets.max(axis=0))
     assert result.fraction_outside_targets == pytest.approx(outside.mean())
     assert "distinct limit vectors" in str(result)
@@ -88,7 +92,9 @@ def test_relu_slope_and_last_kink():
         return a @ jax.nn.relu(w1 @ x + b1) + 0.25
 
     result = probes.asymptotic_slope(model, np.zeros(2), direction, np.linspace(0.0, 60.0, 241))
-    np.testing.assert_allclose(result.slope[0, 0, 0], np.sum(a[0] * alphas * (alphas > 0)), atol=1e-12)
+    np.testing.assert_allclose(
+        result.slope[0, 0, 0], np.sum(a[0] * alphas * (alphas > 0)), atol=1e-12
+    )
     np.testing.assert_allclose(result.last_kink[0, 0, 0], kinks.max(), atol=1e-8)
     assert result.linearity_residual[0, 0, 0] < 1e-12
     assert "last kink" in str(result)
@@ -107,7 +113,9 @@ def test_smooth_model_has_its_last_kink_in_the_last_grid_interval():
 
 def test_oscillation_count_of_sine_matches_zeros_of_cosine():
     omega, start, radii = 1.3, 10.0, np.linspace(0.0, 40.0, 4001)
-    result = probes.tail_oscillations(lambda x: jnp.sin(omega * x[0]), [0.0], [1.0], radii, start_radius=start)
+    result = probes.tail_oscillations(
+        lambda x: jnp.sin(omega * x[0]), [0.0], [1.0], radii, start_radius=start
+    )
     # g' = omega cos(omega r) vanishes at (k + 1/2) pi / omega.
     zeros = [(k + 0.5) * math.pi / omega for k in range(100)]
     expected = sum(start < z < radii[-1] for z in zeros)

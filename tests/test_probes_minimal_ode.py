@@ -40,7 +40,9 @@ def test_tanh_neuron_satisfies_riccati_pooled_over_hidden_biases():
     def neuron(beta, r):
         return a * jnp.tanh(alpha * r + beta) + c
 
-    result = probes.minimal_ode(neuron, biases, np.linspace(-3.0, 3.0, 40) + 3.0, max_order=2, max_degree=3)
+    result = probes.minimal_ode(
+        neuron, biases, np.linspace(-3.0, 3.0, 40) + 3.0, max_order=2, max_degree=3
+    )
     assert result.found and (result.order, result.degree) == (1, 2)
     # y' = alpha a (1 - ((y - c)/a)^2)  <=>  y' - alpha a + (alpha / a)(y^2 - 2 c y + c^2) = 0.
     k = alpha / a
@@ -58,7 +60,11 @@ def test_sine_has_an_implicit_order_one_relation():
     omega = 1.3
     phases = jnp.linspace(0.0, 3.0, 7)
     result = probes.minimal_ode(
-        lambda phi, r: jnp.sin(omega * r + phi), phases, np.linspace(0.0, 6.0, 30), max_order=2, max_degree=2
+        lambda phi, r: jnp.sin(omega * r + phi),
+        phases,
+        np.linspace(0.0, 6.0, 30),
+        max_order=2,
+        max_degree=2,
     )
     assert (result.order, result.degree) == (1, 2)
     expected = _coefficient_vector(result, {(0, 2): 1.0, (2, 0): omega**2, (0, 0): -(omega**2)})
@@ -68,7 +74,11 @@ def test_sine_has_an_implicit_order_one_relation():
 def test_exponential_is_linear_order_one():
     shifts = jnp.linspace(-1.0, 1.0, 5)
     result = probes.minimal_ode(
-        lambda s, r: jnp.exp(0.4 * r + s), shifts, np.linspace(0.0, 5.0, 20), max_order=1, max_degree=2
+        lambda s, r: jnp.exp(0.4 * r + s),
+        shifts,
+        np.linspace(0.0, 5.0, 20),
+        max_order=1,
+        max_degree=2,
     )
     assert (result.order, result.degree) == (1, 1)
     expected = _coefficient_vector(result, {(0, 1): 1.0, (1, 0): -0.4})
@@ -82,7 +92,9 @@ def test_damped_oscillator_is_linear_order_two():
     def curve(m, r):
         return m["amplitude"] * jnp.exp(-gamma * r) * jnp.cos(omega * r + m["phase"])
 
-    result = probes.minimal_ode(curve, members, np.linspace(0.0, 4.0, 40), max_order=2, max_degree=2)
+    result = probes.minimal_ode(
+        curve, members, np.linspace(0.0, 4.0, 40), max_order=2, max_degree=2
+    )
     assert (result.order, result.degree) == (2, 1)
     # y'' + 2 gamma y' + (gamma^2 + omega^2) y = 0.
     expected = _coefficient_vector(
@@ -100,7 +112,9 @@ def test_parallel_rays_of_a_tanh_neuron_in_two_dimensions():
 
     direction = np.array([1.0, 0.0])
     base_points = np.stack([np.zeros(8), np.linspace(-2.0, 2.0, 8)], axis=1)
-    result = probes.minimal_ode_along_rays(model, base_points, direction, np.linspace(0.0, 6.0, 30), max_order=2, max_degree=2)
+    result = probes.minimal_ode_along_rays(
+        model, base_points, direction, np.linspace(0.0, 6.0, 30), max_order=2, max_degree=2
+    )
     assert (result.order, result.degree) == (1, 2)
     alpha, k = w @ direction, w @ direction / a
     expected = _coefficient_vector(
@@ -112,8 +126,13 @@ def test_parallel_rays_of_a_tanh_neuron_in_two_dimensions():
 def test_nothing_found_reports_so():
     # |r| sin(r)-like growth with a varying frequency has no low-order polynomial relation.
     shifts = jnp.linspace(0.0, 1.0, 5)
-    result = probes.minimal_ode(lambda s, r: jnp.sin(r * r + s) * r, shifts, np.linspace(1.0, 3.0, 40),
-                                max_order=1, max_degree=2)
+    result = probes.minimal_ode(
+        lambda s, r: jnp.sin(r * r + s) * r,
+        shifts,
+        np.linspace(1.0, 3.0, 40),
+        max_order=1,
+        max_degree=2,
+    )
     assert not result.found and result.relation() == "none found"
 
 
@@ -121,4 +140,6 @@ def test_bad_input():
     with pytest.raises(ValueError, match="members"):
         probes.minimal_ode(lambda m, r: r, 1.0, np.linspace(0, 1, 10))
     with pytest.raises(ValueError, match="at least 2 rows"):
-        probes.minimal_ode_along_rays(lambda x: x[0], np.zeros((1, 2)), np.ones(2), np.linspace(0, 1, 10))
+        probes.minimal_ode_along_rays(
+            lambda x: x[0], np.zeros((1, 2)), np.ones(2), np.linspace(0, 1, 10)
+        )

@@ -44,7 +44,9 @@ def test_closed_form_example_both_directions():
         same_sign = np.sign(slope[1:]) == np.sign(slope[:-1])
         secants = -np.diff(np.log(np.abs(slope))) / np.diff(radii)
         resolvable = np.abs(slope) > 1e3 * np.finfo(float).eps * np.abs(slope).max()
-        last_change = np.flatnonzero(~same_sign & resolvable[1:] & resolvable[:-1]).max(initial=-1) + 1
+        last_change = (
+            np.flatnonzero(~same_sign & resolvable[1:] & resolvable[:-1]).max(initial=-1) + 1
+        )
         judged = resolvable[1:] & resolvable[:-1] & (np.arange(1, len(radii)) > last_change)
         off = np.flatnonzero(judged & (np.abs(secants - 1.0) > 0.05)).max() + 1
         assert result.onset[0, d, 0] == radii[off + 1]
@@ -88,12 +90,22 @@ def _net_with_separated_alphas(key, in_size, hidden, out_size, activation):
     x0 = jax.random.normal(keys[7], (in_size,))
 
     model = OneHiddenLayer(w1, b1, a, c, activation)
-    return model, direction, x0, np.asarray(alphas), np.asarray(w1 @ x0 + b1), np.asarray(a), np.asarray(c)
+    return (
+        model,
+        direction,
+        x0,
+        np.asarray(alphas),
+        np.asarray(w1 @ x0 + b1),
+        np.asarray(a),
+        np.asarray(c),
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_tanh_net_limits_and_rates_over_seeds(seed):
-    model, direction, x0, alphas, betas, a, c = _net_with_separated_alphas(jax.random.PRNGKey(seed), 3, 4, 2, jnp.tanh)
+    model, direction, x0, alphas, betas, a, c = _net_with_separated_alphas(
+        jax.random.PRNGKey(seed), 3, 4, 2, jnp.tanh
+    )
     result = probes.ray_limit(model, x0, direction, np.linspace(0.0, 150.0, 400))
     expected_limit = c + a @ np.sign(alphas)
     np.testing.assert_allclose(result.limit[0, 0], expected_limit, rtol=1e-12, atol=1e-12)
@@ -119,8 +131,18 @@ def test_sigmoid_net_limits_and_rates_over_seeds(seed):
 # estimator this replaced was 3.5e-3 off on the first over the fine linear grid and 8.6e-4 off on
 # the second over the geometric grid, from noisy secants between close radii near the floor.
 GRID_NETS = [
-    ([-1.6, 0.1, -0.4, -0.8, 0.2], [0.35, 0.62, 0.23, 0.0, -0.89], [1.06, -2.0, 1.08, -0.93, -0.97], 0.1),
-    ([1.97, -0.4, 0.68, -3.34, 1.16], [0.4, -0.5, 0.6, 0.4, 0.3], [-1.6, -1.3, 1.0, -1.7, -1.0], 0.3),
+    (
+        [-1.6, 0.1, -0.4, -0.8, 0.2],
+        [0.35, 0.62, 0.23, 0.0, -0.89],
+        [1.06, -2.0, 1.08, -0.93, -0.97],
+        0.1,
+    ),
+    (
+        [1.97, -0.4, 0.68, -3.34, 1.16],
+        [0.4, -0.5, 0.6, 0.4, 0.3],
+        [-1.6, -1.3, 1.0, -1.7, -1.0],
+        0.3,
+    ),
 ]
 GRIDS = {"linear": np.linspace(0.0, 200.0, 4001), "geometric": np.geomspace(0.01, 1e5, 400)}
 
@@ -129,7 +151,13 @@ GRIDS = {"linear": np.linspace(0.0, 200.0, 4001), "geometric": np.geomspace(0.01
 @pytest.mark.parametrize("net", range(len(GRID_NETS)))
 def test_rate_is_the_closed_form_on_fine_linear_and_geometric_grids(net, grid):
     alphas, betas, a, c = (np.asarray(v, dtype=float) for v in GRID_NETS[net])
-    model = OneHiddenLayer(jnp.asarray(alphas)[:, None], jnp.asarray(betas), jnp.asarray(a)[None], jnp.asarray([c]), jnp.tanh)
+    model = OneHiddenLayer(
+        jnp.asarray(alphas)[:, None],
+        jnp.asarray(betas),
+        jnp.asarray(a)[None],
+        jnp.asarray([c]),
+        jnp.tanh,
+    )
     result = probes.ray_limit(model, [0.0], [1.0], GRIDS[grid])
     assert result.verdicts[0, 0, 0] == "CONSTANT_EXP"
     np.testing.assert_allclose(result.rate[0, 0, 0], 2 * np.min(np.abs(alphas)), rtol=1e-4)
@@ -221,14 +249,16 @@ def test_negative_controls():
     # Six laws as six outputs of one model: one compilation for all of them.
     def controls(x):
         r = x[0]
-        return jnp.stack([
-            jnp.sin(r),
-            r**2 + 1.0,
-            r**3,
-            jnp.exp(0.5 * r),
-            3.0 * r - 2.0 + jnp.exp(-r),
-            3.0 + 2.0 * jnp.exp(-0.5 * r) * jnp.cos(2.0 * r),
-        ])
+        return jnp.stack(
+            [
+                jnp.sin(r),
+                r**2 + 1.0,
+                r**3,
+                jnp.exp(0.5 * r),
+                3.0 * r - 2.0 + jnp.exp(-r),
+                3.0 + 2.0 * jnp.exp(-0.5 * r) * jnp.cos(2.0 * r),
+            ]
+        )
 
     result = probes.ray_limit(controls, [0.0], [1.0], np.linspace(1.0, 60.0, 300))
     expected = ["OSCILLATORY", "POLY(2)", "POLY(3)", "EXP_GROWTH", "LINEAR", "OSCILLATORY"]
@@ -313,9 +343,15 @@ def test_surrogate_limit_is_the_network_at_the_saturated_opening():
     import jaxode
 
     basis = jaxode.LegendreBasis(degree=2)
-    field = randomize(jaxode.MLPField(3, 8, basis, key=jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
+    field = randomize(
+        jaxode.MLPField(3, 8, basis, key=jax.random.PRNGKey(0)), jax.random.PRNGKey(1)
+    )
     dynamics = jaxode.NeuralODE(
-        field, t1=1.0, solver=diffrax.Tsit5(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.25
+        field,
+        t1=1.0,
+        solver=diffrax.Tsit5(),
+        stepsize_controller=diffrax.ConstantStepSize(),
+        dt0=0.25,
     )
     # Unit opening rows at 0, 65 and 140 degrees and a zero opening bias: from the origin every
     # unit starts at its steepest (beta_i = 0) and alpha_i = cos(angle between d and row i).
@@ -332,7 +368,9 @@ def test_surrogate_limit_is_the_network_at_the_saturated_opening():
     assert keep.sum() == 14
     directions, alphas = directions[keep], alphas[keep]
     result = probes.ray_limit(model, [0.0, 0.0], directions, np.geomspace(0.01, 1e4, 400))
-    expected = np.stack([np.asarray(model.readout(dynamics(jnp.sign(jnp.asarray(a))))) for a in alphas])
+    expected = np.stack(
+        [np.asarray(model.readout(dynamics(jnp.sign(jnp.asarray(a))))) for a in alphas]
+    )
     assert np.all(result.verdict_code == probes.CONSTANT_EXP)
     np.testing.assert_allclose(result.limit[0], expected, atol=1e-13)
     # Near the limit g - g_inf ~ sum_i J_oi (z0_i - sign alpha_i), J the Jacobian of the rest of
@@ -354,12 +392,20 @@ def test_adaptive_surrogate_does_not_depend_on_the_chunking():
     import jaxode
 
     basis = jaxode.LegendreBasis(degree=1)
-    field = randomize(jaxode.LayerField(3, basis, key=jax.random.PRNGKey(3)), jax.random.PRNGKey(4), scale=1.0)
+    field = randomize(
+        jaxode.LayerField(3, basis, key=jax.random.PRNGKey(3)), jax.random.PRNGKey(4), scale=1.0
+    )
     controller = diffrax.PIDController(rtol=1e-3, atol=1e-6)
-    dynamics = jaxode.NeuralODE(field, t1=1.0, solver=diffrax.Heun(), stepsize_controller=controller)
+    dynamics = jaxode.NeuralODE(
+        field, t1=1.0, solver=diffrax.Heun(), stepsize_controller=controller
+    )
     assert dynamics.shared_steps  # the default: Surrogate.predict would couple the points
     theta = np.deg2rad([0.0, 65.0, 140.0])
-    model = _surrogate(dynamics, np.stack([np.cos(theta), np.sin(theta)], axis=1), [[1.0, -0.8, 0.6], [0.7, 0.9, -1.1]])
+    model = _surrogate(
+        dynamics,
+        np.stack([np.cos(theta), np.sin(theta)], axis=1),
+        [[1.0, -0.8, 0.6], [0.7, 0.9, -1.1]],
+    )
     angles = np.deg2rad([20.0, 95.0, 170.0, 250.0, 310.0])
     directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     radii = np.geomspace(0.01, 1e3, 48)
@@ -373,7 +419,9 @@ def test_adaptive_surrogate_does_not_depend_on_the_chunking():
     # ForwardMode adjoint, as inside the probe.
     forward = eqx.tree_at(lambda m: m.dynamics.paradigm, model, diffrax.ForwardMode())
     last = jnp.asarray(radii[-1])
-    value_and_slope = jax.jit(lambda d: jax.jvp(lambda r: forward(r * d), (last,), (jnp.ones_like(last),)))
+    value_and_slope = jax.jit(
+        lambda d: jax.jvp(lambda r: forward(r * d), (last,), (jnp.ones_like(last),))
+    )
     for index, d in enumerate(directions):
         g, g1 = value_and_slope(jnp.asarray(d))
         np.testing.assert_allclose(together.limit[0, index], g, rtol=0, atol=1e-12)

@@ -22,13 +22,15 @@ def test_damped_oscillation_around_a_constant():
     np.testing.assert_allclose(_sorted(exponents), _sorted([-0.5 - 2j, -0.5 + 2j, 0.0]), atol=1e-8)
     amplitudes = result.amplitudes[0][result.valid[0]]
     # 2 cos(2r) = e^{2ir} + e^{-2ir}: amplitude 1 for each of the pair, 3 for the constant.
-    np.testing.assert_allclose(
-        sorted(amplitudes, key=lambda c: c.real), [1.0, 1.0, 3.0], atol=1e-8
-    )
+    np.testing.assert_allclose(sorted(amplitudes, key=lambda c: c.real), [1.0, 1.0, 3.0], atol=1e-8)
     assert result.verdicts[0] == "OSCILLATORY"
     data = json.loads(result.to_json())
     assert data["rank"] == [3] and data["verdicts"] == ["OSCILLATORY"]
-    np.testing.assert_allclose(sorted(np.array(data["exponents"]["real"][0][:3], dtype=float)), [-0.5, -0.5, 0.0], atol=1e-8)
+    np.testing.assert_allclose(
+        sorted(np.array(data["exponents"]["real"][0][:3], dtype=float)),
+        [-0.5, -0.5, 0.0],
+        atol=1e-8,
+    )
 
 
 def test_shifted_start_changes_amplitudes_not_exponents():
@@ -40,7 +42,9 @@ def test_shifted_start_changes_amplitudes_not_exponents():
     np.testing.assert_allclose(exponents.imag, 0.0, atol=1e-8)
     amplitudes = result.amplitudes[0][result.valid[0]]
     np.testing.assert_allclose(
-        sorted(amplitudes.real), sorted([1.5 * math.exp(0.3 * r0), -2.0 * math.exp(-1.2 * r0)]), rtol=1e-7
+        sorted(amplitudes.real),
+        sorted([1.5 * math.exp(0.3 * r0), -2.0 * math.exp(-1.2 * r0)]),
+        rtol=1e-7,
     )
     assert result.verdicts[0] == "EXP_GROWTH"
 
@@ -77,7 +81,9 @@ def test_batch_of_tails_and_table():
     tails = np.stack([np.sin(1.5 * r), 2.0 + 0.5 * r, np.exp(-r)])
     result = probes.tail_spectrum(tails, step)
     assert list(result.verdicts) == ["OSCILLATORY", "LINEAR", "CONSTANT_EXP"]
-    np.testing.assert_allclose(np.abs(result.exponents[0][result.valid[0]].imag), [1.5, 1.5], atol=1e-8)
+    np.testing.assert_allclose(
+        np.abs(result.exponents[0][result.valid[0]].imag), [1.5, 1.5], atol=1e-8
+    )
     assert "OSCILLATORY" in str(result)
 
 

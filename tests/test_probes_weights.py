@@ -24,10 +24,14 @@ def test_legendre_identity_example_from_the_spec():
     # ||W(t)||_2 = |6 t^2 - 6 t + 1|.
     assert result.exponent[0] == 2.0
     np.testing.assert_allclose(result.leading_coefficient[0], 6.0, rtol=1e-6)
-    np.testing.assert_allclose(result.norms[0], np.abs(6 * result.times[0] ** 2 - 6 * result.times[0] + 1), rtol=1e-10)
+    np.testing.assert_allclose(
+        result.norms[0], np.abs(6 * result.times[0] ** 2 - 6 * result.times[0] + 1), rtol=1e-10
+    )
     assert result.verdicts == ["POLY(2)"]
     data = json.loads(result.to_json())
-    assert data["verdicts"] == ["POLY(2)"] and data["leading_coefficient"][0] == pytest.approx(6.0, rel=1e-6)
+    assert data["verdicts"] == ["POLY(2)"] and data["leading_coefficient"][0] == pytest.approx(
+        6.0, rel=1e-6
+    )
     assert "POLY(2)" in str(result)
 
 
@@ -47,11 +51,15 @@ def test_monomial_and_chebyshev_leading_coefficients():
     monomial = jaxode.MonomialBasis(degree=3, t0=0.0, t1=2.0)
     result = probes.coefficient_asymptotics(monomial, _only_last(monomial, matrix))
     assert result.exponent[0] == 3.0
-    np.testing.assert_allclose(result.leading_coefficient[0], np.linalg.norm(matrix, 2) / 8.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        result.leading_coefficient[0], np.linalg.norm(matrix, 2) / 8.0, rtol=1e-6
+    )
     chebyshev = jaxode.ChebyshevBasis(degree=3)
     result = probes.coefficient_asymptotics(chebyshev, _only_last(chebyshev, matrix))
     # T_3(x) = 4 x^3 - 3 x with x = 2 tau - 1: leading coefficient 4 * 2^3 = 32.
-    np.testing.assert_allclose(result.leading_coefficient[0], 32 * np.linalg.norm(matrix, 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        result.leading_coefficient[0], 32 * np.linalg.norm(matrix, 2), rtol=1e-6
+    )
 
 
 def test_mixed_coefficients_grow_with_the_highest_nonzero_degree():
@@ -60,7 +68,9 @@ def test_mixed_coefficients_grow_with_the_highest_nonzero_degree():
     coefficients = coefficients.at[3].set(0.0)
     result = probes.coefficient_asymptotics(basis, coefficients)
     assert result.verdicts == ["POLY(2)"]
-    np.testing.assert_allclose(result.leading_coefficient[0], np.linalg.norm(coefficients[2]), rtol=1e-6)
+    np.testing.assert_allclose(
+        result.leading_coefficient[0], np.linalg.norm(coefficients[2]), rtol=1e-6
+    )
 
 
 def test_bounded_bases():
@@ -79,7 +89,9 @@ def test_bounded_bases():
 
     pieces = jaxode.PiecewiseConstantBasis(pieces=3)
     result = probes.coefficient_asymptotics(pieces, coefficients[:3])
-    np.testing.assert_allclose(result.limit[0], np.linalg.norm(np.asarray(coefficients[2]), 2), rtol=1e-12)
+    np.testing.assert_allclose(
+        result.limit[0], np.linalg.norm(np.asarray(coefficients[2]), 2), rtol=1e-12
+    )
 
     fourier = jaxode.FourierBasis(num_frequencies=1)
     result = probes.coefficient_asymptotics(fourier, coefficients[:3], num_times=200)
@@ -104,7 +116,9 @@ def test_every_layer_of_a_field():
     assert result.names == ("inner.weight", "inner.bias", "outer.weight", "outer.bias")
     # Fresh layers are constant in time; the edited inner weight is linear: 2 ||W_1|| t.
     assert result.verdicts == ["LINEAR", "CONSTANT_EXP", "CONSTANT_EXP", "CONSTANT_EXP"]
-    np.testing.assert_allclose(result.leading_coefficient[0], 2 * np.linalg.norm(inner_weight[1], 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        result.leading_coefficient[0], 2 * np.linalg.norm(inner_weight[1], 2), rtol=1e-6
+    )
     assert "inner.weight" in str(result)
 
 

@@ -20,6 +20,7 @@ import jaxode
 import jaxode._training._run as run_module
 from jaxode._cli import main
 from jaxode._training import RunConfig, load, train
+from jaxode._training._choices import OPTIMISERS
 
 TINY = {
     "data": {"dataset": "cdr"},
@@ -33,7 +34,9 @@ def _config(**train_changes) -> RunConfig:
 
 
 def _leaves(model):
-    return [np.asarray(a) for a in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))]
+    return [
+        np.asarray(a) for a in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    ]
 
 
 def _strict_json(path: pathlib.Path) -> dict:
@@ -110,14 +113,18 @@ def test_resume_with_another_configuration_raises(tmp_path, monkeypatch):
 
 def test_an_early_divergence_writes_no_model_and_strict_metrics(tmp_path, monkeypatch, capsys):
     explode = optax.scale_by_schedule(lambda step: jnp.where(step < 1, -1e-2, -jnp.inf))
-    monkeypatch.setattr(run_module, "build_optimiser", lambda t, total: explode)
+    monkeypatch.setitem(OPTIMISERS, "adam", lambda schedule: explode)
     out = tmp_path / "run"
     code = main(["train", *_flags(TINY), "--out", str(out), "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 1
     assert "NaN/inf at step 2" in printed and "no checkpoint had been written yet" in printed
     assert "already clipped at norm 1" in printed and "enable gradient clipping" not in printed
-    assert sorted(p.name for p in out.iterdir()) == ["config.toml", "metrics.json", "normalisation.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.toml",
+        "metrics.json",
+        "normalisation.json",
+    ]
     metrics = _strict_json(out / "metrics.json")
     assert metrics["status"] == "diverged" and metrics["steps"] == 2
     with pytest.raises(FileNotFoundError, match="no trained parameters"):
@@ -299,7 +306,7 @@ def test_a_read_only_output_is_one_line_and_leaves_nothing(tmp_path, monkeypatch
 
 
 def test_loss_figure_has_labelled_panels_and_marks_the_best_step():
-    from jaxode._training._run import loss_figure
+    from jaxode._training._plots import loss_figure
 
     rows = [
         {"step": 10, "train_loss": 1.0, "val_global": 0.5},
@@ -315,7 +322,9 @@ def test_loss_figure_has_labelled_panels_and_marks_the_best_step():
     assert list(bottom.lines[0].get_ydata()) == [0.5, 0.3, 0.4]
     for ax in (top, bottom):  # the returned step, marked on both panels and in their legends
         assert list(ax.lines[1].get_xdata()) == [20, 20]
-        assert "returned parameters (step 20)" in [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "returned parameters (step 20)" in [
+            t.get_text() for t in ax.get_legend().get_texts()
+        ]
     (only,) = loss_figure([{"step": 5, "train_loss": 2.0}], 5, "l1").axes
     assert only.get_xlabel() == "optimisation step"
 
@@ -323,7 +332,7 @@ def test_loss_figure_has_labelled_panels_and_marks_the_best_step():
 def test_seeds_train_one_cohort_with_a_run_per_seed_and_a_summary(tmp_path, monkeypatch, capsys):
     out = tmp_path / "cohort"
     flags = [*_flags(TINY), "--no-progress"]
-    original = run_module.fit_cohort
+    original = run_module.fit
 
     def interrupted(*args, **kwargs):
         def stop(k, row):
@@ -332,13 +341,17 @@ def test_seeds_train_one_cohort_with_a_run_per_seed_and_a_summary(tmp_path, monk
 
         return original(*args, **kwargs, callback=stop)
 
-    monkeypatch.setattr(run_module, "fit_cohort", interrupted)
+    monkeypatch.setattr(run_module, "fit", interrupted)
     assert main(["train", *flags, "--seeds", "0-2", "--out", str(out)]) == 130
     assert f"Continue with: jaxode train --resume {out}" in capsys.readouterr().out
-    monkeypatch.setattr(run_module, "fit_cohort", original)
+    monkeypatch.setattr(run_module, "fit", original)
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "cohort.json", "seed-0", "seed-1", "seed-2", "summary.json"
+        "cohort.json",
+        "seed-0",
+        "seed-1",
+        "seed-2",
+        "summary.json",
     ]
     metrics = [_strict_json(out / f"seed-{s}" / "metrics.json") for s in range(3)]
     summary = _strict_json(out / "summary.json")
@@ -362,17 +375,31 @@ def test_seeds_train_one_cohort_with_a_run_per_seed_and_a_summary(tmp_path, monk
 def test_basis_window_gives_raw_time_monomials():
     """`model.basis_window = 1` with `t1 = 10`: the study's monomials $t^k$ in raw time; by
     default the window is $[0, t_1]$ and the monomials are $(t / t_1)^k$."""
-    config = RunConfig.from_dict({"model": dict(
-        model="resnet", field="layer", basis="monomial", degree=3, t1=10.0, width=4,
-    ), "train": {"precision": "float64"}})
+    config = RunConfig.from_dict(
+        {
+            "model": dict(
+                model="resnet",
+                field="layer",
+                basis="monomial",
+                degree=3,
+                t1=10.0,
+                width=4,
+            ),
+            "train": {"precision": "float64"},
+        }
+    )
     t = 7.5
     for window, tau in ((None, t / 10.0), (1.0, t)):
         model = jaxode.build_model(
             config.replace("model", basis_window=window), 3, 2, key=jax.random.PRNGKey(0)
         )
-        bases = [leaf for leaf in jax.tree_util.tree_leaves(
-            model, is_leaf=lambda x: isinstance(x, jaxode.AbstractTimeBasis))
-            if isinstance(leaf, jaxode.AbstractTimeBasis)]
+        bases = [
+            leaf
+            for leaf in jax.tree_util.tree_leaves(
+                model, is_leaf=lambda x: isinstance(x, jaxode.AbstractTimeBasis)
+            )
+            if isinstance(leaf, jaxode.AbstractTimeBasis)
+        ]
         assert bases and model.dynamics.t1 == 10.0
         for basis in bases:
             np.testing.assert_allclose(basis(t), tau ** np.arange(4), rtol=1e-14)

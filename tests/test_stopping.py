@@ -61,7 +61,9 @@ def test_consecutive_failed_solves_stop_with_the_step_and_the_remedy(tmp_path, c
     assert result.status == "solver_failed"
     assert result.steps == 3 and result.failed_batches == 3 and result.solver_failures == 24
     assert "3 consecutive batches (steps 1 to 3; the solver reached `max_steps`)" in result.message
-    assert "no checkpoint had been written yet (the first evaluation is at step 6)" in result.message
+    assert (
+        "no checkpoint had been written yet (the first evaluation is at step 6)" in result.message
+    )
     assert "raise max_steps" in result.message
     assert ("enable gradient clipping" in result.message) == (clip_norm is None)
     assert not (tmp_path / "checkpoint.eqx").exists()
@@ -170,26 +172,28 @@ def test_interrupt_names_the_checkpoint_a_resume_restarts_from(tmp_path):
 
     result = run(tmp_path, stop)
     assert result.status == "interrupted"
-    assert result.message == "interrupted at step 8; a resume restarts from the checkpoint at step 8."
+    assert (
+        result.message == "interrupted at step 8; a resume restarts from the checkpoint at step 8."
+    )
     no_checkpoint = run(None, stop)
     assert "nothing to resume from" in no_checkpoint.message
 
 
 def test_replacement_sampling_draws_each_batch_from_the_key_and_step(tmp_path):
-    from jaxode._training._fit import batch_order
-
+    replacement, epochs = jaxode.ReplacementSampler(), jaxode.EpochSampler()
+    batch = lambda sampler, step, n, size: np.asarray(sampler.indices(key, step, n, size))
     key = jax.random.PRNGKey(6)
     for step in (0, 5, 123):
         expected = np.asarray(jax.random.randint(jax.random.fold_in(key, step), (7,), 0, 10))
-        np.testing.assert_array_equal(batch_order(key, step, 10, 7, "replacement"), expected)
-    drawn = np.concatenate([batch_order(key, s, 10, 7, "replacement") for s in range(40)])
+        np.testing.assert_array_equal(batch(replacement, step, 10, 7), expected)
+    drawn = np.concatenate([batch(replacement, s, 10, 7) for s in range(40)])
     assert len(np.unique(drawn)) == 10 and any(
-        len(np.unique(batch_order(key, s, 10, 7, "replacement"))) < 7 for s in range(40)
+        len(np.unique(batch(replacement, s, 10, 7))) < 7 for s in range(40)
     )  # with replacement: some batch repeats a sample
     order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1), 10))
     # two batches per epoch: steps 2 and 3 are the halves of epoch 1's permutation
-    np.testing.assert_array_equal(batch_order(key, 2, 10, 5, "epochs"), order[:5])
-    np.testing.assert_array_equal(batch_order(key, 3, 10, 5, "epochs"), order[5:])
+    np.testing.assert_array_equal(batch(epochs, 2, 10, 5), order[:5])
+    np.testing.assert_array_equal(batch(epochs, 3, 10, 5), order[5:])
 
 
 def test_replacement_sampling_resumes_bit_identically(tmp_path):
@@ -249,9 +253,9 @@ def test_fit_rejects_bad_stopping_arguments():
 
 
 def test_metrics_json_is_strict_json(tmp_path):
-    from jaxode._training._run import _json_text
+    from jaxode._files import json_text
 
-    text = _json_text({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2.5}})
+    text = json_text({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2.5}})
 
     def refuse(name):
         raise AssertionError(f"non-standard JSON constant {name}")
@@ -278,8 +282,13 @@ def test_interrupts_during_a_program_with_callbacks_arrive_after_it():
         assert reached == [True, "end of block"] and seen == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, previous)
-    with pytest.raises(KeyboardInterrupt):
-        with interrupts_held():
-            os.kill(os.getpid(), signal.SIGINT)
-            reached.append("after SIGINT")
+    # Python's own SIGINT handler, whatever an earlier test in this process installed (Ray does)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("after SIGINT")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert reached[-1] == "after SIGINT"

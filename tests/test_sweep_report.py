@@ -26,16 +26,30 @@ METRICS = [
     for split in ("train", "val", "test")
     for units in ("", "physical_")
     for kind in ("global", "per_sample")
-] + ["steps", "best_step", "solver_failures", "forward_evaluations", "backward_evaluations",
-     "parameters", "dynamics_parameters", "train_time", "compile_time"]
+] + [
+    "steps",
+    "best_step",
+    "solver_failures",
+    "forward_evaluations",
+    "backward_evaluations",
+    "parameters",
+    "dynamics_parameters",
+    "train_time",
+    "compile_time",
+]
 FIELDS = [
     f"{section}.{field.name}"
     for section, klass in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
     for field in dataclasses.fields(klass)
 ]
 # Degree 10 first and legendre before fourier: the order must be numeric, then first-seen.
-GRID = [(model, basis, degree, seed) for model in ("node", "resnet")
-        for basis in ("legendre", "fourier") for degree in (10, 2) for seed in (0, 1, 2)]
+GRID = [
+    (model, basis, degree, seed)
+    for model in ("node", "resnet")
+    for basis in ("legendre", "fourier")
+    for degree in (10, 2)
+    for seed in (0, 1, 2)
+]
 FAILED = ("node", "fourier", 2, 2)
 SINGLE = ("node", "chebyshev", 4, 0)
 HISTORY_STEPS = (10, 20, 30, 40)
@@ -52,10 +66,16 @@ def _write_csv(path, columns, rows):
 def _history(rng, counted):
     rows = []
     for i, step in enumerate(HISTORY_STEPS):
-        row = {"step": step, "epoch": step / 10, "train_loss": float(rng.uniform(0.01, 1)),
-               "val_loss": float(rng.uniform(0.01, 1)), "val_global": float(rng.uniform(0.1, 1)),
-               "val_per_sample": float(rng.uniform(0.1, 1)), "solver_failures": 0,
-               "wall_time": 0.1 * step}
+        row = {
+            "step": step,
+            "epoch": step / 10,
+            "train_loss": float(rng.uniform(0.01, 1)),
+            "val_loss": float(rng.uniform(0.01, 1)),
+            "val_global": float(rng.uniform(0.1, 1)),
+            "val_per_sample": float(rng.uniform(0.1, 1)),
+            "solver_failures": 0,
+            "wall_time": 0.1 * step,
+        }
         if counted and i % 2 == 0:
             row.update(forward_evaluations=int(rng.integers(20, 40)), backward_evaluations=30)
         rows.append(row)
@@ -71,14 +91,26 @@ def build_sweep(directory, t1s=(1.0,)):
         if (model, basis, degree, seed) == FAILED:
             cell = "0123456789012345"  # only digits: must stay a string
         row = {c: None for c in LEADING + FIELDS + METRICS}
-        defaults = {**{f"data.{k}": v for k, v in dataclasses.asdict(DataConfig()).items()},
-                    **{f"model.{k}": v for k, v in dataclasses.asdict(ModelConfig()).items()},
-                    **{f"train.{k}": v for k, v in dataclasses.asdict(TrainConfig()).items()}}
+        defaults = {
+            **{f"data.{k}": v for k, v in dataclasses.asdict(DataConfig()).items()},
+            **{f"model.{k}": v for k, v in dataclasses.asdict(ModelConfig()).items()},
+            **{f"train.{k}": v for k, v in dataclasses.asdict(TrainConfig()).items()},
+        }
         row.update(defaults)
-        row.update({"cell": cell, "cohort": "c" + cell[:11], "status": "completed", "message": "",
-                    "run_dir": f"cells/{cell}", "model.model": model, "model.basis": basis,
-                    "model.degree": degree, "train.seed": seed,
-                    "model.t1": t1s[index % len(t1s)]})
+        row.update(
+            {
+                "cell": cell,
+                "cohort": "c" + cell[:11],
+                "status": "completed",
+                "message": "",
+                "run_dir": f"cells/{cell}",
+                "model.model": model,
+                "model.basis": basis,
+                "model.degree": degree,
+                "train.seed": seed,
+                "model.t1": t1s[index % len(t1s)],
+            }
+        )
         if (model, basis, degree, seed) == FAILED:
             row.update(status="diverged", message="the validation error grew")
         else:
@@ -86,8 +118,11 @@ def build_sweep(directory, t1s=(1.0,)):
             row.update(steps=40, best_step=30, parameters=1000, train_time=1.5)
         rows.append(row)
         history = _history(rng, counted=model == "node")
-        _write_csv(directory / "cells" / cell / "history.csv",
-                   list(dict.fromkeys(k for r in history for k in r)), history)
+        _write_csv(
+            directory / "cells" / cell / "history.csv",
+            list(dict.fromkeys(k for r in history for k in r)),
+            history,
+        )
     _write_csv(directory / "results.csv", LEADING + FIELDS + METRICS, rows)
     return rows
 
@@ -98,8 +133,12 @@ def sweep(tmp_path):
 
 
 def _subset(rows, model, basis, degree):
-    return [r["test_global"] for r in rows if (r["model.model"], r["model.basis"],
-            r["model.degree"]) == (model, basis, degree) and r["test_global"] is not None]
+    return [
+        r["test_global"]
+        for r in rows
+        if (r["model.model"], r["model.basis"], r["model.degree"]) == (model, basis, degree)
+        and r["test_global"] is not None
+    ]
 
 
 def test_read_results_parses_numbers(sweep):
@@ -124,12 +163,12 @@ def test_missing_results_raises(tmp_path):
 
 def test_aggregate_matches_numpy(sweep):
     directory, written = sweep
-    groups = aggregate(read_results(directory), ["model.model", "model.basis", "model.degree"],
-                       "test_global")
+    groups = aggregate(
+        read_results(directory), ["model.model", "model.basis", "model.degree"], "test_global"
+    )
     assert len(groups) == 9
     for group in groups:
-        values = _subset(written, group["model.model"], group["model.basis"],
-                         group["model.degree"])
+        values = _subset(written, group["model.model"], group["model.basis"], group["model.degree"])
         assert group["n"] == len(values)
         assert group["mean"] == pytest.approx(np.mean(values), rel=1e-12)
         if len(values) > 1:
@@ -140,12 +179,17 @@ def test_aggregate_matches_numpy(sweep):
 
 def test_aggregate_counts_failures_and_orders_naturally(sweep):
     directory, _ = sweep
-    groups = aggregate(read_results(directory), ["model.model", "model.basis", "model.degree"],
-                       "test_global")
+    groups = aggregate(
+        read_results(directory), ["model.model", "model.basis", "model.degree"], "test_global"
+    )
     keys = [(g["model.model"], g["model.basis"], g["model.degree"]) for g in groups]
-    assert keys[:5] == [("node", "legendre", 2), ("node", "legendre", 10),
-                        ("node", "fourier", 2), ("node", "fourier", 10),
-                        ("node", "chebyshev", 4)]
+    assert keys[:5] == [
+        ("node", "legendre", 2),
+        ("node", "legendre", 10),
+        ("node", "fourier", 2),
+        ("node", "fourier", 10),
+        ("node", "chebyshev", 4),
+    ]
     failed = groups[keys.index(FAILED[:3])]
     assert (failed["n"], failed["cells"], failed["failed"]) == (2, 3, 1)
     assert failed["statuses"] == {"completed": 2, "diverged": 1}
@@ -156,10 +200,17 @@ def test_aggregate_counts_failures_and_orders_naturally(sweep):
 def test_resolve_field_short_names_and_errors(sweep):
     directory, _ = sweep
     columns = list(read_results(directory)[0])
-    expected = {"basis": "model.basis", "seed": "train.seed", "degree": "model.degree",
-                "model": "model.model", "t1": "model.t1", "learning_rate": "train.learning_rate",
-                "test_global": "test_global", "model.basis": "model.basis",
-                "steps": "steps"}
+    expected = {
+        "basis": "model.basis",
+        "seed": "train.seed",
+        "degree": "model.degree",
+        "model": "model.model",
+        "t1": "model.t1",
+        "learning_rate": "train.learning_rate",
+        "test_global": "test_global",
+        "model.basis": "model.basis",
+        "steps": "steps",
+    }
     for name, column in expected.items():
         assert resolve_field(name, columns) == column
     with pytest.raises(ValueError, match=r"--rows.*'basiss'.*basis"):
@@ -171,8 +222,9 @@ def test_resolve_field_short_names_and_errors(sweep):
 def test_pivot_table_cells_and_csv(sweep):
     directory, written = sweep
     results = read_results(directory)
-    markdown, csv_text = pivot_table(results, ["model.basis", "model.degree"], ["model.model"],
-                                     "test_global")
+    markdown, csv_text = pivot_table(
+        results, ["model.basis", "model.degree"], ["model.model"], "test_global"
+    )
     values = _subset(written, "node", "legendre", 2)
     cell = f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} (n=3)"
     assert f"| legendre | 2 | {cell} |" in markdown
@@ -204,10 +256,12 @@ def test_pivot_without_columns(sweep):
 
 
 def test_cumulative_evaluations_by_hand():
-    history = [{"step": 5, "forward_evaluations": 4, "backward_evaluations": 6},
-               {"step": 10, "forward_evaluations": None},
-               {"step": 20, "forward_evaluations": 3, "backward_evaluations": None},
-               {"step": 30}]
+    history = [
+        {"step": 5, "forward_evaluations": 4, "backward_evaluations": 6},
+        {"step": 10, "forward_evaluations": None},
+        {"step": 20, "forward_evaluations": 3, "backward_evaluations": None},
+        {"step": 30},
+    ]
     assert cumulative_evaluations(history) == [5 * 10, 5 * 10 + 5 * 10, 100 + 10 * 3, 130 + 10 * 3]
     late = [{"step": 10}, {"step": 20, "forward_evaluations": 7, "backward_evaluations": 0}]
     assert cumulative_evaluations(late) == [70, 140]
@@ -224,8 +278,13 @@ def test_report_writes_table_and_plots(sweep):
     result = sweep_report(directory)
     out = directory / "report"
     names = sorted(p.name for p in result["files"])
-    assert names == ["error_vs_degree.png", "loss_vs_evaluations.png", "table.csv", "table.md",
-                     "validation_curves.png"]
+    assert names == [
+        "error_vs_degree.png",
+        "loss_vs_evaluations.png",
+        "table.csv",
+        "table.md",
+        "validation_curves.png",
+    ]
     assert sorted(p.name for p in out.iterdir()) == names  # no temporary files left
     for path in result["files"]:
         assert path.is_file() and path.stat().st_size > 0

@@ -100,8 +100,10 @@ def test_cells_are_the_union_of_blocks_times_grid_and_zip_less_exclusions():
         """
     )
     expected = set()
-    blocks = [[("static", 0)], list(itertools.product(["monomial", "legendre", "chebyshev"],
-                                                      [1, 2, 3, 4]))]
+    blocks = [
+        [("static", 0)],
+        list(itertools.product(["monomial", "legendre", "chebyshev"], [1, 2, 3, 4])),
+    ]
     for (basis, degree), seed, (t1, steps) in itertools.product(
         blocks[0] + blocks[1], [0, 1, 2], [(1.0, 12), (5.0, 24)]
     ):
@@ -110,8 +112,13 @@ def test_cells_are_the_union_of_blocks_times_grid_and_zip_less_exclusions():
         expected.add((basis, degree, seed, t1, steps))
     cells = spec.cells()
     got = {
-        (c.config.model.basis, c.config.model.degree, c.config.train.seed, c.config.model.t1,
-         c.config.model.steps)
+        (
+            c.config.model.basis,
+            c.config.model.degree,
+            c.config.train.seed,
+            c.config.model.t1,
+            c.config.model.steps,
+        )
         for c in cells
     }
     assert got == expected and len(cells) == len(expected)
@@ -156,8 +163,16 @@ def test_cells_stored_under_an_earlier_key_are_kept(tmp_path):
         (out / "cells" / old / "config.toml").write_text(cell.config.to_toml())
         metrics = {"status": "completed", "message": "", "test_global": 0.1 * (k + 1)}
         (out / "cells" / old / "metrics.json").write_text(json.dumps(metrics))
-        rows.append(dict(cell=old, cohort="c", status="completed", message="",
-                         run_dir=f"cells/{old}", test_global=metrics["test_global"]))
+        rows.append(
+            dict(
+                cell=old,
+                cohort="c",
+                status="completed",
+                message="",
+                run_dir=f"cells/{old}",
+                test_global=metrics["test_global"],
+            )
+        )
     (out / "cells" / "0000000000000000.attempt-1").mkdir()
     from jaxode._sweeps._table import ResultsTable
 
@@ -202,9 +217,9 @@ def test_data_limits_are_checked_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"sweep cell 1 \(train.batch_size=100000\).*exceeds"):
         jaxode.make_plan(spec)
     with pytest.raises(FileNotFoundError, match="sweep cell 0"):
-        jaxode.make_plan(jaxode.SweepSpec.from_toml(
-            f"[grid]\ndata.dataset = ['{tmp_path / 'missing.npz'}']\n"
-        ))
+        jaxode.make_plan(
+            jaxode.SweepSpec.from_toml(f"[grid]\ndata.dataset = ['{tmp_path / 'missing.npz'}']\n")
+        )
     with pytest.raises(FileNotFoundError, match="does not exist"):
         jaxode.SweepSpec.from_file(tmp_path / "missing.toml")
 
@@ -215,9 +230,9 @@ def test_the_results_table_holds_every_cell_with_its_metrics_and_configuration(r
     assert [r["cell"] for r in rows] == list(table)
     assert {r["status"] for r in rows} == {"completed"}
     for row in table.values():
-        assert row["cell"] == config_hash(jaxode.RunConfig.from_toml(
-            (out / row["run_dir"] / "config.toml").read_text()
-        ))
+        assert row["cell"] == config_hash(
+            jaxode.RunConfig.from_toml((out / row["run_dir"] / "config.toml").read_text())
+        )
         trained = jaxode.load(out / row["run_dir"])  # a cell is an ordinary run directory
         assert int(row["model.degree"]) == trained.config.model.degree
         stored = json.loads((out / row["run_dir"] / "metrics.json").read_text())
@@ -252,8 +267,16 @@ def _wait_for_a_cell_in_flight(out, process=None, timeout=240):
 
 def test_kill_9_mid_sweep_then_the_same_command_finishes_it_identically(reference, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "jaxode", "sweep", str(_spec(tmp_path)), "--out", str(out),
-               "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "jaxode",
+        "sweep",
+        str(_spec(tmp_path)),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     in_flight = _wait_for_a_cell_in_flight(out, process)
     process.send_signal(signal.SIGKILL)
@@ -267,7 +290,7 @@ def test_kill_9_mid_sweep_then_the_same_command_finishes_it_identically(referenc
 
 def test_failed_cells_are_recorded_and_retried_on_request(tmp_path):
     text = TINY.format(iterations=200) + "[[blocks]]\ntrain.learning_rate = [0.01, 1e12]\n"
-    text = text.replace('train.seed = [0, 1]', 'train.seed = [0]')
+    text = text.replace("train.seed = [0, 1]", "train.seed = [0]")
     text = text.replace('"model.degree" = [1, 2]', '"model.degree" = [1]')
     (tmp_path / "spec.toml").write_text(text)
     rows = jaxode.sweep(tmp_path / "spec.toml", tmp_path / "out", progress=False)
@@ -278,8 +301,9 @@ def test_failed_cells_are_recorded_and_retried_on_request(tmp_path):
     # Failures stay failures on a plain rerun; --retry-failed trains them again from scratch,
     # keeping the old directory.
     assert jaxode.sweep(tmp_path / "spec.toml", tmp_path / "out", progress=False) == rows
-    again = jaxode.sweep(tmp_path / "spec.toml", tmp_path / "out", retry_failed=True,
-                         progress=False)
+    again = jaxode.sweep(
+        tmp_path / "spec.toml", tmp_path / "out", retry_failed=True, progress=False
+    )
     assert [r["status"] for r in again] == [r["status"] for r in rows]
     for row in failed:
         assert (tmp_path / "out" / "cells" / f"{row['cell']}.attempt-1" / "config.toml").exists()
@@ -298,7 +322,10 @@ def test_a_cell_that_raises_is_an_error_row_and_the_sweep_goes_on(tmp_path, monk
     monkeypatch.setattr(cells, "train_cohort", fails_for_degree_two)
     rows = jaxode.sweep(_spec(tmp_path, iterations=100), tmp_path / "out", progress=False)
     assert [(r["model.degree"], r["status"]) for r in rows] == [
-        (1, "completed"), (1, "completed"), (2, "error"), (2, "error")
+        (1, "completed"),
+        (1, "completed"),
+        (2, "error"),
+        (2, "error"),
     ]
     assert all(r["message"] == "RuntimeError: boom" for r in rows if r["status"] == "error")
     errored = tmp_path / "out" / rows[2]["run_dir"] / "error.txt"
@@ -327,9 +354,13 @@ def test_the_ray_executor_gives_the_local_table_even_when_a_worker_is_killed(ref
     try:
         out = tmp_path / "out"
         outcome = {}
-        runner = threading.Thread(target=lambda: outcome.update(rows=jaxode.sweep(
-            _spec(tmp_path), out, executor=jaxode.RayExecutor(), progress=False
-        )))
+        runner = threading.Thread(
+            target=lambda: outcome.update(
+                rows=jaxode.sweep(
+                    _spec(tmp_path), out, executor=jaxode.RayExecutor(), progress=False
+                )
+            )
+        )
         runner.start()
         _wait_for_a_cell_in_flight(out)
         workers = _processes_titled("ray::_train_in_worker")

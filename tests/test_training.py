@@ -167,8 +167,17 @@ def test_the_minibatches_do_not_depend_on_the_evaluation_cadence(getkey):
         params, opt_state = step(params, opt_state, jnp.asarray(x[index]), jnp.asarray(y[index]))
     expected = jax.tree_util.tree_leaves(params)
     for eval_every in (1, 2, 23):
-        result = fit(model, (x, y), optimiser, key=key, steps=23, batch_size=8,
-                     eval_every=eval_every, count_evaluations=False, divergence_factor=None)
+        result = fit(
+            model,
+            (x, y),
+            optimiser,
+            key=key,
+            steps=23,
+            batch_size=8,
+            eval_every=eval_every,
+            count_evaluations=False,
+            divergence_factor=None,
+        )
         assert result.steps == 23 and len(result.history) == -(-23 // eval_every)
         got = jax.tree_util.tree_leaves(eqx.filter(result.model, eqx.is_inexact_array))
         for a, b in zip(got, expected, strict=True):

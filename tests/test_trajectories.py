@@ -50,9 +50,11 @@ def _model(key, basis, shared_steps=True):
     field = jaxode.MLPField(2, 8, basis, key=key)
     # Non-zero higher coefficients, so that a wrong time would change the rates.
     field = jax.tree_util.tree_map(
-        lambda leaf: leaf + 0.3 * jax.random.normal(key, leaf.shape, leaf.dtype)
-        if eqx.is_inexact_array(leaf)
-        else leaf,
+        lambda leaf: (
+            leaf + 0.3 * jax.random.normal(key, leaf.shape, leaf.dtype)
+            if eqx.is_inexact_array(leaf)
+            else leaf
+        ),
         field,
     )
     controller = diffrax.PIDController(rtol=1e-10, atol=1e-12)
@@ -161,7 +163,13 @@ def test_spiral_run_metrics_match_an_independent_integration(tmp_path):
         ts, ys = data.split(split)
         # Heun with half the sample spacing, as the model: the same steps in absolute time.
         [reference] = _reference(
-            field, ts[:1], ys[:1], len(ts), data.dt, diffrax.Heun(), diffrax.ConstantStepSize(),
+            field,
+            ts[:1],
+            ys[:1],
+            len(ts),
+            data.dt,
+            diffrax.Heun(),
+            diffrax.ConstantStepSize(),
             dt0=data.dt / 2,
         )
         error = np.linalg.norm(reference - ys) / np.linalg.norm(ys)

@@ -3,10 +3,14 @@
 import dataclasses
 import json
 import math
+from typing import TYPE_CHECKING, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 # Verdict codes, stored as integers so that they can be computed under jit.
 CONSTANT_EXP = 0
@@ -38,7 +42,7 @@ def verdict_name(code: int | np.integer, power: float | np.floating = math.nan) 
     return _VERDICT_NAMES[code]
 
 
-def _round_power(power: float) -> str:
+def _round_power(power: float | np.floating) -> str:
     if not math.isfinite(power):
         return "?"
     nearest = round(power)
@@ -53,7 +57,8 @@ def verdict_names(codes, powers) -> np.ndarray:
     powers = np.broadcast_to(np.asarray(powers, dtype=float), codes.shape)
     out = np.empty(codes.shape, dtype=object)
     for index in np.ndindex(codes.shape):
-        out[index] = verdict_name(codes[index], powers[index])
+        # A full index gives a NumPy scalar, which NumPy's stubs type as an array.
+        out[index] = verdict_name(cast(np.integer, codes[index]), cast(np.floating, powers[index]))
     return out
 
 
@@ -86,13 +91,15 @@ class ProbeResult:
     def as_dict(self) -> dict:
         """Fields as plain Python values (arrays become nested lists)."""
         out = {}
-        for field in dataclasses.fields(self):
+        for field in dataclasses.fields(cast("DataclassInstance", self)):
             value = getattr(self, field.name)
             if isinstance(value, np.ndarray) and np.iscomplexobj(value):
                 value = {"real": value.real, "imag": value.imag}
             out[field.name] = _jsonable(value)
         if hasattr(type(self), "verdicts"):
-            out["verdicts"] = np.asarray(self.verdicts).tolist()
+            # Only the subclasses that define it get here, which pyright cannot see.
+            verdicts = self.verdicts  # pyright: ignore[reportAttributeAccessIssue]
+            out["verdicts"] = np.asarray(verdicts).tolist()
         out["probe"] = type(self).__name__
         return out
 
@@ -139,7 +146,9 @@ def precision_notes(dtype, resolution_radius) -> tuple[str, ...]:
         return ()
     finite = np.asarray(resolution_radius, dtype=float)
     finite = finite[np.isfinite(finite)]
-    where = f"r ~ {np.median(finite):.3g} (median over rays)" if finite.size else "an unknown radius"
+    where = (
+        f"r ~ {np.median(finite):.3g} (median over rays)" if finite.size else "an unknown radius"
+    )
     return (
         f"ran in {np.dtype(dtype).name}: the tail cannot be resolved beyond {where}; "
         "enable float64 with jax.config.update('jax_enable_x64', True) for faithful rates.",
@@ -155,7 +164,9 @@ def as_float_array(name: str, value, ndim: tuple[int, ...]) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"`{name}` must be a numeric array, got {type(value).__name__}.") from error
+        raise ValueError(
+            f"`{name}` must be a numeric array, got {type(value).__name__}."
+        ) from error
     if array.ndim not in ndim:
         allowed = " or ".join(str(n) for n in ndim)
         raise ValueError(f"`{name}` must have {allowed} axes, got shape {array.shape}.")
@@ -231,7 +242,9 @@ def masked_line_fit(x, y, mask, weight=None):
     `weight` (optional, same shape, > 0) weights each point's squared residual, as $1/\\sigma^2$
     does for a point with uncertainty $\\sigma$; the RMS residual is weighted the same way.
     """
-    weight = mask.astype(y.dtype) if weight is None else jnp.where(mask, weight, 0.0).astype(y.dtype)
+    weight = (
+        mask.astype(y.dtype) if weight is None else jnp.where(mask, weight, 0.0).astype(y.dtype)
+    )
     count = jnp.sum(mask)
     total = jnp.sum(weight)
     safe_total = jnp.where(total > 0, total, 1.0)

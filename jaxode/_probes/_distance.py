@@ -42,7 +42,9 @@ def _errors_core(model, truth, lower, upper, distances, num_points, key):
         return jnp.sqrt(jnp.mean(difference**2))
 
     inner_key, shell_key = jax.random.split(key)
-    inside = jax.random.uniform(inner_key, (num_points, lower.shape[0]), dtype=lower.dtype, minval=lower, maxval=upper)
+    inside = jax.random.uniform(
+        inner_key, (num_points, lower.shape[0]), dtype=lower.dtype, minval=lower, maxval=upper
+    )
     keys = jax.random.split(shell_key, distances.shape[0])
     shells = jax.vmap(lambda k, d: shell_points(k, lower, upper, d, num_points))(keys, distances)
     return rms_error(inside), jax.vmap(rms_error)(shells)
@@ -101,7 +103,10 @@ class ErrorDistanceResult(ProbeResult):
         return header, rows
 
     def __str__(self):
-        return super().__str__() + f"\nin-domain RMS error: {self.in_domain_error:.4g}; growth: {self.verdict}"
+        return (
+            super().__str__()
+            + f"\nin-domain RMS error: {self.in_domain_error:.4g}; growth: {self.verdict}"
+        )
 
 
 def error_vs_distance(
@@ -138,14 +143,23 @@ def error_vs_distance(
     lower = as_float_array("lower", lower, (1,))
     upper = as_float_array("upper", upper, (1,))
     if lower.shape != upper.shape or np.any(upper <= lower):
-        raise ValueError(f"`lower` and `upper` must have the same shape with lower < upper, got {lower} and {upper}.")
+        raise ValueError(
+            "`lower` and `upper` must have the same shape with lower < upper, got "
+            f"{lower} and {upper}."
+        )
     distances = as_float_array("distances", distances, (1,))
     if distances.size < 4 or distances[0] <= 0 or np.any(np.diff(distances) <= 0):
         raise ValueError("`distances` must be at least 4 positive, strictly increasing values.")
     num_points = check_count("num_points", num_points)
     dtype = jnp.zeros(()).dtype
     inside, shells = _errors_core(
-        model, truth, jnp.asarray(lower, dtype), jnp.asarray(upper, dtype), jnp.asarray(distances, dtype), num_points, key
+        model,
+        truth,
+        jnp.asarray(lower, dtype),
+        jnp.asarray(upper, dtype),
+        jnp.asarray(distances, dtype),
+        num_points,
+        key,
     )
     inside, shells = float(inside), np.asarray(shells)
     verdict, power, rate = _growth_class(distances, shells)

@@ -7,6 +7,7 @@ extrapolation study needs to know about it (characteristic roots, largest Lyapun
 
 import abc
 import math
+from typing import cast
 
 import diffrax
 import equinox as eqx
@@ -28,7 +29,9 @@ class AbstractLaw(eqx.Module):
         """Size of the state."""
 
     @abc.abstractmethod
-    def vector_field(self, t, y: Float[Array, " state_size"], args=None) -> Float[Array, " state_size"]:
+    def vector_field(
+        self, t, y: Float[Array, " state_size"], args=None
+    ) -> Float[Array, " state_size"]:
         """$F(y)$ (the time argument is there for Diffrax)."""
 
     @abc.abstractmethod
@@ -66,7 +69,7 @@ def reference_solve(law: AbstractLaw, y0, ts, rtol: float = 1e-11, atol: float =
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=1_000_000,
     )
-    return solution.ys
+    return cast(Array, solution.ys)  # saved at `ts`: never None
 
 
 class ExponentialGrowth(AbstractLaw):
@@ -118,7 +121,8 @@ class ExponentialDecay(AbstractLaw):
 
 
 class DampedOscillator(AbstractLaw):
-    """$x'' + 2\\gamma x' + (\\gamma^2 + \\omega^2) x = 0$, state $(x, x')$, roots $-\\gamma \\pm i\\omega$.
+    """$x'' + 2\\gamma x' + (\\gamma^2 + \\omega^2) x = 0$, state $(x, x')$, roots
+    $-\\gamma \\pm i\\omega$.
 
     `gamma=0` is the harmonic oscillator (see `HarmonicOscillator`).
     """
@@ -144,12 +148,15 @@ class DampedOscillator(AbstractLaw):
     def trajectory(self, y0, ts):
         ts = jnp.asarray(ts)
         s = ts - ts[0]
-        x0, v0 = y0[0], y0[1]
+        # Float[ArrayLike, ...] (from AbstractLaw) reads as a scalar union to pyright when indexed.
+        x0, v0 = y0[0], y0[1]  # pyright: ignore[reportIndexIssue]
         a, b = x0, (v0 + self.gamma * x0) / self.omega
         decay = jnp.exp(-self.gamma * s)
         cos, sin = jnp.cos(self.omega * s), jnp.sin(self.omega * s)
         x = decay * (a * cos + b * sin)
-        v = decay * ((b * self.omega - self.gamma * a) * cos - (a * self.omega + self.gamma * b) * sin)
+        v = decay * (
+            (b * self.omega - self.gamma * a) * cos - (a * self.omega + self.gamma * b) * sin
+        )
         return jnp.stack([x, v], axis=1)
 
 
@@ -180,7 +187,14 @@ class FreeFall(AbstractLaw):
     def trajectory(self, y0, ts):
         ts = jnp.asarray(ts)
         s = ts - ts[0]
-        return jnp.stack([y0[0] + y0[1] * s - 0.5 * self.gravity * s**2, y0[1] - self.gravity * s], axis=1)
+        # Float[ArrayLike, ...] (from AbstractLaw) reads as a scalar union to pyright when indexed.
+        return jnp.stack(
+            [
+                y0[0] + y0[1] * s - 0.5 * self.gravity * s**2,  # pyright: ignore[reportIndexIssue]
+                y0[1] - self.gravity * s,  # pyright: ignore[reportIndexIssue]
+            ],
+            axis=1,
+        )
 
 
 class LogisticGrowth(AbstractLaw):
@@ -207,7 +221,9 @@ class LogisticGrowth(AbstractLaw):
         ts = jnp.asarray(ts)
         s = ts - ts[0]
         y0 = jnp.asarray(y0)
-        return self.capacity / (1.0 + (self.capacity / y0[None, :] - 1.0) * jnp.exp(-self.rate * s)[:, None])
+        return self.capacity / (
+            1.0 + (self.capacity / y0[None, :] - 1.0) * jnp.exp(-self.rate * s)[:, None]
+        )
 
 
 class LotkaVolterra(AbstractLaw):
@@ -232,8 +248,11 @@ class LotkaVolterra(AbstractLaw):
 
     def invariant(self, y: Float[ArrayLike, "*batch 2"]) -> Float[Array, "*batch"]:
         """The conserved quantity $V$."""
-        x, p = y[..., 0], y[..., 1]
-        return self.delta * x - self.gamma * jnp.log(x) + self.beta * p - self.alpha * jnp.log(p)
+        # Float[ArrayLike, ...] reads as a scalar union to pyright when indexed.
+        x, p = y[..., 0], y[..., 1]  # pyright: ignore[reportIndexIssue]
+        # A NumPy `y` gives an Array all the same: NumPy defers to jax.Array in arithmetic.
+        value = self.delta * x - self.gamma * jnp.log(x) + self.beta * p - self.alpha * jnp.log(p)
+        return value  # pyright: ignore[reportReturnType]
 
 
 class Lorenz63(AbstractLaw):
@@ -287,7 +306,12 @@ class Roessler(AbstractLaw):
 
 @eqx.filter_jit
 def largest_lyapunov_exponent(
-    law: AbstractLaw, y0: Float[Array, " state_size"], *, duration: float, renormalise_every: float = 1.0, transient: float = 10.0
+    law: AbstractLaw,
+    y0: Float[Array, " state_size"],
+    *,
+    duration: float,
+    renormalise_every: float = 1.0,
+    transient: float = 10.0,
 ) -> Float[Array, ""]:
     """Benettin estimate of the largest Lyapunov exponent: the tangent linear flow is solved
     alongside the state and renormalised every `renormalise_every` time units."""
@@ -311,7 +335,8 @@ def largest_lyapunov_exponent(
             stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-10),
             max_steps=100_000,
         )
-        y, v = solution.ys[0][-1], solution.ys[1][-1]
+        ys = cast(tuple[Array, Array], solution.ys)  # saved at t1: never None
+        y, v = ys[0][-1], ys[1][-1]
         growth = jnp.linalg.norm(v)
         return (y, v / growth), jnp.log(growth)
 

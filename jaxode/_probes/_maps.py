@@ -69,8 +69,13 @@ class LimitMapResult(ProbeResult):
     def _table(self):
         header = ["output", "distinct", "asym min", "asym max", "target min", "target max", "ratio"]
         rows = [
-            [o, self.num_distinct_per_output[o], *self.asymptotic_range[o], *self.target_range[o],
-             self.range_ratio[o]]
+            [
+                o,
+                self.num_distinct_per_output[o],
+                *self.asymptotic_range[o],
+                *self.target_range[o],
+                self.range_ratio[o],
+            ]
             for o in range(self.limit.shape[1])
         ]
         return header, rows
@@ -90,7 +95,10 @@ def limit_map(
     radii: Float[ArrayLike, " num_radii"] | Sequence[float],
     *,
     base_point: Float[ArrayLike, " in_size"] | Sequence[float] | None = None,
-    targets_train: Float[ArrayLike, "num_samples out_size"] | Float[ArrayLike, " num_samples"] | Sequence[float] | None = None,
+    targets_train: Float[ArrayLike, "num_samples out_size"]
+    | Float[ArrayLike, " num_samples"]
+    | Sequence[float]
+    | None = None,
     distinct_atol: float = 1e-6,
     chunk_size: int | None = None,
 ) -> LimitMapResult:
@@ -147,7 +155,9 @@ def limit_map(
     with np.errstate(all="ignore"):
         asymptotic_range = np.stack([np.nanmin(finite, axis=0), np.nanmax(finite, axis=0)], axis=1)
     all_converging = np.all(converging, axis=1)
-    per_output = np.array([count_distinct(finite[:, o : o + 1], distinct_atol) for o in range(out_size)])
+    per_output = np.array(
+        [count_distinct(finite[:, o : o + 1], distinct_atol) for o in range(out_size)]
+    )
     width_targets = target_range[:, 1] - target_range[:, 0]
     width_limits = asymptotic_range[:, 1] - asymptotic_range[:, 0]
     with np.errstate(all="ignore"):

@@ -8,6 +8,7 @@ the "structural variability" a model can express.
 
 import dataclasses
 import itertools
+import operator
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -16,15 +17,25 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
+from ._common import (
+    ProbeResult,
+    as_float_array,
+    check_count,
+    check_positive,
+    check_radii,
+    format_table,
+)
 from ._rays import forward_mode
-from ._common import ProbeResult, as_float_array, check_count, check_positive, check_radii, format_table
 
 
-def monomial_exponents(num_variables: int | np.integer, degree: int | np.integer) -> list[tuple[int, ...]]:
-    """Exponent tuples of all monomials of total degree <= `degree`, by degree then lexicographic."""
+def monomial_exponents(
+    num_variables: int | np.integer, degree: int | np.integer
+) -> list[tuple[int, ...]]:
+    """Exponent tuples of all monomials of total degree <= `degree`, by degree, then
+    lexicographically."""
     out = []
     for total in range(degree + 1):
-        for combo in itertools.product(range(total + 1), repeat=num_variables):
+        for combo in itertools.product(range(total + 1), repeat=operator.index(num_variables)):
             if sum(combo) == total:
                 out.append(combo)
     return out
@@ -109,7 +120,9 @@ class MinimalODEResult(ProbeResult):
         for exponent, c in zip(self.exponents, self.coefficients):
             if c == 0:
                 continue
-            factors = [f"y{j}" + (f"^{e}" if e > 1 else "") for j, e in enumerate(exponent) if e > 0]
+            factors = [
+                f"y{j}" + (f"^{e}" if e > 1 else "") for j, e in enumerate(exponent) if e > 0
+            ]
             terms.append(f"{c:+.6g}" + ("*" + "*".join(factors) if factors else ""))
         return " ".join(terms) + " = 0"
 
@@ -125,7 +138,9 @@ class MinimalODEResult(ProbeResult):
         return header, rows
 
     def __str__(self):
-        found = f"order {self.order}, degree {self.degree}: {self.relation()}" if self.found else "none"
+        found = (
+            f"order {self.order}, degree {self.degree}: {self.relation()}" if self.found else "none"
+        )
         return (
             f"MinimalODEResult (sigma_min / sigma_max per order and degree)\n"
             f"{format_table(*self._table())}\nminimal relation: {found}"
@@ -172,7 +187,9 @@ def minimal_ode(
     rtol = check_positive("rtol", rtol)
     leaves = jax.tree_util.tree_leaves(members)
     if not leaves or any(jnp.ndim(x) == 0 for x in leaves):
-        raise ValueError("`members` must be a PyTree of arrays with a leading axis (one row per curve).")
+        raise ValueError(
+            "`members` must be a PyTree of arrays with a leading axis (one row per curve)."
+        )
     num_members = jnp.shape(leaves[0])[0]
     dtype = jnp.zeros(()).dtype
     results = _relation_scan(family, members, jnp.asarray(radii, dtype), max_order, max_degree)
@@ -224,10 +241,13 @@ def minimal_ode_along_rays(
     direction = as_float_array("direction", direction, (1,))
     if direction.shape[0] != base_points.shape[1]:
         raise ValueError(
-            f"`direction` must have {base_points.shape[1]} entries like the base points, got {direction.shape}."
+            f"`direction` must have {base_points.shape[1]} entries like the base points, got "
+            f"{direction.shape}."
         )
     if base_points.shape[0] < 2:
-        raise ValueError("`base_points` needs at least 2 rows: pooling over rays avoids spurious relations.")
+        raise ValueError(
+            "`base_points` needs at least 2 rows: pooling over rays avoids spurious relations."
+        )
     norm = np.linalg.norm(direction)
     if norm == 0:
         raise ValueError("`direction` must be non-zero.")
@@ -238,5 +258,10 @@ def minimal_ode_along_rays(
         return jnp.atleast_1d(model(x0 + r * unit))[output]
 
     return minimal_ode(
-        family, jnp.asarray(base_points), radii, max_order=max_order, max_degree=max_degree, rtol=rtol
+        family,
+        jnp.asarray(base_points),
+        radii,
+        max_order=max_order,
+        max_degree=max_degree,
+        rtol=rtol,
     )

@@ -113,18 +113,43 @@ def probe_report(
 
     is_input_model = isinstance(model, Surrogate) or not isinstance(model, NeuralODE)
     if is_input_model:
-        _input_space_probes(model, report, out_dir, plt, inputs_train, targets_train, in_size, num_directions,
-                            radius_factor, num_radii, units, key)
+        _input_space_probes(
+            model,
+            report,
+            out_dir,
+            plt,
+            inputs_train,
+            targets_train,
+            in_size,
+            num_directions,
+            radius_factor,
+            num_radii,
+            units,
+            key,
+        )
     if _has_time_varying_layers(model):
         weights = weight_asymptotics(model)
         report["weight_asymptotics"] = weights.as_dict()
         _plot(report, plt, out_dir / "weight_norms.png", lambda: weight_norms_figure(plt, model))
     if isinstance(model, NeuralODE) and law is not None:
         states = law.default_initial_state()[None] if initial_states is None else initial_states
-        result = trajectory_extrapolation(model, states, law, t_train=model.t1, t_ext=model.t0 + t_ext_factor * (model.t1 - model.t0))
+        result = trajectory_extrapolation(
+            model,
+            states,
+            law,
+            t_train=model.t1,
+            t_ext=model.t0 + t_ext_factor * (model.t1 - model.t0),
+        )
         report["trajectory_extrapolation"] = result.as_dict()
-        _plot(report, plt, out_dir / "extrapolation_error.png", lambda: _extrapolation_figure(plt, result))
-    if not any(k in report for k in ("ray_limit", "weight_asymptotics", "trajectory_extrapolation")):
+        _plot(
+            report,
+            plt,
+            out_dir / "extrapolation_error.png",
+            lambda: _extrapolation_figure(plt, result),
+        )
+    if not any(
+        k in report for k in ("ray_limit", "weight_asymptotics", "trajectory_extrapolation")
+    ):
         raise ValueError(
             "no probe applies to `model`: pass a function of an input vector, a model with "
             "time-parameterized weights, or a NeuralODE with a ground-truth `law`."
@@ -152,8 +177,20 @@ def _save(figure, plt, path: pathlib.Path, report: dict) -> None:
     report["plots"].append(path.name)
 
 
-def _input_space_probes(model, report, out_dir, plt, inputs_train, targets_train, in_size, num_directions,
-                        radius_factor, num_radii, units, key):
+def _input_space_probes(
+    model,
+    report,
+    out_dir,
+    plt,
+    inputs_train,
+    targets_train,
+    in_size,
+    num_directions,
+    radius_factor,
+    num_radii,
+    units,
+    key,
+):
     if inputs_train is not None:
         inputs = as_float_array("inputs_train", inputs_train, (2,))
         center = inputs.mean(axis=0)
@@ -162,11 +199,15 @@ def _input_space_probes(model, report, out_dir, plt, inputs_train, targets_train
     else:
         in_size = getattr(model, "in_size", in_size)
         if in_size is None:
-            raise ValueError("pass `inputs_train` or `in_size` so that rays can be drawn in input space.")
+            raise ValueError(
+                "pass `inputs_train` or `in_size` so that rays can be drawn in input space."
+            )
         center, data_radius = np.zeros(in_size), 1.0
     directions = np.asarray(jax.random.normal(key, (num_directions, in_size)))
     if not radius_factor > 1.0:
-        raise ValueError(f"`radius_factor` must be > 1 (rays reach past the data), got {radius_factor!r}.")
+        raise ValueError(
+            f"`radius_factor` must be > 1 (rays reach past the data), got {radius_factor!r}."
+        )
     radii = data_radius * np.geomspace(1e-2, radius_factor, num_radii)
     model_function: Callable = forward_mode(model)
     rays = ray_limit(model_function, center, directions, radii)
@@ -174,13 +215,26 @@ def _input_space_probes(model, report, out_dir, plt, inputs_train, targets_train
     report["ray_limit_summary"] = {
         name: int(count) for name, count in zip(*np.unique(rays.verdicts, return_counts=True))
     }
-    limits = limit_map(model_function, directions, radii, base_point=center, targets_train=targets_train)
+    limits = limit_map(
+        model_function, directions, radii, base_point=center, targets_train=targets_train
+    )
     report["limit_map"] = limits.as_dict()
     report["data_radius"] = data_radius
-    unit = directions[:SHOWN_DIRECTIONS] / np.linalg.norm(directions[:SHOWN_DIRECTIONS], axis=1, keepdims=True)
-    _plot(report, plt, out_dir / "rays.png",
-          lambda: rays_figure(plt, model_function, center, unit, radii, data_radius, units))
-    _plot(report, plt, out_dir / "limit_map.png", lambda: _limit_map_figure(plt, limits, in_size, units))
+    unit = directions[:SHOWN_DIRECTIONS] / np.linalg.norm(
+        directions[:SHOWN_DIRECTIONS], axis=1, keepdims=True
+    )
+    _plot(
+        report,
+        plt,
+        out_dir / "rays.png",
+        lambda: rays_figure(plt, model_function, center, unit, radii, data_radius, units),
+    )
+    _plot(
+        report,
+        plt,
+        out_dir / "limit_map.png",
+        lambda: _limit_map_figure(plt, limits, in_size, units),
+    )
 
 
 @eqx.filter_jit
@@ -192,12 +246,18 @@ def _values_along(model, center, directions, radii):
 def rays_figure(plt, model, center, directions, radii, data_radius: float, units: str):
     """Small multiples, one panel per output: the output along each of `directions` (unit
     vectors) against the distance from `center`, log scale, the data radius marked."""
-    values = np.asarray(_values_along(model, jnp.asarray(center), jnp.asarray(directions), jnp.asarray(radii)))
+    values = np.asarray(
+        _values_along(model, jnp.asarray(center), jnp.asarray(directions), jnp.asarray(radii))
+    )
     out_size = values.shape[-1]
     columns = min(PANEL_COLUMNS, out_size)
     rows = math.ceil(out_size / columns)
     figure, axes = plt.subplots(
-        rows, columns, figsize=(3.2 * columns + 1.6, 2.4 * rows + 0.8), squeeze=False, layout="constrained"
+        rows,
+        columns,
+        figsize=(3.2 * columns + 1.6, 2.4 * rows + 0.8),
+        squeeze=False,
+        layout="constrained",
     )
     for index, axis in enumerate(axes.ravel()):
         if index >= out_size:
@@ -217,7 +277,9 @@ def rays_figure(plt, model, center, directions, radii, data_radius: float, units
 
 def _limit_map_figure(plt, limits, in_size: int, units: str):
     figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
-    order = np.argsort(np.arctan2(limits.directions[:, min(1, in_size - 1)], limits.directions[:, 0]))
+    order = np.argsort(
+        np.arctan2(limits.directions[:, min(1, in_size - 1)], limits.directions[:, 0])
+    )
     axis.plot(limits.limit[order, 0], "o", markersize=3, label="limit along direction")
     if np.all(np.isfinite(limits.target_range[0])):
         axis.axhspan(*limits.target_range[0], color="g", alpha=0.2, label="training target range")
@@ -237,16 +299,22 @@ def weight_norms_figure(plt, model, num_times: int = 200):
     t0 = min(w[0] for w in windows)
     t1 = max(w[1] for w in windows)
     width = t1 - t0
-    times = np.concatenate([
-        np.linspace(t0, t1, num_times // 4, endpoint=False),
-        t1 + width * np.concatenate([[0.0], np.geomspace(1e-2, 1e4, num_times - num_times // 4 - 1)]),
-    ])
+    times = np.concatenate(
+        [
+            np.linspace(t0, t1, num_times // 4, endpoint=False),
+            t1
+            + width
+            * np.concatenate([[0.0], np.geomspace(1e-2, 1e4, num_times - num_times // 4 - 1)]),
+        ]
+    )
     figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for name, basis, coefficients in tensors:
         norms = tensor_norms(basis, coefficients, times)
         axis.plot(times, np.where(norms > 0, norms, np.nan), label=name)
     for start, end in windows:
-        axis.axvspan(start, end, color="0.85", zorder=0, label=f"training window [{start:g}, {end:g}]")
+        axis.axvspan(
+            start, end, color="0.85", zorder=0, label=f"training window [{start:g}, {end:g}]"
+        )
         axis.axvline(start, color="k", linestyle="--", linewidth=1.0)
         axis.axvline(end, color="k", linestyle="--", linewidth=1.0)
     axis.set_xscale("symlog", linthresh=width)

@@ -130,7 +130,10 @@ class TailSpectrumResult(ProbeResult):
 
 
 def tail_spectrum(
-    samples: Float[ArrayLike, "num_tails num_samples"] | Float[ArrayLike, " num_samples"] | Sequence[Sequence[float]] | Sequence[float],
+    samples: Float[ArrayLike, "num_tails num_samples"]
+    | Float[ArrayLike, " num_samples"]
+    | Sequence[Sequence[float]]
+    | Sequence[float],
     step: float,
     *,
     pencil: int | None = None,
@@ -171,9 +174,17 @@ def tail_spectrum(
     step = check_positive("step", step)
     pencil = num // 3 if pencil is None else check_count("pencil", pencil)
     if pencil > (num - 1) // 2:
-        raise ValueError(f"`pencil` must be at most (num_samples - 1) // 2 = {(num - 1) // 2}, got {pencil}.")
-    for name, value in (("rank_rtol", rank_rtol), ("zero_atol", zero_atol), ("amplitude_rtol", amplitude_rtol)):
+        raise ValueError(
+            f"`pencil` must be at most (num_samples - 1) // 2 = {(num - 1) // 2}, got {pencil}."
+        )
+    for name, value in (
+        ("rank_rtol", rank_rtol),
+        ("zero_atol", zero_atol),
+        ("amplitude_rtol", amplitude_rtol),
+    ):
         check_positive(name, value)
     dtype = jnp.zeros(()).dtype
-    out = _spectrum_core(jnp.asarray(samples, dtype), step, pencil, rank_rtol, zero_atol, amplitude_rtol)
+    out = _spectrum_core(
+        jnp.asarray(samples, dtype), step, pencil, rank_rtol, zero_atol, amplitude_rtol
+    )
     return TailSpectrumResult(**{k: np.asarray(v) for k, v in out.items()})

@@ -1,4 +1,5 @@
-"""Weight asymptotics: how $\\|\\theta(t)\\|$ of a time-parameterized layer behaves for $t \\gg T$."""
+"""Weight asymptotics: how $\\|\\theta(t)\\|$ of a time-parameterized layer behaves for
+$t \\gg T$."""
 
 import dataclasses
 import math
@@ -11,7 +12,16 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._bases import AbstractTimeBasis
 from .._layers import TimeVaryingLinear
-from ._common import CONSTANT_EXP, LINEAR, OSCILLATORY, POLY, UNRESOLVED, ProbeResult, check_count, verdict_name
+from ._common import (
+    CONSTANT_EXP,
+    LINEAR,
+    OSCILLATORY,
+    POLY,
+    UNRESOLVED,
+    ProbeResult,
+    check_count,
+    verdict_name,
+)
 
 
 @eqx.filter_jit
@@ -91,7 +101,12 @@ class WeightAsymptoticsResult(ProbeResult):
         rows = [
             [n, b, v, e, c, lim]
             for n, b, v, e, c, lim in zip(
-                self.names, self.basis_names, self.verdicts, self.exponent, self.leading_coefficient, self.limit
+                self.names,
+                self.basis_names,
+                self.verdicts,
+                self.exponent,
+                self.leading_coefficient,
+                self.limit,
             )
         ]
         return header, rows
@@ -194,7 +209,9 @@ def layer_tensors(model) -> list[tuple[str, AbstractTimeBasis, Array]]:
 def tensor_norms(basis: AbstractTimeBasis, coefficients, times) -> np.ndarray:
     """$\\|\\theta(t)\\|$ at `times`: spectral norm for matrices, Euclidean otherwise."""
     coefficients = jnp.asarray(coefficients)
-    return np.asarray(_norms_at(basis, coefficients, jnp.asarray(times, coefficients.dtype)), dtype=float)
+    return np.asarray(
+        _norms_at(basis, coefficients, jnp.asarray(times, coefficients.dtype)), dtype=float
+    )
 
 
 def weight_asymptotics(

@@ -1,22 +1,21 @@
 """Training the cells of one cohort into their run directories: the unit of work an executor
 runs, in this process or on a Ray worker. Resumes whatever a killed attempt left behind."""
 
-import json
+import os
 import pathlib
 import traceback
 
-from .._training._checkpoint import atomic_write_text
-from .._training._config import RunConfig
-from .._training._fit import CHECKPOINT
-from .._training._run import CONFIG, METRICS, _dataset, _stored_config, _write_start, train_cohort
+from .._files import atomic_write_text
+from .._process import set_precision as use_precision
+from .._training import CHECKPOINT, CONFIG, ERROR, RunConfig, RunDir, load_data, train_cohort
 from ._table import METRICS as METRIC_COLUMNS
 
-INTERRUPTED, ERROR = "interrupted", "error.txt"
+INTERRUPTED = "interrupted"
 
 
 def result_row(config: RunConfig, key: str, cohort: str, run_dir: str, metrics: dict) -> dict:
     """The results-table row of a cell: identity, status, configuration and metrics."""
-    row = dict(
+    row: dict[str, object] = dict(
         cell=key,
         cohort=cohort,
         status=metrics.get("status", INTERRUPTED),
@@ -29,26 +28,23 @@ def result_row(config: RunConfig, key: str, cohort: str, run_dir: str, metrics: 
     return row
 
 
-def finished_metrics(run_dir: pathlib.Path) -> dict | None:
-    """The metrics of a run that has stopped for good (not interrupted), else `None`."""
-    path = run_dir / METRICS
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
-
-
-def _prepare(config: RunConfig, run_dir: pathlib.Path) -> None:
+def _prepare(config: RunConfig, run_dir: RunDir) -> None:
     """Makes `run_dir` resumable: its start files written when a killed attempt left none."""
-    if (run_dir / CONFIG).is_file():
-        _stored_config(config, run_dir)  # raises if it holds another configuration
+    if run_dir.holds_run():
+        run_dir.stored_config(config)  # raises if it holds another configuration
         return
-    if run_dir.is_dir() and (run_dir / CHECKPOINT).exists():
-        raise ValueError(f"{str(run_dir)!r} has a checkpoint but no {CONFIG}; remove it.")
-    _write_start(config, _dataset(config), run_dir)
+    if run_dir.path.is_dir() and (run_dir / CHECKPOINT).exists():
+        raise ValueError(f"{str(run_dir.path)!r} has a checkpoint but no {CONFIG}; remove it.")
+    run_dir.start(config, load_data(config))
 
 
 def train_cells(
-    configs: list, keys: list, cohort: str, directory: str, *, set_precision: bool = False
+    configs: list,
+    keys: list,
+    cohort: str,
+    directory: str | os.PathLike[str],
+    *,
+    set_precision: bool = False,
 ) -> list[dict]:
     """Trains the cells `configs` (one cohort) in `directory/cells/<key>` and returns their
     results-table rows. Cells with a `metrics.json` are not trained again; cells with a
@@ -67,25 +63,27 @@ def train_cells(
     directory = pathlib.Path(directory)
     rows, pending = {}, []
     for config, key in zip(configs, keys):
-        run_dir = directory / "cells" / key
-        metrics = finished_metrics(run_dir)
+        run_dir = RunDir(directory / "cells" / key)
+        metrics = run_dir.metrics()
         if metrics is not None:
             rows[key] = result_row(config, key, cohort, f"cells/{key}", metrics)
         else:
             pending.append((config, key, run_dir))
     if pending:
         if set_precision:
-            import jax
-
-            jax.config.update("jax_enable_x64", pending[0][0].train.precision == "float64")
+            use_precision(pending[0][0].train.precision)
         try:
             for config, _, run_dir in pending:
                 _prepare(config, run_dir)
             outcomes = train_cohort(
-                [c for c, _, _ in pending], [d for _, _, d in pending], resume=True, progress=False
+                [c for c, _, _ in pending],
+                [d.path for _, _, d in pending],
+                resume=True,
+                progress=False,
             )
-            trained = [metrics or {"status": r.status, "message": r.message}
-                       for _, r, metrics in outcomes]
+            trained = [
+                metrics or {"status": r.status, "message": r.message} for _, r, metrics in outcomes
+            ]
         except Exception as error:
             detail = traceback.format_exc()
             for _, _, run_dir in pending:

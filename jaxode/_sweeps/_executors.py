@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import equinox as eqx
 
+from .._process import use_compilation_cache
 from ._cells import result_row, train_cells
 from ._plan import Cohort
 
@@ -13,9 +14,7 @@ from ._plan import Cohort
 def _train_in_worker(*arguments) -> list[dict]:
     """`train_cells` in a Ray worker, a process jaxode owns: it sets the precision and uses the
     CLI's persistent compilation cache, so retried and later tasks skip compilation."""
-    from .._cli import _use_compilation_cache
-
-    _use_compilation_cache()
+    use_compilation_cache()
     return train_cells(*arguments, set_precision=True)
 
 
@@ -48,8 +47,9 @@ class LocalExecutor(AbstractExecutor):
 
     def map(self, cohorts, directory):
         for cohort in cohorts:
-            yield cohort, train_cells(
-                *_arguments(cohort, directory), set_precision=self.set_precision
+            yield (
+                cohort,
+                train_cells(*_arguments(cohort, directory), set_precision=self.set_precision),
             )
 
 
@@ -78,6 +78,7 @@ class RayExecutor(AbstractExecutor):
     def map(self, cohorts, directory):
         try:
             import ray
+            import ray.exceptions  # loaded by `import ray` already; named for type checkers
         except ImportError:
             raise ImportError(
                 'the Ray executor needs Ray: pip install "jaxode[ray]" (or pip install ray).'
@@ -87,9 +88,9 @@ class RayExecutor(AbstractExecutor):
         gpus = self.gpus_per_task
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
-        task = ray.remote(
-            num_cpus=self.cpus_per_task, num_gpus=gpus, max_retries=self.max_retries
-        )(_train_in_worker)
+        task = ray.remote(num_cpus=self.cpus_per_task, num_gpus=gpus, max_retries=self.max_retries)(
+            _train_in_worker
+        )
         pending = {task.remote(*_arguments(c, directory)): c for c in cohorts}
         try:
             while pending:

@@ -2,15 +2,20 @@
 their data, with an optional cost estimate from a short timing."""
 
 import dataclasses
-import hashlib
-import json
 import pathlib
 import tempfile
 import time
 
-from .._training._config import RunConfig
-from .._training._gnvpro_train import planned_iterations
-from .._training._run import COHORT_FIELDS, _dataset
+from .._process import set_precision as use_precision
+from .._training import (
+    COHORT_FIELDS,
+    RunConfig,
+    build_settings,
+    build_trainer,
+    cohort_key,
+    load_data,
+    train_cohort,
+)
 from ._spec import SweepSpec
 
 # Cohorts that share these fields cost about the same per step and member.
@@ -31,23 +36,16 @@ _PROBED_KINDS = 8
 _PROBE_INTERVAL = 100
 
 
-def structure_key(config: RunConfig) -> str:
-    """The identity of the cohort `config` belongs to: its configuration without the fields
-    in which cohort members may differ (`COHORT_FIELDS`)."""
-    values = config.to_dict()
-    for section, field in COHORT_FIELDS:
-        values[section][field] = None
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
-
-
 @dataclasses.dataclass(frozen=True)
 class Cohort:
     """Cells that differ only in `COHORT_FIELDS`, trained as one program; `steps` is the
-    number of optimisation steps of each member."""
+    work planned for each member (optimisation steps, or outer iterations), `interval` the
+    work between two evaluations."""
 
     key: str
     cells: tuple
     steps: int
+    interval: int
 
     @property
     def config(self) -> RunConfig:
@@ -89,19 +87,15 @@ def varying_fields(cells) -> set:
     return {n for n in names if len({repr(c.values.get(n)) for c in cells}) > 1}
 
 
-def steps_of(config: RunConfig, train_size: int) -> int:
-    """Optimisation steps of a run of `config` on `train_size` training samples.
+def _work(config: RunConfig, data) -> tuple[int, int]:
+    """`(steps, interval)` of a run of `config` on `data`: the work its trainer plans and
+    the work between two evaluations.
 
-    **Raises:** `ValueError` when the batch is larger than the training split."""
-    t = config.train
-    if t.optimiser == "gnvpro":  # full batch: its steps are outer iterations
-        return planned_iterations(config)
-    if t.batch_size > train_size:
-        raise ValueError(
-            f"train.batch_size={t.batch_size} exceeds the {train_size} training samples of "
-            f"{config.data.dataset!r}."
-        )
-    return t.iterations if t.iterations is not None else t.epochs * (train_size // t.batch_size)
+    **Raises:** `ValueError` for settings the trainer or the data cannot satisfy."""
+    trainer = build_trainer(config, data)
+    num_samples = data.sizes()["train"]
+    evaluation = build_settings(config, data)["evaluation"]
+    return trainer.planned(num_samples), trainer.interval(num_samples, evaluation)
 
 
 def make_plan(spec: SweepSpec) -> SweepPlan:
@@ -110,19 +104,19 @@ def make_plan(spec: SweepSpec) -> SweepPlan:
     **Raises:** `ValueError` or `FileNotFoundError` naming the cell whose data set is missing
     or cannot satisfy its settings."""
     cells = spec.cells()
-    sizes, groups = {}, {}
+    datasets, groups = {}, {}
     for index, cell in enumerate(cells):
         d = cell.config.data
         source = (d.dataset, d.split_seed, d.protocol, d.num_outputs, d.window)
         try:
-            if source not in sizes:
-                sizes[source] = _dataset(cell.config).sizes()["train"]
-            steps = steps_of(cell.config, sizes[source])
+            if source not in datasets:
+                datasets[source] = load_data(cell.config)
+            work = _work(cell.config, datasets[source])
         except (ValueError, FileNotFoundError) as error:
             raise type(error)(f"sweep cell {index} ({cell.label()}): {error}") from None
-        groups.setdefault(structure_key(cell.config), []).append((cell, steps))
+        groups.setdefault(cohort_key(cell.config), []).append((cell, work))
     cohorts = tuple(
-        Cohort(key, tuple(cell for cell, _ in members), members[0][1])
+        Cohort(key, tuple(cell for cell, _ in members), *members[0][1])
         for key, members in groups.items()
     )
     return SweepPlan(spec, tuple(cells), cohorts)
@@ -130,15 +124,6 @@ def make_plan(spec: SweepSpec) -> SweepPlan:
 
 def _kind(config: RunConfig) -> tuple:
     return tuple(getattr(getattr(config, s), f) for s, f in _KIND_FIELDS)
-
-
-def _interval(config: RunConfig, steps: int) -> int:
-    """Steps between evaluations of a run of `config` with `steps` steps in all."""
-    t = config.train
-    if t.optimiser == "gnvpro":  # a history row per outer iteration
-        return 1
-    per_epoch = steps // t.epochs if t.iterations is None else None
-    return t.eval_every_iterations or (t.eval_every * per_epoch if per_epoch else steps)
 
 
 def estimate(plan: SweepPlan, *, set_precision: bool = False) -> dict:
@@ -154,16 +139,12 @@ def estimate(plan: SweepPlan, *, set_precision: bool = False) -> dict:
     does, as its executors do; a library caller leaves it off and enables x64 themselves).
 
     **Returns:** `{"seconds", "fixed_seconds", "kinds_timed", "kinds"}`."""
-    import jax
-
-    from .._training._run import train_cohort
-
     per_kind = {}
     for cohort in plan.cohorts:
         per_kind.setdefault(_kind(cohort.config), cohort)
     timed = {}
     for kind, cohort in list(per_kind.items())[:_PROBED_KINDS]:
-        interval = min(_interval(cohort.config, cohort.steps), _PROBE_INTERVAL)
+        interval = min(cohort.interval, _PROBE_INTERVAL)
         configs = [
             c.config.replace(
                 "train", iterations=3 * interval, eval_every_iterations=interval, patience=None
@@ -171,7 +152,7 @@ def estimate(plan: SweepPlan, *, set_precision: bool = False) -> dict:
             for c in cohort.cells
         ]
         if set_precision:
-            jax.config.update("jax_enable_x64", cohort.config.train.precision == "float64")
+            use_precision(cohort.config.train.precision)
         with tempfile.TemporaryDirectory(prefix="jaxode-estimate-") as folder:
             dirs = [pathlib.Path(folder) / str(i) for i in range(len(configs))]
             tic = time.perf_counter()

@@ -7,22 +7,29 @@ import difflib
 import io
 import math
 import pathlib
+from typing import TypeGuard
 
 import numpy as np
 
-from .._training._checkpoint import atomic_write_bytes, atomic_write_text
-from .._training._config import CHOICES
+from .._files import atomic_write_bytes, atomic_write_text
+from .._training import CHOICES, HISTORY
 from ._table import RESULTS, SUCCEEDED, read_csv
 
-HISTORY = "history.csv"
 STATUSES = ("completed", "early_stopped", "diverged", "solver_failed", "error", "interrupted")
 # Fields that change what is compared rather than how well: the plots keep their values apart.
 STRUCTURAL = ("data.dataset", "data.protocol", "model.model", "model.field", "model.paradigm")
 BASIS_COLOURS = {basis: f"C{i}" for i, basis in enumerate(CHOICES[("model", "basis")])}
-METRIC_UNITS = {"steps": "optimisation steps", "best_step": "optimisation step", "train_time": "s",
-                "compile_time": "s", "parameters": "count", "dynamics_parameters": "count",
-                "solver_failures": "samples", "forward_evaluations": "evaluations per solve",
-                "backward_evaluations": "evaluations per solve"}
+METRIC_UNITS = {
+    "steps": "optimisation steps",
+    "best_step": "optimisation step",
+    "train_time": "s",
+    "compile_time": "s",
+    "parameters": "count",
+    "dynamics_parameters": "count",
+    "solver_failures": "samples",
+    "forward_evaluations": "evaluations per solve",
+    "backward_evaluations": "evaluations per solve",
+}
 
 
 def read_results(sweep_dir) -> list[dict]:
@@ -82,7 +89,7 @@ def resolve_field(name: str, columns, *, argument: str | None = None) -> str:
     raise ValueError(f"{where}unknown field {name!r}; {hint}.")
 
 
-def _finite(value) -> bool:
+def _finite(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -128,11 +135,15 @@ def aggregate(rows: list[dict], by, metric: str) -> list[dict]:
 
 def _summary(values: dict, members: list[dict], metric: str) -> dict:
     data = np.array([r[metric] for r in members if _finite(r.get(metric))], dtype=float)
-    return {**values, "mean": float(np.mean(data)) if data.size else None,
-            "std": float(np.std(data, ddof=1)) if data.size > 1 else None, "n": int(data.size),
-            "cells": len(members),
-            "failed": sum(r.get("status") not in SUCCEEDED for r in members),
-            "statuses": dict(collections.Counter(r.get("status") for r in members))}
+    return {
+        **values,
+        "mean": float(np.mean(data)) if data.size else None,
+        "std": float(np.std(data, ddof=1)) if data.size > 1 else None,
+        "n": int(data.size),
+        "cells": len(members),
+        "failed": sum(r.get("status") not in SUCCEEDED for r in members),
+        "statuses": dict(collections.Counter(r.get("status") for r in members)),
+    }
 
 
 def _short(field: str) -> str:
@@ -162,8 +173,10 @@ def _title(rows: list[dict], metric: str, grouped: list[str]) -> str:
     columns = rows[0] if rows else []
     varying = [c for c in columns if "." in c and c not in grouped and len(_distinct(rows, c)) > 1]
     over = f", which differ in {', '.join(varying)}" if varying else ""
-    return (f"**{metric}**: mean ± sample std (ddof = 1) over the cells of each group{over}; "
-            "n = cells with a finite value.")
+    return (
+        f"**{metric}**: mean ± sample std (ddof = 1) over the cells of each group{over}; "
+        "n = cells with a finite value."
+    )
 
 
 def pivot_table(rows: list[dict], row_fields, col_fields, metric: str) -> tuple[str, str]:
@@ -184,19 +197,29 @@ def pivot_table(rows: list[dict], row_fields, col_fields, metric: str) -> tuple[
     col_keys = [tuple(g[f] for f in col_fields) for g in aggregate(rows, col_fields, metric)]
     labels = [_label(dict(zip(col_fields, key))) or metric for key in col_keys]
     header = [_short(f) for f in row_fields] + labels
-    lines = [_title(rows, metric, row_fields + col_fields), "",
-             "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines = [
+        _title(rows, metric, row_fields + col_fields),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+    ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(row_fields + [f"{label} {s}" for label in labels
-                                  for s in ("mean", "std", "n", "failed")])
+    writer.writerow(
+        row_fields + [f"{label} {s}" for label in labels for s in ("mean", "std", "n", "failed")]
+    )
     for row_key in row_keys:
         found = [cells.get(row_key + col_key) for col_key in col_keys]
         shown = [str(v).replace("|", "\\|") for v in row_key] + [format_cell(g) for g in found]
         lines.append("| " + " | ".join(shown) + " |")
-        writer.writerow(["" if v is None else v for v in row_key] + [
-            "" if g is None or g[s] is None else g[s]
-            for g in found for s in ("mean", "std", "n", "failed")])
+        writer.writerow(
+            ["" if v is None else v for v in row_key]
+            + [
+                "" if g is None or g[s] is None else g[s]
+                for g in found
+                for s in ("mean", "std", "n", "failed")
+            ]
+        )
     return "\n".join(lines) + "\n", buffer.getvalue()
 
 
@@ -281,8 +304,9 @@ def _best_per_basis(rows, metric, fields) -> list[tuple[str, str, list[dict]]]:
     chosen = []
     for basis in _distinct(rows, "model.basis"):
         of_basis = _matching(rows, {"model.basis": basis})
-        best = min(aggregate(of_basis, fields, metric),
-                   key=lambda g: (g["mean"] is None, g["mean"] or 0.0))
+        best = min(
+            aggregate(of_basis, fields, metric), key=lambda g: (g["mean"] is None, g["mean"] or 0.0)
+        )
         values = {f: best[f] for f in fields}
         chosen.append((basis, f"{basis}, {_label(values)}", _matching(of_basis, values)))
     return chosen
@@ -295,12 +319,21 @@ def _plot_errorbars(panels, x_field, xlabel, metric, path, written) -> None:
     drawn = False
     for ax, (title, lines) in zip(axes, panels):
         for basis, label, cells in lines:
-            points = [g for g in aggregate(cells, [x_field], metric)
-                      if g["mean"] is not None and _finite(g[x_field])]
+            points = [
+                g
+                for g in aggregate(cells, [x_field], metric)
+                if g["mean"] is not None and _finite(g[x_field])
+            ]
             if points:
-                ax.errorbar([g[x_field] for g in points], [g["mean"] for g in points],
-                            yerr=[g["std"] or 0.0 for g in points], marker="o", capsize=3,
-                            color=BASIS_COLOURS.get(basis, "k"), label=label)
+                ax.errorbar(
+                    [g[x_field] for g in points],
+                    [g["mean"] for g in points],
+                    yerr=[g["std"] or 0.0 for g in points],
+                    marker="o",
+                    capsize=3,
+                    color=BASIS_COLOURS.get(basis, "k"),
+                    label=label,
+                )
                 drawn = True
         ax.set(xlabel=xlabel, ylabel=_metric_label(metric), title=title)
         if x_field == "model.degree":
@@ -312,8 +345,11 @@ def _plot_errorbars(panels, x_field, xlabel, metric, path, written) -> None:
 
 
 def _points(history: list[dict], xs: list, column: str) -> dict:
-    return {row["step"]: (x, row[column]) for row, x in zip(history, xs)
-            if _finite(x) and _finite(row.get(column))}
+    return {
+        row["step"]: (x, row[column])
+        for row, x in zip(history, xs)
+        if _finite(x) and _finite(row.get(column))
+    }
 
 
 def _plot_curves(lines, path, written, xlabel, ylabel) -> None:
@@ -325,8 +361,9 @@ def _plot_curves(lines, path, written, xlabel, ylabel) -> None:
         curves = [curve for curve in curves if curve]
         colour = BASIS_COLOURS.get(basis, "k")
         for curve in curves:
-            axes[0].plot(*zip(*[curve[s] for s in sorted(curve)]), color=colour, alpha=0.25,
-                         linewidth=0.8)
+            axes[0].plot(
+                *zip(*[curve[s] for s in sorted(curve)]), color=colour, alpha=0.25, linewidth=0.8
+            )
         if curves:
             steps = sorted({step for curve in curves for step in curve})
             means = [np.mean([c[s] for c in curves if s in c], axis=0) for s in steps]
@@ -347,37 +384,69 @@ def _plots(sweep_dir: pathlib.Path, rows: list[dict], metric: str, out: pathlib.
     structure = [field for field in STRUCTURAL if len(_distinct(rows, field)) > 1]
     if len(_distinct(rows, "model.degree")) > 1:
         panels = [{f: g[f] for f in structure} for g in aggregate(rows, structure, metric)]
-        panels = [(_label(panel) or metric, [(b, b, _matching(rows, {**panel, "model.basis": b}))
-                                             for b in _distinct(rows, "model.basis")])
-                  for panel in panels]
-        _plot_errorbars(panels, "model.degree", "model.degree (degree, frequencies or pieces)",
-                        metric, out / "error_vs_degree.png", written)
+        panels = [
+            (
+                _label(panel) or metric,
+                [
+                    (b, b, _matching(rows, {**panel, "model.basis": b}))
+                    for b in _distinct(rows, "model.basis")
+                ],
+            )
+            for panel in panels
+        ]
+        _plot_errorbars(
+            panels,
+            "model.degree",
+            "model.degree (degree, frequencies or pieces)",
+            metric,
+            out / "error_vs_degree.png",
+            written,
+        )
     histories = {row["cell"]: _cell_history(sweep_dir, row) for row in rows}
 
     def curves(candidates, xs_of, column):
-        return [(basis, label, [_points(histories[r["cell"]], xs_of(histories[r["cell"]]), column)
-                                for r in cells])
-                for basis, label, cells in _best_per_basis(
-                    candidates, metric, structure + ["model.degree", "model.t1"])]
+        return [
+            (
+                basis,
+                label,
+                [_points(histories[r["cell"]], xs_of(histories[r["cell"]]), column) for r in cells],
+            )
+            for basis, label, cells in _best_per_basis(
+                candidates, metric, structure + ["model.degree", "model.t1"]
+            )
+        ]
 
-    _plot_curves(curves(rows, lambda h: [r.get("step") for r in h], "val_global"),
-                 out / "validation_curves.png", written, "optimisation step",
-                 "val_global (validation relative error, normalised units)")
+    _plot_curves(
+        curves(rows, lambda h: [r.get("step") for r in h], "val_global"),
+        out / "validation_curves.png",
+        written,
+        "optimisation step",
+        "val_global (validation relative error, normalised units)",
+    )
     counted = [r for r in rows if any(_per_solve(h) is not None for h in histories[r["cell"]])]
-    _plot_curves(curves(counted, cumulative_evaluations, "train_loss"),
-                 out / "loss_vs_evaluations.png", written,
-                 "cumulative vector-field evaluations (evaluations per solve x steps)",
-                 "train_loss (training loss, normalised units)")
+    _plot_curves(
+        curves(counted, cumulative_evaluations, "train_loss"),
+        out / "loss_vs_evaluations.png",
+        written,
+        "cumulative vector-field evaluations (evaluations per solve x steps)",
+        "train_loss (training loss, normalised units)",
+    )
     if len(_distinct(rows, "model.t1")) > 1:
         lines = _best_per_basis(rows, metric, structure + ["model.degree"])
-        _plot_errorbars([(metric, lines)], "model.t1",
-                        "model.t1 (end of the integration window, model time units)", metric,
-                        out / "error_vs_t1.png", written)
+        _plot_errorbars(
+            [(metric, lines)],
+            "model.t1",
+            "model.t1 (end of the integration window, model time units)",
+            metric,
+            out / "error_vs_t1.png",
+            written,
+        )
     return written
 
 
-def sweep_report(sweep_dir, *, rows=("basis", "degree"), cols=("model",), metric="test_global",
-           out=None) -> dict:
+def sweep_report(
+    sweep_dir, *, rows=("basis", "degree"), cols=("model",), metric="test_global", out=None
+) -> dict:
     """Writes the sweep's pivot table and plots, each file atomically.
 
     `table.md` (a title, the pivot of `pivot_table` and a status line), `table.csv`, and, when

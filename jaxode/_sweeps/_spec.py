@@ -9,7 +9,7 @@ import json
 import pathlib
 import tomllib
 
-from .._training._config import PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, presets
+from .._training import PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, presets
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 FIELDS = tuple(
@@ -27,13 +27,15 @@ def config_hash(config: RunConfig) -> str:
     a resumed sweep keeps its results."""
     defaults = RunConfig().to_dict()
     changed = {
-        section: {name: value for name, value in values.items()
-                  if name not in defaults[section] or defaults[section][name] != value}
+        section: {
+            name: value
+            for name, value in values.items()
+            if name not in defaults[section] or defaults[section][name] != value
+        }
         for section, values in config.to_dict().items()
     }
     text = json.dumps(changed, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,9 +153,7 @@ class SweepSpec:
         return cells
 
     def _combinations(self):
-        zipped = [
-            [dict(zip(z, row)) for row in zip(*z.values())] for z in self.zip
-        ]
+        zipped = [[dict(zip(z, row)) for row in zip(*z.values())] for z in self.zip]
         for block in self.blocks or ({},):
             axes = {**block, **self.grid}
             clash = sorted(set(block) & set(self.grid))

@@ -1,14 +1,15 @@
 """The sweep driver: plans, skips what is done, trains the rest through an executor and keeps
 the results table."""
 
+import dataclasses
 import json
 import math
 import pathlib
 import sys
 
-from .._training._checkpoint import atomic_write_text
-from .._training._config import RunConfig
-from .._training._run import CONFIG
+from .._files import atomic_write_text
+from .._process import x64_enabled
+from .._training import CONFIG, RunConfig
 from ._executors import AbstractExecutor, LocalExecutor
 from ._plan import Cohort, SweepPlan, make_plan, varying_fields
 from ._spec import SweepSpec, config_hash
@@ -85,7 +86,7 @@ def _remaining(plan: SweepPlan, table: ResultsTable, retry_failed: bool, out) ->
                 _set_aside(out, cell.key)
             cells.append(cell)
         if cells:
-            todo.append(Cohort(cohort.key, tuple(cells), cohort.steps))
+            todo.append(dataclasses.replace(cohort, cells=tuple(cells)))
     return todo
 
 
@@ -170,10 +171,8 @@ def sweep(
 
 
 def _check_precision(plan: SweepPlan) -> None:
-    import jax
-
     wide = [c for c in plan.cells if c.config.train.precision == "float64"]
-    if wide and not jax.config.jax_enable_x64:
+    if wide and not x64_enabled():
         raise ValueError(
             f"{len(wide)} sweep cells use train.precision 'float64' (e.g. {wide[0].label()}): "
             "call jax.config.update('jax_enable_x64', True) first, or pass "

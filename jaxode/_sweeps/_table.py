@@ -5,7 +5,7 @@ import csv
 import io
 import pathlib
 
-from .._training._checkpoint import atomic_write_bytes, atomic_write_text
+from .._files import atomic_write_bytes, atomic_write_text
 from ._spec import FIELDS
 
 RESULTS, PARQUET = "results.csv", "results.parquet"

@@ -1,32 +1,101 @@
-"""Training engine: configuration, losses, regularisers, metrics, the fit loop and run
-directories."""
+"""Training: configuration, losses, regularisers, metrics, the engine (trainers, samplers,
+stopping, evaluation, checkpointing, placements), and run directories."""
 
-from ._build import build_model as build_model
-from ._checkpoint import load_checkpoint as load_checkpoint
-from ._checkpoint import save_checkpoint as save_checkpoint
-from ._config import DataConfig as DataConfig
-from ._config import ModelConfig as ModelConfig
-from ._config import RunConfig as RunConfig
-from ._config import TrainConfig as TrainConfig
-from ._config import preset as preset
-from ._config import presets as presets
-from ._fit import FitResult as FitResult
-from ._fit import epoch_order as epoch_order
-from ._fit import fit as fit
-from ._fit import fit_cohort as fit_cohort
-from ._losses import AbstractLoss as AbstractLoss
-from ._losses import L1Loss as L1Loss
-from ._losses import MSELoss as MSELoss
-from ._losses import RelativeL2Loss as RelativeL2Loss
-from ._metrics import global_relative_error as global_relative_error
-from ._metrics import mean_relative_error as mean_relative_error
-from ._metrics import ridge_readout as ridge_readout
-from ._metrics import ridge_warm_start as ridge_warm_start
-from ._regularisers import AbstractRegulariser as AbstractRegulariser
-from ._regularisers import GramRegulariser as GramRegulariser
-from ._regularisers import TikhonovRegulariser as TikhonovRegulariser
-from ._run import TrainedSurrogate as TrainedSurrogate
-from ._run import evaluate_model as evaluate_model
-from ._run import load as load
-from ._run import train as train
-from ._run import train_cohort as train_cohort
+from ._build import (
+    build_model as build_model,
+    build_settings as build_settings,
+    build_trainer as build_trainer,
+    load_data as load_data,
+)
+from ._choices import CHOICES as CHOICES
+from ._config import (
+    PRESETS as PRESETS,
+    DataConfig as DataConfig,
+    ModelConfig as ModelConfig,
+    RunConfig as RunConfig,
+    TrainConfig as TrainConfig,
+    preset as preset,
+    presets as presets,
+)
+from ._fit import FitResult as FitResult, fit as fit, fit_cohort as fit_cohort
+from ._gnvpro import (
+    GNvproResult as GNvproResult,
+    VarProObjective as VarProObjective,
+    fit_gnvpro as fit_gnvpro,
+    split_readout as split_readout,
+)
+from ._gnvpro_trainer import GNvproTrainer as GNvproTrainer, iteration_cost as iteration_cost
+from ._losses import (
+    AbstractLoss as AbstractLoss,
+    L1Loss as L1Loss,
+    MSELoss as MSELoss,
+    RelativeL2Loss as RelativeL2Loss,
+)
+from ._members import MemberRecord as MemberRecord
+from ._metrics import (
+    error_metrics as error_metrics,
+    global_relative_error as global_relative_error,
+    mean_relative_error as mean_relative_error,
+    ridge_readout as ridge_readout,
+    ridge_warm_start as ridge_warm_start,
+)
+from ._minibatch import MinibatchTrainer as MinibatchTrainer
+from ._placement import (
+    AbstractPlacement as AbstractPlacement,
+    Sharded as Sharded,
+    SharedSolve as SharedSolve,
+    SingleDevice as SingleDevice,
+    Vmapped as Vmapped,
+)
+from ._regularisers import (
+    AbstractRegulariser as AbstractRegulariser,
+    GramRegulariser as GramRegulariser,
+    TikhonovRegulariser as TikhonovRegulariser,
+)
+from ._run import (
+    TrainedSurrogate as TrainedSurrogate,
+    evaluate_model as evaluate_model,
+    load as load,
+    train as train,
+    train_cohort as train_cohort,
+)
+from ._rundir import (
+    CHECKPOINT as CHECKPOINT,
+    COHORT_FIELDS as COHORT_FIELDS,
+    CONFIG as CONFIG,
+    ERROR as ERROR,
+    EVALUATION as EVALUATION,
+    HISTORY as HISTORY,
+    METRICS as METRICS,
+    MODEL as MODEL,
+    NORMALISATION as NORMALISATION,
+    PLOT as PLOT,
+    RUN_FILES as RUN_FILES,
+    CohortDir as CohortDir,
+    RunDir as RunDir,
+    check_cohort as check_cohort,
+    cohort_key as cohort_key,
+)
+from ._sampling import (
+    AbstractSampler as AbstractSampler,
+    EpochSampler as EpochSampler,
+    ReplacementSampler as ReplacementSampler,
+)
+from ._settings import (
+    Checkpointing as Checkpointing,
+    Evaluation as Evaluation,
+    Stopping as Stopping,
+)
+from ._status import Status as Status
+from ._summary import (
+    parse_seeds as parse_seeds,
+    summarise as summarise,
+    summary_table as summary_table,
+)
+from ._trainer import (
+    AbstractRun as AbstractRun,
+    AbstractTrainer as AbstractTrainer,
+    Evaluated as Evaluated,
+    Outcome as Outcome,
+    Problem as Problem,
+)

@@ -6,32 +6,30 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import optax
 
-from .._datasets import load_dataset
+from .._datasets import Dataset, TrajectoryData, load_dataset
 from .._layers import TimeVaryingLinear
+from .._process import x64_enabled
 from .._surrogate import Surrogate
 from .._trajectories import TrajectoryModel
 from ._choices import (
     BASES,
     FIELDS,
     INPUT_MAPS,
-    LOSSES,
     MODELS,
     OPENING_ACTIVATIONS,
-    OPTIMISERS,
     PARADIGMS,
     PRECISIONS,
-    SCHEDULES,
     SOLVERS,
+    TRAINERS,
 )
-from ._config import RunConfig, TrainConfig, is_time_series
-from ._regularisers import GramRegulariser, TikhonovRegulariser
+from ._config import RunConfig, is_time_series
+from ._settings import Evaluation, Stopping
 
 
 def dtype_of(precision: str):
     """The JAX dtype of `precision`; float64 needs x64 enabled by the caller."""
-    if precision == "float64" and not jax.config.jax_enable_x64:
+    if precision == "float64" and not x64_enabled():
         raise ValueError(
             "precision 'float64' needs 64-bit JAX: call "
             "jax.config.update('jax_enable_x64', True) first (the CLI does this for you)."
@@ -78,7 +76,9 @@ def build_model(
     fkey, skey = jax.random.split(key)
     if is_time_series(config.data):
         if dt is None:
-            dt = load_dataset(config.data.dataset, window=config.data.window).dt
+            series = load_dataset(config.data.dataset, window=config.data.window)
+            assert isinstance(series, TrajectoryData)  # `is_time_series` named one
+            dt = series.dt
         state_size = in_size - 1
         field = _field(dataclasses.replace(m, width=state_size), dtype, key=fkey)
         solver, controller, dt0 = SOLVERS[m.solver](m)
@@ -99,19 +99,30 @@ def build_model(
     return Surrogate(in_size, out_size, dynamics, activation, key=skey, dtype=dtype)
 
 
-def build_optimiser(t: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-    """The Optax optimiser of `t` (without clipping: `fit` adds it from `clip_norm`)."""
-    return OPTIMISERS[t.optimiser](SCHEDULES[t.schedule](t, total_steps))
+def build_trainer(config: RunConfig, data: Dataset | TrajectoryData):
+    """The trainer `config.train.optimiser` names, for training on `data`.
+
+    **Raises:** `ValueError` for settings the trainer or the data cannot satisfy."""
+    return TRAINERS[config.train.optimiser](config, data)
 
 
-def build_loss(t: TrainConfig):
-    return LOSSES[t.loss]()
+def build_settings(config: RunConfig, data: Dataset | TrajectoryData) -> dict:
+    """The `Stopping` and `Evaluation` of `config.train` for training on `data`."""
+    t = config.train
+    per_epoch = max(data.sizes()["train"] // t.batch_size, 1)
+    return dict(
+        stopping=Stopping(t.patience, t.divergence_factor, t.max_failed_batches),
+        evaluation=Evaluation(every=t.eval_every_iterations or t.eval_every * per_epoch),
+    )
 
 
-def build_regularisers(t: TrainConfig) -> tuple:
-    out = []
-    if t.tikhonov or t.readout_tikhonov:
-        out.append(TikhonovRegulariser(weights=t.tikhonov, readout=t.readout_tikhonov))
-    if t.gram:
-        out.append(GramRegulariser(t.gram))
-    return tuple(out)
+def load_data(config: RunConfig) -> Dataset | TrajectoryData:
+    """The data set `config.data` names, split and normalised as it says."""
+    d = config.data
+    return load_dataset(
+        d.dataset,
+        seed=d.split_seed,
+        protocol=d.protocol,
+        num_outputs=d.num_outputs,
+        window=d.window,
+    )

@@ -1,5 +1,6 @@
 """Every named choice of the configuration, once: the name -> builder tables that turn the
-strings of the CLI and TOML files into objects, and `CHOICES`, the names each field accepts.
+strings of the CLI and TOML files into objects (`TRAINERS` among them: which trainer an
+optimiser name means), and `CHOICES`, the names each field accepts.
 
 A table's order is the order the CLI's `--help` and the config's error messages list."""
 
@@ -17,11 +18,16 @@ from .._bases import (
     MonomialBasis,
     PiecewiseConstantBasis,
 )
+from .._datasets import TrajectoryData
 from .._fields import AntisymmetricField, HamiltonianField, LayerField, MLPField
 from .._models import HamiltonianNet, NeuralODE, ResNet
 from .._paradigms import DiscretizeThenOptimize, OptimizeThenDiscretize
 from .._trajectories import cube
+from ._gnvpro_trainer import MAX_INNER, STUDY_RIDGE, GNvproTrainer, iteration_cost
 from ._losses import L1Loss, MSELoss, RelativeL2Loss
+from ._minibatch import MinibatchTrainer
+from ._regularisers import GramRegulariser, TikhonovRegulariser
+from ._sampling import EpochSampler, ReplacementSampler
 
 # name -> (degree, *, t0, t1) -> basis
 BASES = {
@@ -66,8 +72,8 @@ PARADIGMS = {"discretize": DiscretizeThenOptimize, "optimize": OptimizeThenDiscr
 
 def _neural_ode(m, field):
     solver, controller, dt0 = SOLVERS[m.solver](m)
-    return NeuralODE(
-        field,
+    return NeuralODE(  # pyright: ignore[reportCallIssue]  (eqx.AbstractVar fields of the
+        field,  # abstract base make pyright synthesise another __init__ than Equinox does)
         m.t1,
         solver=solver,
         stepsize_controller=controller,
@@ -80,8 +86,10 @@ def _neural_ode(m, field):
 # name -> (model config, field) -> dynamics
 MODELS = {
     "node": _neural_ode,
-    "resnet": lambda m, field: ResNet(field, m.t1, m.steps),
-    "hamiltonian": lambda m, field: HamiltonianNet(field, m.t1, m.steps),
+    # pyright: ignore below: eqx.AbstractVar fields of the abstract base make pyright synthesise
+    # another __init__ than Equinox does.
+    "resnet": lambda m, field: ResNet(field, m.t1, m.steps),  # pyright: ignore[reportCallIssue]
+    "hamiltonian": lambda m, field: HamiltonianNet(field, m.t1, m.steps),  # pyright: ignore[reportCallIssue]
 }
 
 OPENING_ACTIVATIONS = {"tanh": jnp.tanh, "none": None}
@@ -114,6 +122,103 @@ SCHEDULES = {
 
 LOSSES = {"mse": MSELoss, "l1": L1Loss, "relative": RelativeL2Loss}
 
+SAMPLERS = {"epochs": EpochSampler, "replacement": ReplacementSampler}
+
+
+def regularisers(t) -> tuple:
+    """The regularisers of a train config."""
+    out = []
+    if t.tikhonov or t.readout_tikhonov:
+        out.append(TikhonovRegulariser(weights=t.tikhonov, readout=t.readout_tikhonov))
+    if t.gram:
+        out.append(GramRegulariser(t.gram))
+    return tuple(out)
+
+
+def _minibatch(name: str):
+    """The builder of a `MinibatchTrainer` with the Optax optimiser `OPTIMISERS[name]`."""
+
+    def build(config, data) -> MinibatchTrainer:
+        t, train_size = config.train, data.sizes()["train"]
+        if t.batch_size > train_size:
+            raise ValueError(
+                f"train.batch_size={t.batch_size} exceeds the {train_size} training samples of "
+                f"{data.name!r}; lower it (--batch-size {train_size} or less)."
+            )
+        per_epoch = train_size // t.batch_size
+        total = t.iterations if t.iterations is not None else t.epochs * per_epoch
+        return MinibatchTrainer(
+            OPTIMISERS[name](SCHEDULES[t.schedule](t, total)),
+            steps=total,
+            batch_size=t.batch_size,
+            sampler=SAMPLERS[t.sampling](),
+            loss=LOSSES[t.loss](),
+            regularisers=regularisers(t),
+            clip_norm=t.clip_norm,
+            ridge=t.ridge,
+        )
+
+    return build
+
+
+def _gnvpro(config, data) -> GNvproTrainer:
+    """GNvpro's budget: `train.iterations`, when set, is the number of outer (trust-region)
+    iterations; otherwise the run may use `2 * train.epochs` passes over the training set,
+    the work of `train.epochs` epochs of minibatch Adam (one forward and one backward pass
+    of every sample), so that the two optimisers compare at equal work. `train.ridge` is the
+    study's readout weight $\\beta$ (default 1e-3) and `train.tikhonov` its $\\alpha$ on the
+    opening and dynamics parameters (the study: 1e-5). Fields of minibatch training
+    (learning rate and schedule, batches, clipping, evaluation cadence, the divergence and
+    failed-batch stops) have no counterpart in a full-batch trust-region method and are not
+    used.
+
+    **Raises:** `ValueError` naming every setting that GNvpro cannot honour (`train.loss`
+    other than `"mse"`, `train.gram`, `train.readout_tikhonov`, `train.patience`, a
+    time-series data set) and a pass budget smaller than one iteration."""
+    t = config.train
+    refused = []
+    if isinstance(data, TrajectoryData):
+        refused.append(
+            f"data.dataset = {config.data.dataset!r} (a time series: its model has no "
+            "readout to project out; use another optimiser)"
+        )
+    if t.loss != "mse":
+        refused.append(f'train.loss = {t.loss!r} (it minimises a least-squares misfit: use "mse")')
+    if t.gram:
+        refused.append(
+            f"train.gram = {t.gram!r} (the L2-in-time Gram penalty is not part of its "
+            "residual: use 0)"
+        )
+    if t.readout_tikhonov:
+        refused.append(
+            f"train.readout_tikhonov = {t.readout_tikhonov!r} (its readout is the ridge "
+            "solution: weigh it with train.ridge and use 0 here)"
+        )
+    if t.patience is not None:
+        refused.append(
+            f"train.patience = {t.patience!r} (it has no early stopping: use none; "
+            "model.eqx holds the best validated iterate anyway)"
+        )
+    if refused:
+        raise ValueError('train.optimiser = "gnvpro" cannot honour ' + "; ".join(refused) + ".")
+    passes = None if t.iterations is not None else 2 * t.epochs
+    cost = iteration_cost(MAX_INNER)
+    if passes is not None and passes < cost:
+        raise ValueError(
+            f"train.epochs = {t.epochs} gives GNvpro a budget of {passes} passes (2 per "
+            f"epoch), less than one iteration ({cost} passes); raise train.epochs to at "
+            f"least {-(-cost // 2)} or set train.iterations."
+        )
+    ridge = STUDY_RIDGE if t.ridge is None else t.ridge
+    return GNvproTrainer(t.iterations, passes, ridge=ridge, tikhonov=t.tikhonov)
+
+
+# name -> (run config, data set) -> trainer
+TRAINERS = {
+    **{name: _minibatch(name) for name in OPTIMISERS},
+    "gnvpro": _gnvpro,
+}
+
 # The named choices of every string field: the CLI offers exactly these.
 CHOICES = {
     ("data", "protocol"): ("jaxode", "study"),
@@ -125,10 +230,9 @@ CHOICES = {
     ("model", "opening_activation"): tuple(OPENING_ACTIVATIONS),
     ("model", "field_init"): ("default", "normal"),
     ("model", "field_input"): tuple(INPUT_MAPS),
-    # "gnvpro" is no Optax optimiser: `train_cohort` trains it by `fit_gnvpro_members`.
-    ("train", "optimiser"): (*OPTIMISERS, "gnvpro"),
+    ("train", "optimiser"): tuple(TRAINERS),
     ("train", "schedule"): tuple(SCHEDULES),
-    ("train", "sampling"): ("epochs", "replacement"),
+    ("train", "sampling"): tuple(SAMPLERS),
     ("train", "loss"): tuple(LOSSES),
     ("train", "precision"): tuple(PRECISIONS),
 }

@@ -6,7 +6,7 @@ import pathlib
 import tomllib
 import typing
 
-from .._datasets._bundled import TIME_SERIES
+from .._datasets import TIME_SERIES
 from ._choices import CHOICES
 
 PRESETS = pathlib.Path(__file__).resolve().parent.parent / "presets"
@@ -212,7 +212,7 @@ class RunConfig:
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
-def _coerce(section, key, value, hint):
+def _coerce(section: str, key: str, value: typing.Any, hint) -> typing.Any:
     """Numbers from TOML/CLI into the field's type (int -> float, "none" -> None)."""
     optional = type(None) in typing.get_args(hint)
     base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
@@ -223,12 +223,13 @@ def _coerce(section, key, value, hint):
     if base is bool and isinstance(value, str) and value.lower() in _BOOLEANS:
         return _BOOLEANS[value.lower()]
     try:
+        # Any value is tried: a TypeError or ValueError becomes the message below.
         if base is float and not isinstance(value, bool):
-            return float(value)
+            return float(value)  # pyright: ignore[reportArgumentType]
         if base is int and not isinstance(value, bool):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return int(value)
+            return int(value)  # pyright: ignore[reportArgumentType]
     except (TypeError, ValueError):
         raise ValueError(
             f"{section}.{key} must be {'an integer' if base is int else 'a number'}, got {value!r}."

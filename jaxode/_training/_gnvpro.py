@@ -5,6 +5,7 @@ second optimiser of the study's discrete nets."""
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 import diffrax
 import equinox as eqx
@@ -168,7 +169,7 @@ class GaussNewtonKrylov(optx.AbstractGaussNewton):
         max_inner: int = 20,
         inner_rtol: float = 1e-2,
         norm: Callable[[PyTree], Scalar] = optx.max_norm,
-        search: optx.AbstractSearch = optx.ClassicalTrustRegion(),
+        search: optx.AbstractSearch | None = None,
     ):
         _check_int("max_inner", max_inner)
         _check_number("inner_rtol", inner_rtol, strict=False)
@@ -176,11 +177,11 @@ class GaussNewtonKrylov(optx.AbstractGaussNewton):
         self.atol = atol
         self.norm = norm
         self.descent = TruncatedCGDescent(max_steps=max_inner, rtol=inner_rtol)
-        self.search = search
+        self.search = optx.ClassicalTrustRegion() if search is None else search
         self.verbose = _silent
 
 
-GaussNewtonKrylov.__doc__ += "\n" + _REFERENCES
+GaussNewtonKrylov.__doc__ = f"{GaussNewtonKrylov.__doc__}\n{_REFERENCES}"
 
 
 # --- The reduced (variable-projection) objective -----------------------------------------
@@ -233,7 +234,7 @@ class VarProObjective(eqx.Module):
         """$Z(\\theta)$."""
         model = eqx.combine(theta, self.rest)
         with skip_value_checks():
-            return model.dynamics.solve_batch(jax.vmap(model.features)(xs)).final
+            return model.dynamics.solve_batch(jax.vmap(model.features)(jnp.asarray(xs))).final
 
     def readout(self, features, targets) -> tuple[Float[Array, "out width"], Float[Array, " out"]]:
         """$W^*$ of `features` as `(weight, bias)`, differentiable (a Cholesky solve of the
@@ -284,7 +285,7 @@ class VarProObjective(eqx.Module):
         return eqx.tree_at(lambda m: (m.readout.weight, m.readout.bias), model, readout)
 
 
-VarProObjective.__doc__ += "\n" + _REFERENCES
+VarProObjective.__doc__ = f"{VarProObjective.__doc__}\n{_REFERENCES}"
 
 
 # --- The outer loop, step by step, with its work counted ---------------------------------
@@ -347,6 +348,90 @@ def _check_number(name: str, value, strict: bool) -> None:
         )
 
 
+class GaussNewtonKrylovIterations:
+    """The outer iterations of `GaussNewtonKrylov` on `fn(y, args) -> (residuals, aux)`, one
+    at a time (each one compiled program), with the work counted in passes of `fn`: every
+    iteration linearises `fn` at its trial point (one forward pass) and predicts the
+    trust-region reduction (one Jacobian-vector product); an accepted step adds the
+    gradient $J^T r$ (one vector-Jacobian product) and CG iterations (one of each per
+    iteration). Iteration 0 evaluates the start (and compiles).
+
+    **Attributes:** `y` and `aux`: the current (last accepted) point and the residual
+    function's auxiliary output there; `traces`: how often the step was traced;
+    `compile_time`, `wall_time`: seconds of iteration 0 and of the others; `accepted`:
+    accepted steps after the start; `terminate`: whether the solver's own termination test
+    holds at the current point.
+    """
+
+    def __init__(self, fn: Callable, y0: PyTree, args: PyTree, *, max_inner: int, inner_rtol):
+        solver = GaussNewtonKrylov(max_inner=max_inner, inner_rtol=inner_rtol)
+        f_struct, aux_struct = eqx.filter_eval_shape(fn, y0, args)
+        self.state = solver.init(fn, y0, args, {}, f_struct, aux_struct, frozenset())
+        self.fn, self.args, self.y = fn, args, y0
+        self.traces, self.iteration, self.accepted = 0, -1, 0
+        self.compile_time = self.wall_time = 0.0
+        self.counts = dict(forward=0, jvp=0, vjp=0)
+        self.terminate = False
+
+        @eqx.filter_jit
+        def step(fn, args, y, state):
+            self.traces += 1
+            accepted_before = state.num_accepted_steps
+            y, state, _ = solver.step(fn, y, args, {}, state, frozenset())
+            report = dict(
+                objective=0.5 * _sum_squares(state.f_info.residual),
+                gradient_norm=state.descent_state.gradient_norm,
+                trust_radius=state.search_state.step_size * state.descent_state.norms[-1],
+                step_length=jnp.linalg.norm(ravel_pytree(state.y_eval)[0] - ravel_pytree(y)[0]),
+                accepted=state.num_accepted_steps > accepted_before,
+                cg_iterations=state.descent_state.num_cg,
+                terminate=state.terminate,
+            )
+            return y, state, report
+
+        self._step = step
+
+    @property
+    def aux(self):
+        return self.state.aux
+
+    def next(self) -> dict:
+        """Runs the next iteration; returns its history row (see `GNvproResult.history`)."""
+        start = time.perf_counter()
+        self.y, self.state, report = self._step(self.fn, self.args, self.y, self.state)
+        report = {k: v.item() for k, v in jax.device_get(report).items()}
+        self.iteration += 1
+        if self.iteration > 0:
+            self.wall_time += time.perf_counter() - start
+        else:
+            self.compile_time = time.perf_counter() - start
+        self.counts["forward"] += 1
+        self.counts["jvp"] += 1
+        if not report["accepted"]:
+            report["cg_iterations"] = 0
+        else:
+            self.accepted += self.iteration > 0
+            self.counts["vjp"] += 1 + report["cg_iterations"]
+            self.counts["jvp"] += report["cg_iterations"]
+        self.terminate = bool(report.pop("terminate"))
+        row: dict[str, Any] = dict(iteration=self.iteration, **report)
+        row.update(self.counts, evaluations=sum(self.counts.values()), wall_time=self.wall_time)
+        return row
+
+    def stop_reason(self, row: dict, *, gtol: float, max_evaluations) -> str | None:
+        """Why the loop ends after `row`: `"converged"` (the solver's termination, or the
+        gradient norm at most `gtol`), `"max_evaluations"` (the pass budget is used),
+        `"stalled"` (the trust radius fell below float32's smallest normal number), or
+        `None`: it goes on."""
+        if self.terminate or row["gradient_norm"] <= gtol:
+            return "converged"
+        if max_evaluations is not None and row["evaluations"] >= max_evaluations:
+            return "max_evaluations"
+        if row["trust_radius"] <= np.finfo(np.float32).tiny:
+            return "stalled"
+        return None
+
+
 def gauss_newton_krylov(
     fn: Callable,
     y0: PyTree,
@@ -361,12 +446,8 @@ def gauss_newton_krylov(
     callback: Callable | None = None,
 ) -> GNvproResult:
     """Runs `GaussNewtonKrylov` on `fn(y, args) -> (residuals, aux)` one step at a time (each
-    step one compiled program), recording a history and the work done.
-
-    Work is counted in passes of `fn`: every step linearises `fn` at its trial point (one
-    forward pass) and predicts the trust-region reduction (one Jacobian-vector product); an
-    accepted step adds the gradient $J^T r$ (one vector-Jacobian product) and CG iterations
-    (one of each per iteration).
+    step one compiled program, see `GaussNewtonKrylovIterations`), recording a history and
+    the work done.
 
     **Arguments:**
 
@@ -390,81 +471,48 @@ def gauss_newton_krylov(
     if max_evaluations is not None:
         _check_number("max_evaluations", max_evaluations, strict=True)
     _check_number("gtol", gtol, strict=False)
-    solver = GaussNewtonKrylov(max_inner=max_inner, inner_rtol=inner_rtol)
-    options, tags = {}, frozenset()
-    f_struct, aux_struct = eqx.filter_eval_shape(fn, y0, args)
-    state = solver.init(fn, y0, args, options, f_struct, aux_struct, tags)
-    traces = [0]
-
-    @eqx.filter_jit
-    def step(fn, args, y, state):
-        traces[0] += 1
-        accepted_before = state.num_accepted_steps
-        y, state, _ = solver.step(fn, y, args, options, state, tags)
-        report = dict(
-            objective=0.5 * _sum_squares(state.f_info.residual),
-            gradient_norm=state.descent_state.gradient_norm,
-            trust_radius=state.search_state.step_size * state.descent_state.norms[-1],
-            step_length=jnp.linalg.norm(ravel_pytree(state.y_eval)[0] - ravel_pytree(y)[0]),
-            accepted=state.num_accepted_steps > accepted_before,
-            cg_iterations=state.descent_state.num_cg,
-            terminate=state.terminate,
-        )
-        return y, state, report
-
-    counts = dict(forward=0, jvp=0, vjp=0)
-    history, y, status, accepted = [], y0, "max_iterations", 0
-    compile_time = training = 0.0
-    for iteration in range(max_iterations + 1):
-        start = time.perf_counter()
-        y, state, report = step(fn, args, y, state)
-        report = {k: v.item() for k, v in jax.device_get(report).items()}
-        if iteration > 0:
-            training += time.perf_counter() - start
-        else:
-            compile_time = time.perf_counter() - start
-            if not np.isfinite(report["objective"]):
-                raise ValueError("the residual at the start is not finite; check the data.")
-        counts["forward"] += 1
-        counts["jvp"] += 1
-        if not report["accepted"]:
-            report["cg_iterations"] = 0
-        else:
-            accepted += iteration > 0
-            counts["vjp"] += 1 + report["cg_iterations"]
-            counts["jvp"] += report["cg_iterations"]
-        row = dict(iteration=iteration, **{k: report[k] for k in report if k != "terminate"})
-        row.update(counts, evaluations=sum(counts.values()))
-        row["wall_time"] = training
-        if report["accepted"] and on_accept is not None:
-            row.update(on_accept(y, state.aux) or {})
+    iterations = GaussNewtonKrylovIterations(
+        fn, y0, args, max_inner=max_inner, inner_rtol=inner_rtol
+    )
+    history, status = [], "max_iterations"
+    for _ in range(max_iterations + 1):
+        row = iterations.next()
+        if row["iteration"] == 0 and not np.isfinite(row["objective"]):
+            raise ValueError("the residual at the start is not finite; check the data.")
+        if row["accepted"] and on_accept is not None:
+            row.update(on_accept(iterations.y, iterations.aux) or {})
         elif history and on_accept is not None:
             row.update({k: history[-1][k] for k in history[-1] if k.startswith("val_")})
         history.append(row)
         if callback is not None:
-            callback(row, y, state.aux)
-        if report["terminate"] or report["gradient_norm"] <= gtol:
-            status = "converged"
+            callback(row, iterations.y, iterations.aux)
+        reason = iterations.stop_reason(row, gtol=gtol, max_evaluations=max_evaluations)
+        if reason is not None:
+            status = reason
             break
-        if max_evaluations is not None and row["evaluations"] >= max_evaluations:
-            status = "max_evaluations"
-            break
-        if report["trust_radius"] <= np.finfo(np.float32).tiny:
-            status = "stalled"
-            break
-    counts["total"] = sum(counts.values())
+    counts = dict(iterations.counts, total=sum(iterations.counts.values()))
     return GNvproResult(
-        model=y,
+        model=iterations.y,
         history=history,
         status=status,
         iterations=len(history) - 1,
-        accepted=accepted,
+        accepted=iterations.accepted,
         evaluations=counts,
-        compile_time=compile_time,
-        num_traces=traces[0],
-        wall_time=training,
-        aux=state.aux,
+        compile_time=iterations.compile_time,
+        num_traces=iterations.traces,
+        wall_time=iterations.wall_time,
+        aux=iterations.aux,
     )
+
+
+def reduced_problem(model: Surrogate, x, y, *, ridge: float, tikhonov: float, penalise_bias=True):
+    """`(objective, theta, args)`: the `VarProObjective` of `model` on the training data
+    `(x, y)`, the start $\\theta$ (`split_readout`) and the residual function's arguments
+    (the data in the model's precision)."""
+    dtype = model.readout.weight.dtype
+    theta, rest = split_readout(model)
+    objective = VarProObjective(rest, float(ridge), float(tikhonov), penalise_bias)
+    return objective, theta, (jnp.asarray(x, dtype), jnp.asarray(y, dtype))
 
 
 def _check_data(name: str, data, model: Surrogate):
@@ -566,10 +614,9 @@ def fit_gnvpro(
     x, y = _check_data("train", train, model)
     if val is not None:
         xv, yv = _check_data("val", val, model)
-    dtype = model.readout.weight.dtype
-    theta, rest = split_readout(model)
-    objective = VarProObjective(rest, float(ridge), float(tikhonov), penalise_bias)
-    args = (jnp.asarray(x, dtype), jnp.asarray(y, dtype))
+    objective, theta, args = reduced_problem(
+        model, x, y, ridge=ridge, tikhonov=tikhonov, penalise_bias=penalise_bias
+    )
 
     def validate(theta, readout):
         predictions = predict_in_chunks(objective.model(theta, readout), xv)
@@ -589,8 +636,8 @@ def fit_gnvpro(
         if callback is None
         else lambda row, theta, aux: callback(row, objective.model(theta, aux)),
     )
-    result.model = objective.model(result.model, result.aux)
+    result.model = objective.model(result.model, cast(tuple, result.aux))
     return result
 
 
-fit_gnvpro.__doc__ += "\n" + _REFERENCES
+fit_gnvpro.__doc__ = f"{fit_gnvpro.__doc__}\n{_REFERENCES}"

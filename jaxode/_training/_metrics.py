@@ -10,6 +10,7 @@ from jaxtyping import Array, Float
 
 from .._models import NeuralODE, skip_value_checks
 from .._surrogate import Surrogate
+from .._trajectories import TrajectoryModel
 
 
 def global_relative_error(
@@ -55,7 +56,9 @@ def _features_at_t1(model: Surrogate, xs):
         return model.dynamics.solve_batch(jax.vmap(model.features)(xs)).final
 
 
-def predict_in_chunks(model: Surrogate, xs: np.ndarray, chunk: int = 256) -> np.ndarray:
+def predict_in_chunks(
+    model: Surrogate | TrajectoryModel, xs: np.ndarray, chunk: int = 256
+) -> np.ndarray:
     """`model.predict` in fixed-size chunks (one compilation for any number of samples),
     as float64 NumPy.
 
@@ -105,7 +108,8 @@ def _chunked(function, model, xs, chunk):
         pad = chunk - len(part)
         padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
         values = jax.device_get(function(model, jnp.asarray(padded, dtype)))
-        out.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: len(part)], values))
+        rows = len(part)
+        out.append(jax.tree_util.tree_map(lambda a, rows=rows: np.asarray(a)[:rows], values))
     joined = jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *out)
     widen = lambda a: a.astype(np.float64) if a.dtype.kind == "f" else a
     return jax.tree_util.tree_map(widen, joined)

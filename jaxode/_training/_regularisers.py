@@ -33,7 +33,8 @@ def _sum_squares(tree) -> Float[Array, ""]:
 class TikhonovRegulariser(AbstractRegulariser):
     """$\\frac{\\alpha}{2}\\|\\theta\\|^2 + \\frac{\\beta}{2}\\|W\\|^2$ with $\\theta$ the
     opening and dynamics parameters (all basis coefficients; all parameters of a model without
-    a readout) and $W$ the readout (weight and bias), as in the study's discrete nets ($\\alpha = 10^{-5}$, $\\beta = 10^{-3}$).
+    a readout) and $W$ the readout (weight and bias), as in the study's discrete nets
+    ($\\alpha = 10^{-5}$, $\\beta = 10^{-3}$).
 
     **Arguments:**
 

@@ -1,0 +1,75 @@
+"""The sentence that says how a member of a minibatch training ended and, when it did not
+complete, what to change."""
+
+from ._members import MemberRecord
+from ._state import Counters
+from ._status import Code, SolveFailure
+from ._steps import Task
+
+
+def _advice(clip_norm: float | None) -> str:
+    clipping = "" if clip_norm is not None else ", or enable gradient clipping (clip_norm)"
+    return (
+        "loosen the solver tolerances (rtol/atol), raise max_steps or lower the learning "
+        f"rate{clipping}"
+    )
+
+
+def _checkpoint_phrase(record: MemberRecord, interval: int) -> str:
+    if record.checkpoint_step is None:
+        return f"no checkpoint had been written yet (the first evaluation is at step {interval})"
+    return f"kept the last good checkpoint (step {record.checkpoint_step})"
+
+
+def _not_finite(task: Task, step: int, phrase: str, clip_norm: float | None) -> str:
+    advice = (
+        "lower the learning rate or enable gradient clipping (clip_norm)"
+        if clip_norm is None
+        else f"lower the learning rate (gradients are already clipped at norm {clip_norm:g})"
+    )
+    return (
+        f"loss or parameters became NaN/inf at step {step} (epoch "
+        f"{(step - 1) // task.per_epoch + 1}); {phrase}; {advice}."
+    )
+
+
+def ending(
+    task: Task,
+    record: MemberRecord,
+    c: Counters,
+    k: int,
+    code: Code,
+    clip_norm: float | None,
+) -> str:
+    """How member `k` (its record, the counters of every member) ended with `code`."""
+    step = int(c.step[k])
+    phrase = _checkpoint_phrase(record, task.interval)
+    if code == Code.SOLVER_FAILED:
+        run = int(c.consecutive_failures[k])
+        reason = SolveFailure(int(c.failure_reason[k])).reason
+        message = (
+            f"the ODE solve failed in {run} consecutive batches (steps {step - run + 1} to "
+            f"{step}; {reason}); stopped at step {step} and {phrase}; {_advice(clip_norm)}."
+        )
+    elif code == Code.NOT_FINITE:
+        message = _not_finite(task, step, phrase, clip_norm)
+    elif code == Code.EXPLODED:
+        what = "validation error" if task.validated else "training loss"
+        message = (
+            f"the {what} exploded: {record.monitored:.3g} at step {step} is more than "
+            f"{task.stopping.divergence_factor:g} times its lowest value "
+            f"({float(c.lowest[k]):.3g}); stopped and {phrase}; {_advice(clip_norm)}."
+        )
+    elif code == Code.EARLY_STOPPED:
+        message = (
+            f"no validation improvement in {task.stopping.patience} evaluations; stopped "
+            f"at step {step}."
+        )
+    else:
+        message = f"finished {step} steps."
+    if c.failures[k] and code != Code.SOLVER_FAILED:
+        message += (
+            f" {int(c.failures[k])} solver failures in {int(c.failed_batches[k])} batches "
+            "were skipped; loosen tolerances or raise max_steps."
+        )
+    return message
