@@ -70,10 +70,15 @@ SOLVERS = {
 PARADIGMS = {"discretize": DiscretizeThenOptimize, "optimize": OptimizeThenDiscretize}
 
 
-def _neural_ode(m, field):
+# The dynamics' constructors take their fields positionally, as Equinox defines them; pyright
+# reads the eqx.AbstractVar fields of their abstract base as fields of their own and synthesises
+# another __init__, hence the ignore comments of the three builders.
+
+
+def _neural_ode(m, field) -> NeuralODE:
     solver, controller, dt0 = SOLVERS[m.solver](m)
-    return NeuralODE(  # pyright: ignore[reportCallIssue]  (eqx.AbstractVar fields of the
-        field,  # abstract base make pyright synthesise another __init__ than Equinox does)
+    return NeuralODE(  # pyright: ignore[reportCallIssue]
+        field,
         m.t1,
         solver=solver,
         stepsize_controller=controller,
@@ -83,14 +88,16 @@ def _neural_ode(m, field):
     )
 
 
+def _resnet(m, field) -> ResNet:
+    return ResNet(field, m.t1, m.steps)  # pyright: ignore[reportCallIssue]
+
+
+def _hamiltonian(m, field) -> HamiltonianNet:
+    return HamiltonianNet(field, m.t1, m.steps)  # pyright: ignore[reportCallIssue]
+
+
 # name -> (model config, field) -> dynamics
-MODELS = {
-    "node": _neural_ode,
-    # pyright: ignore below: eqx.AbstractVar fields of the abstract base make pyright synthesise
-    # another __init__ than Equinox does.
-    "resnet": lambda m, field: ResNet(field, m.t1, m.steps),  # pyright: ignore[reportCallIssue]
-    "hamiltonian": lambda m, field: HamiltonianNet(field, m.t1, m.steps),  # pyright: ignore[reportCallIssue]
-}
+MODELS = {"node": _neural_ode, "resnet": _resnet, "hamiltonian": _hamiltonian}
 
 OPENING_ACTIVATIONS = {"tanh": jnp.tanh, "none": None}
 

@@ -6,7 +6,7 @@ import optax
 from ._choices import SAMPLERS
 from ._minibatch import MinibatchTrainer
 from ._placement import Sharded, SharedSolve, Vmapped
-from ._settings import Checkpointing, Evaluation, Stopping
+from ._settings import Checkpointing, Evaluation, Stopping, check_count
 
 _TRAINER = (
     "epochs",
@@ -69,6 +69,7 @@ def from_keywords(optimiser, keywords: dict, settings: dict, *, cohort: bool):
             f"keyword arguments {misplaced} do not apply to "
             + ("a cohort (use checkpoint_dirs)." if cohort else "one model; use fit_cohort.")
         )
+    check_count("eval_every", keywords.get("eval_every"))
     trainer = MinibatchTrainer(
         optimiser,
         sampler=sampler(keywords.get("sampling", "epochs")),

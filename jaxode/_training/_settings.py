@@ -62,7 +62,7 @@ class Evaluation(eqx.Module):
     count_every: int = 10
 
     def __check_init__(self):
-        check_count("eval_every", self.every)
+        check_count("every", self.every)
         check_count("count_every", self.count_every, allow_none=False)
 
 
