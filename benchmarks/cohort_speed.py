@@ -48,7 +48,12 @@ STRUCTURES = {
     "hamiltonian": dict(model="hamiltonian", field="hamiltonian", width=15, steps=12),
     "node": {},
 }
-HAS_SHARED_SOLVE = "shared_solve" in inspect.signature(jaxode.fit_cohort).parameters
+# Releases with the SharedSolve placement take shared_solve as a keyword of fit_cohort's keyword
+# form; earlier ones named it in the signature.
+HAS_SHARED_SOLVE = (
+    hasattr(jaxode, "SharedSolve")
+    or "shared_solve" in inspect.signature(jaxode.fit_cohort).parameters
+)
 
 
 def setup(structure: str):
