@@ -82,7 +82,8 @@ def train_cells(
                 progress=False,
             )
             trained = [
-                metrics or {"status": r.status, "message": r.message} for _, r, metrics in outcomes
+                metrics or {"status": str(r.status), "message": r.message}
+                for _, r, metrics in outcomes
             ]
         except Exception as error:
             detail = traceback.format_exc()

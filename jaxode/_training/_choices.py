@@ -150,7 +150,7 @@ def _minibatch(name: str):
         if t.batch_size > train_size:
             raise ValueError(
                 f"train.batch_size={t.batch_size} exceeds the {train_size} training samples of "
-                f"{data.name!r}; lower it (--batch-size {train_size} or less)."
+                f"{data.name!r}; lower train.batch_size (--batch-size) to {train_size} or less."
             )
         per_epoch = train_size // t.batch_size
         total = t.iterations if t.iterations is not None else t.epochs * per_epoch

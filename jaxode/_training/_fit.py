@@ -4,6 +4,7 @@ placement are objects; a single model is a cohort of one."""
 import dataclasses
 import typing
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import optax
@@ -199,7 +200,7 @@ def fit(
 ) -> FitResult | list[FitResult]:
     """Trains a model, or a cohort of models of one structure that differ in their values
     (initialisation, minibatch key, hyperparameters, regularisation weights), as one
-    compiled program. MemberRecord k ends as it would alone with the same values, to rounding:
+    compiled program. Member k ends as it would alone with the same values, to rounding:
     each member keeps its own early stopping, best parameters, divergence and failure state;
     a member that stops is frozen while the others go on.
 
@@ -235,14 +236,15 @@ def fit(
 
     **Raises:** `ValueError` for inconsistent arguments (named in the message).
     """
-    single = not isinstance(models, Sequence)
-    models = [models] if single else list(models)
+    # A sequence of models is a cohort; anything else is one model (checked below).
+    single = not isinstance(models, Sequence) or isinstance(models, str)
+    cohort = [models] if single else list(cast(Sequence[Model], models))
     if single:
         if keys is not None:
-            raise ValueError("pass `key` for one model (`keys` is for a cohort).")
+            raise TypeError("pass `key` for one model (`keys` is for a cohort).")
         keys = None if key is None else [key]
     elif key is not None:
-        raise ValueError("pass `keys` (one per member) for a cohort, not `key`.")
+        raise TypeError("pass `keys` (one per member) for a cohort, not `key`.")
     settings = dict(
         stopping=stopping, evaluation=evaluation, checkpointing=checkpointing, placement=placement
     )
@@ -267,7 +269,7 @@ def fit(
     if single and callback is not None:
         row_callback = callback
         callback = lambda k, row: row_callback(row)
-    results = _train(models, train, trainer, val, keys, settings, progress, callback)
+    results = _train(cohort, train, trainer, val, keys, settings, progress, callback)
     return results[0] if single else results
 
 

@@ -171,8 +171,8 @@ class GaussNewtonKrylov(optx.AbstractGaussNewton):
         norm: Callable[[PyTree], Scalar] = optx.max_norm,
         search: optx.AbstractSearch | None = None,
     ):
-        _check_int("max_inner", max_inner)
-        _check_number("inner_rtol", inner_rtol, strict=False)
+        check_int("max_inner", max_inner)
+        check_number("inner_rtol", inner_rtol, strict=False)
         self.rtol = rtol
         self.atol = atol
         self.norm = norm
@@ -333,14 +333,14 @@ class GNvproResult:
     aux: object = None
 
 
-def _check_int(name: str, value, allow_none: bool = False) -> None:
+def check_int(name: str, value, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
 
 
-def _check_number(name: str, value, strict: bool) -> None:
+def check_number(name: str, value, strict: bool) -> None:
     bad = isinstance(value, bool) or not isinstance(value, (int, float))
     if bad or not (value > 0 if strict else value >= 0) or not np.isfinite(value):
         raise ValueError(
@@ -467,10 +467,10 @@ def gauss_newton_krylov(
 
     **Raises:** `ValueError` for invalid arguments or a non-finite residual at `y0`.
     """
-    _check_int("max_iterations", max_iterations)
+    check_int("max_iterations", max_iterations)
     if max_evaluations is not None:
-        _check_number("max_evaluations", max_evaluations, strict=True)
-    _check_number("gtol", gtol, strict=False)
+        check_number("max_evaluations", max_evaluations, strict=True)
+    check_number("gtol", gtol, strict=False)
     iterations = GaussNewtonKrylovIterations(
         fn, y0, args, max_inner=max_inner, inner_rtol=inner_rtol
     )
@@ -605,12 +605,12 @@ def fit_gnvpro(
     if not isinstance(model, Surrogate):
         raise TypeError(f"`model` must be a Surrogate, got {type(model).__name__}.")
     _check_dynamics(model)
-    _check_number("ridge", ridge, strict=True)
-    _check_number("tikhonov", tikhonov, strict=False)
+    check_number("ridge", ridge, strict=True)
+    check_number("tikhonov", tikhonov, strict=False)
     if not isinstance(penalise_bias, bool):
         raise TypeError(f"`penalise_bias` must be True or False, got {penalise_bias!r}.")
-    _check_int("max_iterations", max_iterations)
-    _check_int("max_inner", max_inner)
+    check_int("max_iterations", max_iterations)
+    check_int("max_inner", max_inner)
     x, y = _check_data("train", train, model)
     if val is not None:
         xv, yv = _check_data("val", val, model)

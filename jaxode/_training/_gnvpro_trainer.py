@@ -11,7 +11,13 @@ import numpy as np
 
 from .._counting import EvaluationCounter, stepped_counts
 from .._surrogate import Surrogate
-from ._gnvpro import GaussNewtonKrylovIterations, reduced_problem, split_readout
+from ._gnvpro import (
+    GaussNewtonKrylovIterations,
+    check_int,
+    check_number,
+    reduced_problem,
+    split_readout,
+)
 from ._gnvpro_member import GNvproMember, as_configured, forward_mode, params_of
 from ._losses import MSELoss
 from ._members import MemberRecord
@@ -74,6 +80,10 @@ class GNvproTrainer(AbstractTrainer):
       cross it).
     - `ridge`, `tikhonov`: $\\beta$ and $\\alpha$ of `fit_gnvpro`.
     - `max_inner`, `inner_rtol`: CG iterations per accepted step and their tolerance.
+
+    Of the settings of `fit`, GNvpro uses none of `Evaluation` (every iteration is an
+    evaluation; field evaluations are counted once, at the end) and none of `Stopping` but
+    `patience`, which it refuses (it has no early stopping); keys are not used.
     """
 
     iterations: int | None = None
@@ -84,6 +94,10 @@ class GNvproTrainer(AbstractTrainer):
     inner_rtol: float = INNER_RTOL
 
     def __check_init__(self):
+        check_number("ridge", self.ridge, strict=True)
+        check_number("tikhonov", self.tikhonov, strict=False)
+        check_int("max_inner", self.max_inner)
+        check_number("inner_rtol", self.inner_rtol, strict=False)
         if (self.iterations is None) == (self.passes is None):
             raise ValueError("pass exactly one of `iterations` and `passes`.")
         for name in ("iterations", "passes"):
@@ -191,6 +205,9 @@ class GNvproRun(AbstractRun):
             for record, model in zip(members, self.models)
         ]
         self.current = -1
+        # The next member starts when the loop next asks whether any runs: after the last
+        # row of the one before is written and its callback has run.
+        self.between_members = True
         self.traces = [0] * len(members)
 
     # --- AbstractRun ------------------------------------------------------------------
@@ -198,9 +215,10 @@ class GNvproRun(AbstractRun):
     def compile(self) -> None:
         """Nothing ahead: each member's first iteration compiles its step, timed as its
         compilation."""
-        self._next_member()
 
     def running(self) -> bool:
+        if self.between_members:
+            self._next_member()
         return self.current < len(self.members)
 
     def advance(self) -> dict[int, Evaluated]:
@@ -209,13 +227,13 @@ class GNvproRun(AbstractRun):
         row = iterations.next()
         now = time.perf_counter()
         if row["iteration"] == 0:
+            if not np.isfinite(row["objective"]):
+                return self._diverged(k)
             # The first iteration traces and compiles the step (and, on a resume, evaluates
             # the checkpointed point again): timed as compilation, as for minibatch runs.
             self.clock = now
             record.compile_time = record.compile_time or now - self.started
             record.training_started = time.time()
-            if not np.isfinite(row["objective"]):
-                return self._diverged(k)
         state.step = int(self.offsets["step"] + row["iteration"])
         state.passes = int(self.offsets["passes"] + row["evaluations"])
         record.wall = self.offsets["wall"] + (now - self.clock)
@@ -240,16 +258,17 @@ class GNvproRun(AbstractRun):
         return done, budget * len(self.members), text
 
     def interrupt(self) -> None:
-        if not self.running():
-            return
-        record, state = self.members[self.current], self.states[self.current]
-        record.stop(Status.INTERRUPTED, state.interrupted_message(record))
-        self.traces[self.current] = 1
-        for later in self.members[self.current + 1 :]:
-            later.stop(
-                Status.INTERRUPTED, "interrupted before this member started; a resume starts it."
-            )
-        self.current = len(self.members)
+        for k in range(max(self.current, 0), len(self.members)):
+            record, state = self.members[k], self.states[k]
+            if record.status != Status.RUNNING:
+                continue  # it ended; the interrupt came while its last row was written
+            if k == self.current and not self.between_members:
+                record.stop(Status.INTERRUPTED, state.interrupted_message(record))
+                self.traces[k] = 1
+            else:
+                message = "interrupted before this member started; a resume starts it."
+                record.stop(Status.INTERRUPTED, message)
+        self.current, self.between_members = len(self.members), False
 
     def outcome(self, k: int) -> Outcome:
         state, original = self.states[k], self.models[k]
@@ -268,6 +287,7 @@ class GNvproRun(AbstractRun):
         """Starts the next member that has work left; members whose work is done (a resume
         of a finished run, or a budget used up) are completed on the way."""
         t = self.trainer
+        self.between_members = False
         while True:
             self.current += 1
             if not self.running():
@@ -364,7 +384,7 @@ class GNvproRun(AbstractRun):
         if not self.counts and rows:
             rows[-1].update(_measured_counts(state.model(self.models[k]), *self.problem.train))
         record.stop(Status.COMPLETED, state.message(reason, rows, self.trainer.passes))
-        self._next_member()
+        self.between_members = True
         if out is None:
             record.save(state.checkpoint_step(record), state.snapshot)
             return {}
@@ -378,5 +398,5 @@ class GNvproRun(AbstractRun):
             "data, the initialisation (model.field_init_std) or the time horizon (model.t1).",
         )
         self.traces[k] = 1
-        self._next_member()
+        self.between_members = True
         return {}

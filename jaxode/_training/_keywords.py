@@ -73,7 +73,8 @@ def from_keywords(optimiser, keywords: dict, settings: dict, *, cohort: bool):
     trainer = MinibatchTrainer(
         optimiser,
         sampler=sampler(keywords.get("sampling", "epochs")),
-        **{name: keywords[name] for name in _TRAINER if name in keywords},
+        # None is each keyword's documented default (the loss: MSELoss()).
+        **{name: keywords[name] for name in _TRAINER if keywords.get(name) is not None},
     )
     directory = keywords.get("checkpoint_dirs" if cohort else "checkpoint_dir")
     built = dict(

@@ -10,10 +10,12 @@ from ._trainer import AbstractRun
 
 def drive(run: AbstractRun, *, progress: bool, callback: Callable | None = None) -> None:
     """Trains until every member of `run` has stopped. Each evaluated member's history row is
-    appended to its record and written (with its checkpoint, when the trainer gives one),
-    then `callback(k, row)` is called; an exception it raises stops training, the
-    checkpoints kept. A `KeyboardInterrupt` (Ctrl-C, or SIGTERM as the command line handles
-    it) marks the members still running as interrupted."""
+    appended to its record and, where the trainer says so, written with its checkpoint; then
+    `callback(k, row)` is called; an exception it raises stops training, the checkpoints
+    kept. A `KeyboardInterrupt` (Ctrl-C, or SIGTERM as the command line handles it) marks the
+    members still running as interrupted. Nothing is shown when no member has work left."""
+    if not run.running():
+        return
     done, total, _ = run.progress()
     elapsed = max(record.wall for record in run.members)
     bar = progress_bar(total, done, progress and writes_files(), elapsed=elapsed)
@@ -21,13 +23,13 @@ def drive(run: AbstractRun, *, progress: bool, callback: Callable | None = None)
         run.compile()
         while run.running():
             evaluations = run.advance()
+            bar.update(run.progress()[0] - bar.n)
             for k, evaluated in evaluations.items():
                 record = run.members[k]
                 record.history.append(evaluated.row)
                 if evaluated.write:
                     record.save(evaluated.row["step"], evaluated.checkpoint)
-            done, total, text = run.progress()
-            bar.update(done - bar.n)
+            text = run.progress()[2]
             if text:
                 bar.set_postfix_str(text)
             if callback is not None:

@@ -137,6 +137,8 @@ class MinibatchTrainer(AbstractTrainer):
             check_count(name, getattr(self, name))
         if not isinstance(self.sampler, AbstractSampler):
             raise TypeError(f"`sampler` must be an AbstractSampler, got {self.sampler!r}.")
+        if not isinstance(self.loss, AbstractLoss):
+            raise TypeError(f"`loss` must be an AbstractLoss (e.g. MSELoss()), got {self.loss!r}.")
 
     def planned(self, num_samples: int) -> int:
         if self.steps is not None:

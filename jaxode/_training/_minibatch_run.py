@@ -103,7 +103,7 @@ class MinibatchRun(AbstractRun):
         restore: list[Callable],
         counter: Callable[..., EvaluationCounts] | None,
         clip_norm: float | None,
-        count_every: int,
+        count_every: int | None,
     ):
         self.task, self.programs, self.state, self.arrays = task, programs, state, arrays
         self.members, self.mesh, self.restore, self.counter = members, mesh, restore, counter
@@ -114,8 +114,20 @@ class MinibatchRun(AbstractRun):
         running = self.counters.status == RUNNING
         self.done = int(np.max(self.counters.step[running], initial=0))
         self.last_running = running
+        for k in _indices(~running):
+            self._ended_before(k)
         self.chunk: Callable | None = None
         self.pending: tuple | None = None
+
+    def _ended_before(self, k: int) -> None:
+        """The status and message of member `k`, which a resume found stopped."""
+        record = self.members[k]
+        if record.history:
+            key = "val_global" if self.task.validated else "train_loss"
+            record.monitored = record.history[-1].get(key, math.nan)
+        code = Code(int(self.counters.status[k]))
+        message = ending(self.task, record, self.counters, k, code, self.clip_norm)
+        record.stop(code.status, message)
 
     # --- AbstractRun ------------------------------------------------------------------
 
@@ -211,12 +223,9 @@ class MinibatchRun(AbstractRun):
         chosen = member(host.best if self.task.validated else host.last_good, k)
         params = jax.tree_util.tree_map(jnp.asarray, chosen)
         c = self.counters
-        status = self.members[k].status
-        if status == Status.RUNNING:  # stopped before this call (a resumed, finished run)
-            status = Code(int(c.status[k])).status
         return Outcome(
             model=self.restore[k](eqx.combine(params, self.task.static)),
-            status=status,
+            status=self.members[k].status,
             steps=int(c.step[k]),
             best_step=int(c.best_step[k]),
             solver_failures=int(c.failures[k]),
@@ -301,4 +310,5 @@ class MinibatchRun(AbstractRun):
         if not kept:
             return False
         last = code in (Code.COMPLETED, Code.EARLY_STOPPED)
-        return len(record.history) % self.count_every == 0 or last
+        every = self.count_every
+        return last or (every is not None and len(record.history) % every == 0)

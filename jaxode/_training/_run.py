@@ -95,7 +95,9 @@ def _finish(config: RunConfig, data, run_dir: RunDir, result: FitResult):
     trained = TrainedSurrogate(result.model, data.x_norm, data.y_norm, config)
     if result.status == Status.INTERRUPTED:
         return trained, result, {}
-    metrics: dict[str, Any] = dict(status=result.status, message=result.message, steps=result.steps)
+    metrics: dict[str, Any] = dict(
+        status=str(result.status), message=result.message, steps=result.steps
+    )
     if result.checkpoint_step is None:
         run_dir.write_metrics(metrics)
         return trained, result, metrics

@@ -39,9 +39,7 @@ class Stopping(eqx.Module):
         check_count("patience", self.patience)
         check_count("max_failed_batches", self.max_failed_batches)
         factor = self.divergence_factor
-        if factor is not None and (
-            isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1
-        ):
+        if factor is not None and (isinstance(factor, bool) or not factor > 1):
             raise ValueError(f"`divergence_factor` must be > 1 or None, got {factor!r}.")
 
 
@@ -59,11 +57,11 @@ class Evaluation(eqx.Module):
 
     every: int | None = None
     count_evaluations: bool = True
-    count_every: int = 10
+    count_every: int | None = 10
 
     def __check_init__(self):
         check_count("every", self.every)
-        check_count("count_every", self.count_every, allow_none=False)
+        check_count("count_every", self.count_every, allow_none=not self.count_evaluations)
 
 
 def _directories(directory) -> tuple[pathlib.Path | None, ...] | None:

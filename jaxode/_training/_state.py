@@ -145,7 +145,7 @@ def stack(trees: list) -> PyTree:
 
 
 def member(tree: PyTree, k: int | np.integer) -> PyTree:
-    """MemberRecord `k` of a stacked tree."""
+    """Member `k` of a stacked tree."""
     return jax.tree_util.tree_map(lambda leaf: leaf[k], tree)
 
 

@@ -23,7 +23,7 @@ class Problem:
 
     `validation_model` maps a model to the one validation predicts with, when it differs (a
     `TrajectoryModel` validates over its whole validation region, a window of its own
-    length); `settings` are the stopping, evaluation and placement objects of the call.
+    length); `stopping`, `evaluation` and `placement` are the settings of the call.
     """
 
     models: tuple[Surrogate | TrajectoryModel, ...]
@@ -76,11 +76,13 @@ class AbstractRun(abc.ABC):
     @abc.abstractmethod
     def compile(self) -> None:
         """Compiles what training needs before its first step and sets the members'
-        `compile_time` and `training_started`."""
+        `compile_time` and `training_started` (a trainer that compiles in its first
+        `advance`, as GNvpro does per member, sets them there)."""
 
     @abc.abstractmethod
     def running(self) -> bool:
-        """Whether any member still trains."""
+        """Whether any member still trains (a trainer of one member after another starts the
+        next member here, once the loop has written the last one's files)."""
 
     @abc.abstractmethod
     def advance(self) -> dict[int, Evaluated]:
