@@ -50,3 +50,23 @@ def randomize(module, key, scale=0.5):
 
 def as_float64(x):
     return jnp.asarray(x, dtype=jnp.float64)
+
+
+def regression_data(n=40, seed=0):
+    """`(x, y)`: n inputs in [-1, 1]^2 and two smooth outputs of them, a small training set."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(n, 2))
+    return x, np.stack([np.sin(2 * x[:, 0]) * x[:, 1], np.cos(x[:, 0] + x[:, 1])], axis=1)
+
+
+def array_leaves(model) -> list:
+    """The floating-point arrays of `model`, as NumPy arrays, in tree order."""
+    import equinox as eqx
+    import jax
+    import numpy as np
+
+    return [
+        np.asarray(a) for a in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    ]

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import array_leaves as _leaves, regression_data as _data
 
 import jaxode
 from jaxode._training import TikhonovRegulariser, fit, fit_cohort
@@ -29,18 +30,6 @@ def _node(seed):
     return jaxode.Surrogate(
         2, 2, jaxode.NeuralODE(field, 1.0, stepsize_controller=controller), key=k2
     )
-
-
-def _data(n=40):
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, size=(n, 2))
-    return x, np.stack([np.sin(2 * x[:, 0]) * x[:, 1], np.cos(x[:, 0] + x[:, 1])], axis=1)
-
-
-def _leaves(model):
-    return [
-        np.asarray(a) for a in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
-    ]
 
 
 def _adam(learning_rate):

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from helpers import array_leaves as _leaves, regression_data
 
 import jaxode
 
@@ -18,20 +19,8 @@ def _resnet(seed):
     return jaxode.Surrogate(2, 2, jaxode.ResNet(field, 1.0, 4), key=k2)
 
 
-def _data(n=48):
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, size=(n, 2))
-    return x, np.stack([np.sin(2 * x[:, 0]) * x[:, 1], np.cos(x[:, 0] + x[:, 1])], axis=1)
-
-
-def _leaves(model):
-    return [
-        np.asarray(a) for a in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
-    ]
-
-
 def test_the_object_form_is_the_keyword_form_bit_for_bit(tmp_path):
-    x, y = _data()
+    x, y = regression_data(48)
     train, val = (x[:40], y[:40]), (x[40:], y[40:])
     key = jax.random.PRNGKey(3)
     keyword = jaxode.fit(
@@ -89,7 +78,7 @@ def test_settings_take_what_the_keyword_form_took():
 
 
 def test_fit_names_what_it_was_given_wrongly():
-    x, y = _data()
+    x, y = regression_data(48)
     with pytest.raises(TypeError, match="`model` must be a jaxode.Surrogate"):
         jaxode.fit("model", (x, y), jaxode.MinibatchTrainer(optax.adam(1e-2), steps=1), key=None)
     with pytest.raises(TypeError, match="pass `keys`"):
@@ -108,7 +97,7 @@ def test_fit_names_what_it_was_given_wrongly():
 
 
 def test_a_gnvpro_start_that_is_not_finite_is_a_status_and_no_step_ran():
-    x, y = _data()
+    x, y = regression_data(48)
     broken = jax.tree_util.tree_map(
         lambda a: a * np.nan if eqx.is_inexact_array(a) else a, _resnet(0)
     )
@@ -119,7 +108,7 @@ def test_a_gnvpro_start_that_is_not_finite_is_a_status_and_no_step_ran():
 
 
 def test_an_interrupt_as_a_gnvpro_member_ends_leaves_the_next_one_unstarted(tmp_path):
-    x, y = _data()
+    x, y = regression_data(48)
 
     def stop(k, row):
         if k == 0 and row["step"] == 2:  # member 0's last row
@@ -144,7 +133,7 @@ def test_an_interrupt_as_a_gnvpro_member_ends_leaves_the_next_one_unstarted(tmp_
 
 
 def test_a_resumed_member_that_had_stopped_early_says_why(tmp_path):
-    x, y = _data()
+    x, y = regression_data(48)
     train, val = (x[:40], y[:40]), (x[40:], y[40:])
     models = [_resnet(0), _resnet(1)]
     keys = [jax.random.PRNGKey(5), jax.random.PRNGKey(6)]
