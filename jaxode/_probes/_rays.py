@@ -37,6 +37,20 @@ from ._common import (
 )
 
 Model = Callable[[Float[Array, " in_size"]], Float[Array, "..."]]
+# What the ray probes take: one point (direction) or a batch of them, arrays or nested lists.
+BasePoints = (
+    Float[ArrayLike, "num_base in_size"]
+    | Float[ArrayLike, " in_size"]
+    | Sequence[Sequence[float]]
+    | Sequence[float]
+)
+Directions = (
+    Float[ArrayLike, "num_directions in_size"]
+    | Float[ArrayLike, " in_size"]
+    | Sequence[Sequence[float]]
+    | Sequence[float]
+)
+Radii = Float[ArrayLike, " num_radii"] | Sequence[float]
 
 # A local exponent is judged (settled or not) only where its rounding uncertainty is at most this
 # fraction of `settle_rtol`.
@@ -605,15 +619,9 @@ def model_dtype(model, in_size):
 
 def ray_limit(
     model: Model,
-    base_points: Float[ArrayLike, "num_base in_size"]
-    | Float[ArrayLike, " in_size"]
-    | Sequence[Sequence[float]]
-    | Sequence[float],
-    directions: Float[ArrayLike, "num_directions in_size"]
-    | Float[ArrayLike, " in_size"]
-    | Sequence[Sequence[float]]
-    | Sequence[float],
-    radii: Float[ArrayLike, " num_radii"] | Sequence[float],
+    base_points: BasePoints,
+    directions: Directions,
+    radii: Radii,
     *,
     settle_rtol: float = 0.05,
     min_points: int = 4,

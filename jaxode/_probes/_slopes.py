@@ -1,13 +1,11 @@
 """Asymptotic slope of piecewise-linear (ReLU-type) models and the tail oscillation count."""
 
 import dataclasses
-from collections.abc import Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Float
 
 from ._common import (
     RESOLUTION_FACTOR,
@@ -17,7 +15,7 @@ from ._common import (
     check_radii,
     sign_changes,
 )
-from ._rays import Model, forward_mode, model_dtype, ray_derivatives
+from ._rays import BasePoints, Directions, Model, Radii, forward_mode, model_dtype, ray_derivatives
 
 
 def _slope_of_ray(radii, g, g1):
@@ -94,15 +92,9 @@ class SlopeResult(ProbeResult):
 
 def asymptotic_slope(
     model: Model,
-    base_points: Float[ArrayLike, "num_base in_size"]
-    | Float[ArrayLike, " in_size"]
-    | Sequence[Sequence[float]]
-    | Sequence[float],
-    directions: Float[ArrayLike, "num_directions in_size"]
-    | Float[ArrayLike, " in_size"]
-    | Sequence[Sequence[float]]
-    | Sequence[float],
-    radii: Float[ArrayLike, " num_radii"] | Sequence[float],
+    base_points: BasePoints,
+    directions: Directions,
+    radii: Radii,
 ) -> SlopeResult:
     """Asymptotic slope, last-kink radius and linearity residual of a ReLU-type model along rays.
 
@@ -186,15 +178,9 @@ class OscillationResult(ProbeResult):
 
 def tail_oscillations(
     model: Model,
-    base_points: Float[ArrayLike, "num_base in_size"]
-    | Float[ArrayLike, " in_size"]
-    | Sequence[Sequence[float]]
-    | Sequence[float],
-    directions: Float[ArrayLike, "num_directions in_size"]
-    | Float[ArrayLike, " in_size"]
-    | Sequence[Sequence[float]]
-    | Sequence[float],
-    radii: Float[ArrayLike, " num_radii"] | Sequence[float],
+    base_points: BasePoints,
+    directions: Directions,
+    radii: Radii,
     *,
     start_radius: float = 0.0,
 ) -> OscillationResult:
