@@ -27,7 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--executor", choices=EXECUTORS, default="local", help="default local")
     p.add_argument("--address", help="Ray cluster address (--executor ray; default: local)")
     p.add_argument("--retry-failed", action="store_true", help="train failed cells again")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (planning, training)"
+    )
     p.set_defaults(handler=run_sweep)
 
 
@@ -69,6 +71,28 @@ def run_report(args) -> int:
     return 0
 
 
+def _estimate_text(cost: dict) -> str:
+    """`estimate`'s result as the lines `--dry-run` prints."""
+    failed = [f"  cohort {key}: {reason}" for key, reason in cost["not_timed"].items()]
+    if cost["seconds"] is None:
+        return "\n".join(
+            [
+                f"no cost estimate: none of the {len(failed)} kinds of cohort timed could be "
+                "timed (their timing runs stopped early; the sweep would record such cells "
+                "with their status):",
+                *failed,
+            ]
+        )
+    lines = [
+        f"estimated {cost['seconds'] / 60:.1f} min here ({cost['fixed_seconds']:.0f} s of "
+        "it compilation, evaluation and files), from three timed evaluation intervals of "
+        f"{cost['kinds_timed']} of {cost['kinds']} kinds of cohort"
+    ]
+    if failed:
+        lines += ["not timed (given the mean of the kinds timed):", *failed]
+    return "\n".join(lines)
+
+
 def run_sweep(args) -> int:
     from ._executors import LocalExecutor, RayExecutor
     from ._plan import estimate, make_plan
@@ -77,15 +101,10 @@ def run_sweep(args) -> int:
 
     spec = SweepSpec.from_file(args.spec)
     if args.dry_run:
-        plan = make_plan(spec)
+        plan = make_plan(spec, progress=not args.no_progress)
         print(plan.describe())
         if not args.no_estimate:
-            cost = estimate(plan, set_precision=True)
-            print(
-                f"estimated {cost['seconds'] / 60:.1f} min here ({cost['fixed_seconds']:.0f} s of "
-                "it compilation, evaluation and files), from three timed evaluation intervals of "
-                f"{cost['kinds_timed']} of {cost['kinds']} kinds of cohort"
-            )
+            print(_estimate_text(estimate(plan, set_precision=True)))
         return 0
     if args.address is not None and args.executor != "ray":
         raise ValueError("--address needs --executor ray.")
@@ -94,7 +113,7 @@ def run_sweep(args) -> int:
         if args.executor == "ray"
         else LocalExecutor(set_precision=True)
     )
-    out = args.out or pathlib.Path("sweeps") / spec.name
+    out = args.out or pathlib.Path("sweeps") / spec.name  # a single folder name: see SweepSpec
     rows = sweep(
         spec, out, executor=executor, retry_failed=args.retry_failed, progress=not args.no_progress
     )
@@ -104,4 +123,9 @@ def run_sweep(args) -> int:
         + ", ".join(f"{n} {status}" for status, n in counts.most_common())
         + f"; results in {out / 'results.csv'}; tables and plots: jaxode sweep report {out}"
     )
+    if counts["busy"]:
+        print(
+            f"{counts['busy']} cells were in training by another process and are left to it; "
+            "run the same sweep again once it has finished to record them."
+        )
     return 0 if set(counts) <= {"completed", "early_stopped"} else 1

@@ -3,6 +3,7 @@ their data, with an optional cost estimate from a short timing."""
 
 import dataclasses
 import pathlib
+import sys
 import tempfile
 import time
 
@@ -12,7 +13,6 @@ from .._training import (
     RunConfig,
     build_settings,
     build_trainer,
-    cohort_key,
     load_data,
     train_cohort,
 )
@@ -34,6 +34,8 @@ _KIND_FIELDS = (
 )
 _PROBED_KINDS = 8
 _PROBE_INTERVAL = 100
+# Plans of more combinations than this show a progress bar (when asked to).
+PROGRESS_CELLS = 2000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,32 +100,86 @@ def _work(config: RunConfig, data) -> tuple[int, int]:
     return trainer.planned(num_samples), trainer.interval(num_samples, evaluation)
 
 
-def make_plan(spec: SweepSpec) -> SweepPlan:
-    """Expands `spec`, loads each data set once and groups the cells into cohorts.
+def make_plan(spec: SweepSpec, *, progress: bool = False) -> SweepPlan:
+    """Expands `spec` (in one pass), loads each data set once and groups the cells into
+    cohorts, building the trainer of each cohort once (its members share trainer and
+    settings) to check the cohort's settings against its data and learn its work.
 
-    **Raises:** `ValueError` or `FileNotFoundError` naming the cell whose data set is missing
-    or cannot satisfy its settings."""
-    cells = spec.cells()
-    datasets, groups = {}, {}
-    for index, cell in enumerate(cells):
-        d = cell.config.data
-        source = (d.dataset, d.split_seed, d.protocol, d.num_outputs, d.window)
-        try:
-            if source not in datasets:
-                datasets[source] = load_data(cell.config)
-            work = _work(cell.config, datasets[source])
-        except (ValueError, FileNotFoundError) as error:
-            raise type(error)(f"sweep cell {index} ({cell.label()}): {error}") from None
-        groups.setdefault(cohort_key(cell.config), []).append((cell, work))
-    cohorts = tuple(
-        Cohort(key, tuple(cell for cell, _ in members), *members[0][1])
-        for key, members in groups.items()
+    **Arguments:** `progress`: a progress bar on stderr over the cells, for a spec of more
+    than 2000 combinations (smaller ones plan in well under a second).
+
+    **Raises:** `ValueError` or `FileNotFoundError` naming the cell whose configuration is
+    invalid, whose data set is missing or cannot satisfy its settings; `ValueError` for two
+    cells with the same configuration or a spec without cells."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=spec.size(),
+        unit="cell",
+        desc="planning",
+        disable=not progress or spec.size() <= PROGRESS_CELLS,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5,
     )
+    cells, datasets, groups, works = [], {}, {}, {}
+    with bar:
+        for index, (cell, cohort) in enumerate(spec.expand(advance=bar.update)):
+            cells.append(cell)
+            groups.setdefault(cohort, []).append(cell)
+            if cohort in works:
+                continue
+            d = cell.config.data
+            source = (d.dataset, d.split_seed, d.protocol, d.num_outputs, d.window)
+            try:
+                if source not in datasets:
+                    datasets[source] = load_data(cell.config)
+                works[cohort] = _work(cell.config, datasets[source])
+            except (ValueError, FileNotFoundError) as error:
+                raise type(error)(f"sweep cell {index} ({cell.label()}): {error}") from None
+    cohorts = tuple(Cohort(key, tuple(members), *works[key]) for key, members in groups.items())
     return SweepPlan(spec, tuple(cells), cohorts)
 
 
 def _kind(config: RunConfig) -> tuple:
     return tuple(getattr(getattr(config, s), f) for s, f in _KIND_FIELDS)
+
+
+def _probe(cohort: Cohort, set_precision: bool) -> tuple[float, float] | str:
+    """`(fixed seconds, seconds per step and member)` of `cohort`, from training it for three
+    evaluation intervals (of at most 100 steps), or the reason it could not be timed: every
+    member stopped early (diverged, solver failed), too few evaluations, or training raised."""
+    interval = min(cohort.interval, _PROBE_INTERVAL)
+    configs = [
+        c.config.replace(
+            "train", iterations=3 * interval, eval_every_iterations=interval, patience=None
+        )
+        for c in cohort.cells
+    ]
+    if set_precision:
+        use_precision(cohort.config.train.precision)
+    with tempfile.TemporaryDirectory(prefix="jaxode-estimate-") as folder:
+        dirs = [pathlib.Path(folder) / str(i) for i in range(len(configs))]
+        tic = time.perf_counter()
+        try:
+            outcomes = train_cohort(configs, dirs, progress=False)
+        except Exception as error:  # an estimate reports it; the sweep would record it
+            return f"its timing raised {type(error).__name__}: {error}"
+        wall = time.perf_counter() - tic
+    finished = [(r, m) for _, r, m in outcomes if r.status.succeeded]
+    if not finished:
+        result = outcomes[0][1]
+        return f"its timing run {result.status} after {result.steps} steps: {result.message}"
+    result, metrics = max(finished, key=lambda outcome: len(outcome[0].history))
+    walls = [row["wall_time"] for row in result.history]
+    if len(walls) < 3:
+        return (
+            f"its timing run stopped after {len(walls)} evaluations ({result.status}: "
+            f"{result.message}); timing needs 3"
+        )
+    # The fastest interval: the last one also compiles the evaluation counter.
+    fastest = min(b - a for a, b in zip(walls, walls[1:]))
+    return wall - metrics.get("train_time", 0.0), fastest / interval / len(configs)
 
 
 def estimate(plan: SweepPlan, *, set_precision: bool = False) -> dict:
@@ -133,36 +189,29 @@ def estimate(plan: SweepPlan, *, set_precision: bool = False) -> dict:
     data, evaluation and files: the call's wall time less its training) plus the cost of an
     interval (steps and an evaluation: the faster of the last two intervals) times the
     intervals of each cohort, scaled linearly with the members (vmapped members cost about
-    proportionally on a CPU, less on a GPU). Kinds not timed get the mean of those timed.
+    proportionally on a CPU, less on a GPU). Kinds not timed get the mean of those timed: the
+    kinds beyond 8, and those whose timing run stopped early (every member diverged or its
+    solves failed, fewer than 3 evaluations, or it raised).
 
     `set_precision`: switch JAX's 64-bit mode to each timed cohort's precision (the CLI
     does, as its executors do; a library caller leaves it off and enables x64 themselves).
 
-    **Returns:** `{"seconds", "fixed_seconds", "kinds_timed", "kinds"}`."""
+    **Returns:** `{"seconds", "fixed_seconds", "kinds_timed", "kinds", "not_timed"}`:
+    `not_timed` maps the key of each cohort whose timing failed to the reason; `seconds` and
+    `fixed_seconds` are `None` when no kind could be timed."""
     per_kind = {}
     for cohort in plan.cohorts:
         per_kind.setdefault(_kind(cohort.config), cohort)
-    timed = {}
+    timed, not_timed = {}, {}
     for kind, cohort in list(per_kind.items())[:_PROBED_KINDS]:
-        interval = min(cohort.interval, _PROBE_INTERVAL)
-        configs = [
-            c.config.replace(
-                "train", iterations=3 * interval, eval_every_iterations=interval, patience=None
-            )
-            for c in cohort.cells
-        ]
-        if set_precision:
-            use_precision(cohort.config.train.precision)
-        with tempfile.TemporaryDirectory(prefix="jaxode-estimate-") as folder:
-            dirs = [pathlib.Path(folder) / str(i) for i in range(len(configs))]
-            tic = time.perf_counter()
-            [(_, result, metrics), *_] = train_cohort(configs, dirs, progress=False)
-            wall = time.perf_counter() - tic
-        walls = [row["wall_time"] for row in result.history]
-        # The fastest interval: the last one also compiles the evaluation counter.
-        fastest = min(b - a for a, b in zip(walls, walls[1:]))
-        per_step = fastest / interval / len(configs)
-        timed[kind] = (wall - metrics.get("train_time", 0.0), per_step)
+        outcome = _probe(cohort, set_precision)
+        if isinstance(outcome, str):
+            not_timed[cohort.key] = outcome
+        else:
+            timed[kind] = outcome
+    summary = dict(kinds_timed=len(timed), kinds=len(per_kind), not_timed=not_timed)
+    if not timed:
+        return dict(summary, seconds=None, fixed_seconds=None)
     mean_fixed = sum(c for c, _ in timed.values()) / len(timed)
     mean_step = sum(s for _, s in timed.values()) / len(timed)
     total = fixed_total = 0.0
@@ -170,6 +219,4 @@ def estimate(plan: SweepPlan, *, set_precision: bool = False) -> dict:
         fixed, per_step = timed.get(_kind(cohort.config), (mean_fixed, mean_step))
         fixed_total += fixed
         total += fixed + per_step * cohort.steps * len(cohort.cells)
-    return dict(
-        seconds=total, fixed_seconds=fixed_total, kinds_timed=len(timed), kinds=len(per_kind)
-    )
+    return dict(summary, seconds=total, fixed_seconds=fixed_total)

@@ -6,10 +6,22 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import pathlib
+import re
 import tomllib
+from collections.abc import Callable, Iterator
 
-from .._training import PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, presets
+from .._training import (
+    COHORT_FIELDS,
+    PRESETS,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    cohort_key,
+    presets,
+)
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 FIELDS = tuple(
@@ -18,6 +30,21 @@ FIELDS = tuple(
     for field in dataclasses.fields(klass)
 )
 _TOP_LEVEL = ("name", "description", "base", "grid", "blocks", "zip", "exclude")
+# A sweep's name is its default folder, sweeps/<name>: one folder name, never a path.
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_SECTION_FIELDS = {s: tuple(f.name for f in dataclasses.fields(k)) for s, k in SECTIONS.items()}
+
+
+def _as_dict(config: RunConfig) -> dict:
+    """`config.to_dict()` without `dataclasses.asdict`'s deep copies (every field is a
+    scalar): the same dictionary, several times faster."""
+    return {
+        section: {name: getattr(getattr(config, section), name) for name in names}
+        for section, names in _SECTION_FIELDS.items()
+    }
+
+
+_DEFAULTS = _as_dict(RunConfig())
 
 
 def config_hash(config: RunConfig) -> str:
@@ -25,17 +52,23 @@ def config_hash(config: RunConfig) -> str:
     identity. Only the differences count, so a setting jaxode adds later (with a default
     that keeps the old behaviour) leaves the identity of every existing cell unchanged, and
     a resumed sweep keeps its results."""
-    defaults = RunConfig().to_dict()
-    changed = {
+    return _digest(_changed(_as_dict(config)))
+
+
+def _changed(values: dict) -> dict:
+    """The settings of `values` (nested, as `to_dict`) that differ from the defaults."""
+    return {
         section: {
             name: value
-            for name, value in values.items()
-            if name not in defaults[section] or defaults[section][name] != value
+            for name, value in fields.items()
+            if name not in _DEFAULTS[section] or _DEFAULTS[section][name] != value
         }
-        for section, values in config.to_dict().items()
+        for section, fields in values.items()
     }
-    text = json.dumps(changed, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _digest(changed: dict) -> str:
+    return hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +82,111 @@ class Cell:
 
     def label(self) -> str:
         return ", ".join(f"{name}={value!r}" for name, value in self.values.items())
+
+
+_COHORT_AXES = frozenset(f"{section}.{field}" for section, field in COHORT_FIELDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Structure:
+    """What the cells that differ only in `COHORT_FIELDS` share: the configuration of the first
+    one, its differences from the defaults without the cohort fields, and its cohort key."""
+
+    config: RunConfig
+    changed: dict
+    cohort: str
+
+
+class _CellBuilder:
+    """Builds the cells of one spec over its base configuration `base`, fast, with the checks
+    and messages of `RunConfig.from_dict`:
+
+    - each distinct axis value (by name, type and `repr`) is coerced and checked once, by
+      `from_dict` on the first cell that has it;
+    - a cell whose values are all known is the first cell of its structure (its values other
+      than `COHORT_FIELDS`, the seeds) with its seed replaced, or the base with its values
+      replaced, checked as a whole by `RunConfig` (the same cross-field checks);
+    - the structure's differences from the defaults and its cohort key are computed once, so
+      that a cell's key (`config_hash`) costs one digest."""
+
+    def __init__(self, base: RunConfig, exclude: tuple):
+        self.base, self.exclude = base, exclude
+        self.base_dict = _as_dict(base)
+        self.checked: dict[tuple, object] = {}
+        self.seen: dict[str, int] = {}
+        self.structures: dict[tuple, _Structure] = {}
+
+    def build(self, values: dict, index: int) -> tuple[Cell, str] | None:
+        """Cell number `index` (its `(cell, cohort key)`) with the axis values `values`, or
+        `None` when an exclusion removes it.
+
+        **Raises:** `ValueError` naming the cell for an invalid configuration or a repeated
+        one."""
+        merged = {section: dict(fields) for section, fields in self.base_dict.items()}
+        for name, value in values.items():
+            section, field = name.split(".")
+            merged[section][field] = value
+        if any(_matches(merged, condition) for condition in self.exclude):
+            return None
+        tokens = {name: (name, type(value), repr(value)) for name, value in values.items()}
+        structure = tuple(t for name, t in tokens.items() if name not in _COHORT_AXES)
+        try:
+            config = self._config(tokens, structure, merged)
+        except ValueError as error:
+            raise ValueError(f"sweep cell {index} ({_label(values)}): {error}") from None
+        if structure not in self.structures:
+            changed = _changed(_as_dict(config))
+            for section, field in COHORT_FIELDS:
+                changed[section].pop(field, None)
+            self.structures[structure] = _Structure(config, changed, cohort_key(config))
+        known = self.structures[structure]
+        key = _digest(_with_cohort_fields(known.changed, config))
+        if key in self.seen:
+            raise ValueError(
+                f"sweep cells {self.seen[key]} and {index} ({_label(values)}) have the same "
+                "configuration; remove the repeated value or add an [[exclude]] table."
+            )
+        self.seen[key] = index
+        return Cell(config, key, values), known.cohort
+
+    def _config(self, tokens: dict, structure: tuple, merged: dict) -> RunConfig:
+        if not all(token in self.checked for token in tokens.values()):
+            config = RunConfig.from_dict(merged)
+            for name, token in tokens.items():
+                section, field = name.split(".")
+                self.checked[token] = getattr(getattr(config, section), field)
+            return config
+        known = self.structures.get(structure)
+        changes: dict[str, dict] = {}
+        if known is None:
+            origin = self.base
+            for name, token in tokens.items():
+                section, field = name.split(".")
+                changes.setdefault(section, {})[field] = self.checked[token]
+        else:  # every cohort field: from its axis, or the base's where it has none
+            origin = known.config
+            for section, field in COHORT_FIELDS:
+                token = tokens.get(f"{section}.{field}")
+                value = self.base_dict[section][field] if token is None else self.checked[token]
+                changes.setdefault(section, {})[field] = value
+        sections = {section: getattr(origin, section) for section in SECTIONS}
+        for section, fields in changes.items():
+            sections[section] = dataclasses.replace(sections[section], **fields)
+        return RunConfig(**sections)
+
+
+def _with_cohort_fields(changed: dict, config: RunConfig) -> dict:
+    """`changed` (a structure's differences from the defaults) with `config`'s cohort fields
+    added where they differ from the defaults: `_changed` of the whole `config`."""
+    for section, field in COHORT_FIELDS:
+        value = getattr(getattr(config, section), field)
+        if _DEFAULTS[section][field] != value:
+            changed = {**changed, section: {**changed[section], field: value}}
+    return changed
+
+
+def _label(values: dict) -> str:
+    return ", ".join(f"{n}={v!r}" for n, v in values.items()) or "the base"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +205,11 @@ class SweepSpec:
       every field of the table to its i-th entry.
     - `exclude`: a list of tables; a cell is left out when its configuration matches every
       field of a table (a value, or a list of values any of which matches).
-    - `name`, `description`: free text.
+    - `name`: one folder name (letters, digits, `.`, `_`, `-`, not starting with a dot):
+      the CLI's default folder for the sweep is `sweeps/<name>`.
+    - `description`: free text.
+
+    **Raises:** `ValueError` for a `name` that is not one folder name.
     """
 
     base: dict = dataclasses.field(default_factory=dict)
@@ -77,6 +219,9 @@ class SweepSpec:
     exclude: tuple = ()
     name: str = "sweep"
     description: str = ""
+
+    def __post_init__(self):
+        _check_name(self.name, "SweepSpec")
 
     @classmethod
     def from_toml(cls, text: str, source: str = "sweep spec") -> "SweepSpec":
@@ -93,6 +238,7 @@ class SweepSpec:
             raise ValueError(
                 f"{source}: unknown key(s) {unknown}; valid keys: {', '.join(_TOP_LEVEL)}."
             )
+        _check_name(str(values.get("name", "sweep")), source)
         grid = values.get("grid", {})
         if isinstance(grid, list):
             raise ValueError(
@@ -126,31 +272,38 @@ class SweepSpec:
         **Raises:** `ValueError` naming the cell (its axis values) and the field for an
         invalid value or an impossible combination, two cells with the same configuration, or
         a spec without cells."""
-        base = _base_config(self.base)
-        cells, seen = [], {}
+        return [cell for cell, _ in self.expand()]
+
+    def size(self) -> int:
+        """The number of combinations of the axes: the cells before `exclude` removes some."""
+        zipped = math.prod(min(map(len, z.values()), default=0) for z in self.zip)
+        return sum(
+            math.prod(len(v) for v in {**block, **self.grid}.values()) * zipped
+            for block in self.blocks or ({},)
+        )
+
+    def expand(self, *, advance: Callable[[], object] | None = None) -> Iterator[tuple[Cell, str]]:
+        """Every cell, validated as in `cells`, with its cohort's key (`cohort_key`), in spec
+        order, in one pass. Each distinct axis value is checked once (through
+        `RunConfig.from_dict`, with the first cell that has it); the other cells are built
+        from the checked values and checked as a whole (`RunConfig`'s own checks), and their
+        cohort keys are computed once per cohort.
+
+        **Arguments:** `advance`: called after each combination of the axes (`size()` in all),
+        kept or excluded: a progress bar's step.
+
+        **Raises:** as `cells`, when the iteration reaches the cell."""
+        builder = _CellBuilder(_base_config(self.base), self.exclude)
+        count = 0
         for values in self._combinations():
-            merged = base.to_dict()
-            for name, value in values.items():
-                section, field = name.split(".")
-                merged[section][field] = value
-            if any(_matches(merged, condition) for condition in self.exclude):
-                continue
-            label = ", ".join(f"{n}={v!r}" for n, v in values.items()) or "the base"
-            try:
-                config = RunConfig.from_dict(merged)
-            except ValueError as error:
-                raise ValueError(f"sweep cell {len(cells)} ({label}): {error}") from None
-            key = config_hash(config)
-            if key in seen:
-                raise ValueError(
-                    f"sweep cells {seen[key]} and {len(cells)} ({label}) have the same "
-                    "configuration; remove the repeated value or add an [[exclude]] table."
-                )
-            seen[key] = len(cells)
-            cells.append(Cell(config, key, values))
-        if not cells:
+            built = builder.build(values, count)
+            if advance is not None:
+                advance()
+            if built is not None:
+                count += 1
+                yield built
+        if not count:
             raise ValueError("the sweep has no cells: its [[exclude]] tables remove all of them.")
-        return cells
 
     def _combinations(self):
         zipped = [[dict(zip(z, row)) for row in zip(*z.values())] for z in self.zip]
@@ -167,6 +320,15 @@ class SweepSpec:
             singles = [[{name: v} for v in values] for name, values in axes.items()]
             for parts in itertools.product(*singles, *zipped):
                 yield {name: value for part in parts for name, value in part.items()}
+
+
+def _check_name(name, source: str) -> None:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(
+            f"{source}: name {name!r} is not one folder name; the sweep's default folder is "
+            "sweeps/<name>: use letters, digits, '.', '_' and '-' only, not starting with a dot "
+            "(no '/' or '\\'), e.g. name = \"elm-bases\"."
+        )
 
 
 def _tables(values: dict, key: str) -> list:
