@@ -7,11 +7,13 @@ messages do not say where or why)."""
 import csv
 import dataclasses
 import io
+import math
 import pathlib
 import zipfile
 
 import numpy as np
 
+from .._memory_limit import format_bytes, memory_limit, raise_the_limit
 from ._core import check_finite_values
 
 NUMERIC_KINDS = "biuf"
@@ -29,13 +31,19 @@ def is_number(cell: str) -> bool:
 def check_file(path, what: str) -> pathlib.Path:
     """`path` as a `pathlib.Path`, after checking that it names an existing regular file.
 
-    **Raises:** `FileNotFoundError` for a missing file; `ValueError` for a directory.
+    **Raises:** `FileNotFoundError` for a missing file; `ValueError` for a directory or
+    anything else that is not a regular file (a FIFO, a socket, a device).
     """
     path = pathlib.Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {str(path)!r} is a directory; pass the path of a file in it.")
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist; check the path.")
+    if not path.is_file():
+        raise ValueError(
+            f"{what} {str(path)!r} is not a regular file (a pipe, socket or device); pass the "
+            "path of a .npz or .csv file on disk."
+        )
     return path
 
 
@@ -67,6 +75,7 @@ def read_npz(path, what: str) -> dict:
         raise ValueError(f"{label} holds a single .npy array, not a .npz archive; {how}.")
     if not content.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         raise ValueError(f"{label} is not a valid .npz archive (not a zip file); {how}.")
+    check_npz_sizes(content, label)
     try:
         archive = np.load(io.BytesIO(content), allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
@@ -89,6 +98,57 @@ def read_npz(path, what: str) -> dict:
             "numpy.savez(path, x=..., y=...)."
         )
     return arrays
+
+
+def _npy_header(archive: zipfile.ZipFile, name: str) -> tuple[tuple, np.dtype] | None:
+    """`(shape, dtype)` from the header of the `.npy` member `name`, read without loading the
+    array (a few hundred bytes decompressed), or `None` when it has no readable header (then
+    `np.load` reports the archive's problem)."""
+    try:
+        with archive.open(name) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, TypeError):
+        return None
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
+def check_npz_sizes(content: bytes, label: str) -> None:
+    """Checks, before any array is loaded, that every array of the `.npz` archive
+    `content` fits in the memory limit (`memory_limit`) once read as float64, from the shape
+    and dtype in its `.npy` header: a small compressed file can hold an array of gigabytes.
+
+    **Arguments:**
+
+    - `content`: the archive's bytes; `label`: the file, for the message.
+
+    **Raises:** `ValueError` naming the file, the array, its shape, dtype and size, the limit
+    and how to raise it; or naming $JAXODE_MEMORY_LIMIT when its text is not a size.
+    """
+    limit, source = memory_limit()
+    if limit is None:
+        return
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(content))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # np.load says what is wrong with the archive
+    with archive:
+        for name in archive.namelist():
+            header = _npy_header(archive, name) if name.endswith(".npy") else None
+            if header is None:
+                continue
+            shape, dtype = header
+            size = math.prod(shape) * max(dtype.itemsize, 8)
+            if size > limit:
+                raise ValueError(
+                    f"{label}: array {name[:-4]!r} of shape {shape} and dtype {dtype} takes "
+                    f"{format_bytes(size)} once read as float64, more than the memory limit of "
+                    f"{format_bytes(limit)} ({source}); store a smaller array, or "
+                    f"{raise_the_limit(size)}."
+                )
 
 
 def numeric_array(label: str, key: str, value) -> np.ndarray:

@@ -48,10 +48,21 @@ def csv_columns(table: CsvTable, num_outputs) -> tuple[np.ndarray, np.ndarray]:
     **Raises:** `ValueError` saying how to pass `num_outputs` (Python and CLI) when the table
     does not tell inputs from outputs.
     """
-    values, label = table.values, table.label
+    inputs, outputs = csv_column_indices(table, num_outputs)
+    return table.values[:, inputs], table.values[:, outputs]
+
+
+def csv_column_indices(table: CsvTable, num_outputs) -> tuple[list[int], list[int]]:
+    """The 0-based indices of the input and of the output columns of a CSV table (see
+    `csv_columns`).
+
+    **Raises:** as `csv_columns`.
+    """
+    label = table.label
     if num_outputs is not None:
         k = _check_num_outputs(num_outputs, table.num_columns, label)
-        return values[:, :-k], values[:, -k:]
+        first = table.num_columns - k
+        return list(range(first)), list(range(first, table.num_columns))
     how = (
         "pass the number of output columns (the last ones) as `num_outputs=N` in Python or "
         "`--num-outputs N` on the command line"
@@ -73,7 +84,14 @@ def csv_columns(table: CsvTable, num_outputs) -> tuple[np.ndarray, np.ndarray]:
             f"input columns or {how}."
         )
     inputs = [j for j in range(table.num_columns) if j not in outputs]
-    return values[:, inputs], values[:, outputs]
+    return inputs, outputs
+
+
+_SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+_SPLIT_USES = {
+    "val": "pick the best parameters and stop early",
+    "test": "measure the error reported at the end",
+}
 
 
 def _npz_arrays(path: pathlib.Path, label: str, num_outputs):
@@ -109,8 +127,51 @@ def _npz_arrays(path: pathlib.Path, label: str, num_outputs):
                 f"{label}: 'idx_{split}' must be a 1-D array of integer row indices (0-based), "
                 f"got dtype {index.dtype} and shape {index.shape}."
             )
+        rows = len(x)
+        outside = index[(index < 0) | (index >= rows)] if index.size else index
+        if outside.size:
+            raise ValueError(
+                f"{label}: 'idx_{split}' holds row index {int(outside[0])}, outside [0, {rows}) "
+                f"(the file has {rows} rows); store 0-based row indices below {rows}."
+            )
+        if split != "train" and not index.size:
+            raise ValueError(
+                f"{label}: the stored {_SPLIT_NAMES[split]} split 'idx_{split}' is empty; store "
+                f"at least one row index in 'idx_{split}' (the {_SPLIT_NAMES[split]} rows "
+                f"{_SPLIT_USES[split]}), or store no idx_* arrays to draw a seeded split."
+            )
         splits[split] = index.astype(np.int64)
     return x, y, splits
+
+
+def check_standardisable(label: str, key: str, values: np.ndarray, columns=None) -> None:
+    """Checks that z-scoring the training rows `values` of inputs (`key` `"x"`) or outputs
+    (`"y"`) stays finite in float64: values beyond about 1e154 overflow the square in the
+    standard deviation (1e308 overflows the mean).
+
+    **Arguments:**
+
+    - `label`: the file, for the message; `values`: `(rows, columns)` float64.
+    - `columns`: the columns' names in the file (CSV: `"column 3 ('y1')"`), or `None` for a
+      `.npz` file's array `key` (then: `"array 'x', column index 2"`).
+
+    **Raises:** `ValueError` naming the file, the column and its largest magnitude, and
+    saying to rescale the column.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(values.mean(axis=0)) & np.isfinite(values.std(axis=0))
+    if np.all(finite):
+        return
+    j = int(np.flatnonzero(~finite)[0])
+    magnitude = float(np.max(np.abs(values[:, j])))
+    where = f"array {key!r}, column index {j}" if columns is None else columns[j]
+    kind = "input" if key == "x" else "output"
+    power = int(np.floor(np.log10(magnitude)))
+    raise ValueError(
+        f"{label}, {where} ({kind}): its training values reach {magnitude:.3g} in magnitude, "
+        "too large to standardise (their mean or standard deviation overflows float64); "
+        f"rescale the column, e.g. divide it by 1e{power}, and scale predictions back."
+    )
 
 
 def _check_fractions(fractions) -> tuple[float, float]:
@@ -151,10 +212,13 @@ def load_file(
     **Returns:** a `Dataset` named after the file's stem.
 
     **Raises:** `FileNotFoundError` for a missing file; `ValueError`, in one line that names
-    the file, for an unknown suffix, an unreadable file or archive, missing or empty arrays,
-    mismatched sample counts, a ragged or non-numeric CSV (with the 1-based line and column),
-    NaN/inf values (CSV: the line; `.npz`: the 0-based row index), too few samples, or a CSV
-    that does not tell inputs from outputs.
+    the file, for an unknown suffix, something other than a regular file, an unreadable file
+    or archive, an array larger than the memory limit ($JAXODE_MEMORY_LIMIT), missing or empty
+    arrays, mismatched sample counts, a ragged or non-numeric CSV (with the 1-based line and
+    column), NaN/inf values (CSV: the line; `.npz`: the 0-based row index), too few samples,
+    a CSV that does not tell inputs from outputs, stored split indices outside the rows or an
+    empty stored validation or test split, or a column too large to standardise (named, with
+    its magnitude).
     """
     label = f"{WHAT} {str(path)!r}"
     path = check_file(path, WHAT)
@@ -165,11 +229,13 @@ def load_file(
     suffix = path.suffix.lower()
     if suffix == ".npz":
         x, y, splits = _npz_arrays(path, label, num_outputs)
+        columns = None
     elif suffix == ".csv":
         table = read_csv(path, WHAT)
-        x, y = csv_columns(table, num_outputs)
+        inputs, outputs = csv_column_indices(table, num_outputs)
+        x, y = table.values[:, inputs], table.values[:, outputs]
         table.check_finite()
-        splits = None
+        splits, columns = None, [[table.column(j) for j in c] for c in (inputs, outputs)]
     else:
         raise ValueError(f"data file must end in .npz or .csv, got {path.name!r}.")
     x, y = validate_arrays(x, y, name=label)
@@ -182,6 +248,9 @@ def load_file(
             )
     train = np.asarray(splits["train"], dtype=np.int64)
     if normalise == "zscore":
+        for key, values in (("x", x), ("y", y)):
+            where = None if columns is None else columns[key == "y"]
+            check_standardisable(label, key, values[train], where)
         x_norm, y_norm = zscore(x[train]), zscore(y[train])
     else:
         x_norm, y_norm = Affine.identity(x.shape[1]), Affine.identity(y.shape[1])

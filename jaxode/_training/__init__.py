@@ -32,6 +32,7 @@ from ._losses import (
     RelativeL2Loss as RelativeL2Loss,
 )
 from ._members import MemberRecord as MemberRecord
+from ._memory import check_memory as check_memory
 from ._metrics import (
     error_metrics as error_metrics,
     global_relative_error as global_relative_error,

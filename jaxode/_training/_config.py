@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import pathlib
 import tomllib
 import typing
@@ -19,28 +20,53 @@ def _check_choice(section: str, name: str, value, choices) -> None:
         )
 
 
+# A seed is an integer in [0, 2**32): there `jax.random.PRNGKey(seed)` is the key
+# [0, seed] in both precisions, so every seed gives its own key. Outside it, 32-bit JAX
+# keeps the low 32 bits (2**32 gives the key of 0, -1 that of 2**32 - 1), 64-bit JAX
+# raises OverflowError from 2**63 on, and numpy.random.RandomState (the study protocol's
+# splits) refuses the seed.
+SEED_LIMIT = 2**32
+
+
+def _check_seed(section: str, name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(
+            f"{section}.{name} must be an integer in [0, {SEED_LIMIT - 1}] (0 to 2**32 - 1), "
+            f"got {value!r}."
+        )
+
+
+def _is_number(value, integer: bool = False) -> typing.TypeGuard[int | float]:
+    """Whether `value` is an int (or, unless `integer`, a finite float), not a bool."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return not integer and isinstance(value, float) and math.isfinite(value)
+
+
 def _positive(section: str, name: str, value, allow_none=False, integer=False) -> None:
     if value is None and allow_none:
         return
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
-        what = "an integer" if integer else "a number"
+    if not _is_number(value, integer) or not value > 0:
+        what = "an integer" if integer else "a finite number"
         raise ValueError(f"{section}.{name} must be {what} > 0, got {value!r}.")
 
 
 def _non_negative(section: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{section}.{name} must be a number >= 0, got {value!r}.")
+    if not _is_number(value) or not value >= 0:
+        raise ValueError(f"{section}.{name} must be a finite number >= 0, got {value!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which data set: `dataset` is `"elm"`, `"cdr"`, `"dcr"` (generated on first use, see
-    `load_dcr`) or a path to a `.npz`/`.csv` file; `split_seed` seeds random splits (CDR,
-    DCR, user files without a stored split); `protocol`
-    is `"jaxode"` or `"study"` (the study's preprocessing of the bundled sets: for CDR a
-    `numpy.random.RandomState(split_seed)` permutation and unscaled outputs); `num_outputs`
-    tells a CSV file without `y...` column names how many of its last columns are outputs.
+    `load_dcr`) or a path to a `.npz`/`.csv` file; `split_seed` (an integer in
+    $[0, 2^{32})$) seeds random splits (CDR, DCR, user files without a stored split);
+    `protocol` is `"jaxode"` or `"study"` (the study's preprocessing of the bundled sets: for
+    CDR a `numpy.random.RandomState(split_seed)` permutation and unscaled outputs);
+    `num_outputs` tells a CSV file without `y...` column names how many of its last columns
+    are outputs.
 
     `"spiral"` is a time series (see `TrajectoryData`): the model fits windows of `window`
     consecutive states of the study's spiral on $[0, 16]$ and is validated and tested by
@@ -115,8 +141,8 @@ class TrainConfig:
     `eval_every_iterations` steps when set; `ridge` (ridge parameter of the closed-form readout
     warm start, `None` for off); `max_failed_batches` (stop after this many consecutive batches
     whose solve failed, `None` for never); `divergence_factor` (stop when the validation
-    error exceeds this multiple of its lowest value, `None` for never); `seed`; `precision`
-    (`"float32"` or `"float64"`)."""
+    error exceeds this multiple of its lowest value, `None` for never); `seed` (an integer in
+    $[0, 2^{32})$); `precision` (`"float32"` or `"float64"`)."""
 
     optimiser: str = "adam"
     learning_rate: float = 3e-3
@@ -248,8 +274,7 @@ def check_config(config: RunConfig) -> None:
     d, m, t = config.data, config.model, config.train
     if not isinstance(d.dataset, str) or not d.dataset:
         raise ValueError(f"data.dataset must be a name or a file path, got {d.dataset!r}.")
-    if isinstance(d.split_seed, bool) or not isinstance(d.split_seed, int) or d.split_seed < 0:
-        raise ValueError(f"data.split_seed must be an integer >= 0, got {d.split_seed!r}.")
+    _check_seed("data", "split_seed", d.split_seed)
     _optional_positive_int("data", "num_outputs", d.num_outputs)
     if isinstance(d.window, bool) or not isinstance(d.window, int) or d.window < 2:
         raise ValueError(f"data.window must be an integer >= 2, got {d.window!r}.")
@@ -276,17 +301,15 @@ def check_config(config: RunConfig) -> None:
     _positive("train", "clip_norm", t.clip_norm, allow_none=True)
     _positive("train", "ridge", t.ridge, allow_none=True)
     if t.divergence_factor is not None and (
-        isinstance(t.divergence_factor, bool)
-        or not isinstance(t.divergence_factor, (int, float))
-        or not t.divergence_factor > 1
+        not _is_number(t.divergence_factor) or not t.divergence_factor > 1
     ):
         raise ValueError(
-            f"train.divergence_factor must be a number > 1 or none, got {t.divergence_factor!r}."
+            "train.divergence_factor must be a finite number > 1 or none, got "
+            f"{t.divergence_factor!r}."
         )
     for name in ("tikhonov", "readout_tikhonov", "gram"):
         _non_negative("train", name, getattr(t, name))
-    if isinstance(t.seed, bool) or not isinstance(t.seed, int):
-        raise ValueError(f"train.seed must be an integer, got {t.seed!r}.")
+    _check_seed("train", "seed", t.seed)
 
 
 def is_time_series(data: DataConfig) -> bool:
