@@ -44,7 +44,13 @@ def ending(
     """How member `k` (its record, the counters of every member) ended with `code`."""
     step = int(c.step[k])
     phrase = _checkpoint_phrase(record, task.interval)
-    if code == Code.SOLVER_FAILED:
+    if code == Code.SOLVER_FAILED and step >= task.total and int(c.failed_batches[k]) >= step:
+        reason = SolveFailure(int(c.failure_reason[k])).reason
+        message = (
+            f"the ODE solve failed in every one of the {step} batches ({reason}), so no step "
+            f"changed the parameters; {_advice(clip_norm)}."
+        )
+    elif code == Code.SOLVER_FAILED:
         run = int(c.consecutive_failures[k])
         reason = SolveFailure(int(c.failure_reason[k])).reason
         message = (

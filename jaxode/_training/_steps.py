@@ -67,7 +67,10 @@ class Task:
         if self.validation_model is not None:
             model = self.validation_model(model)
         with skip_value_checks():
-            return forward(model, xs)[0]
+            predicted, succeeded, _ = forward(model, xs)
+        # A failed solve predicts nothing: its error is infinite, never a number to select on.
+        succeeded = succeeded.reshape(succeeded.shape + (1,) * (predicted.ndim - 1))
+        return jnp.where(succeeded, predicted, jnp.inf)
 
 
 def active(state: TrainState, boundary) -> Array:
@@ -161,7 +164,11 @@ def record(task: Task, state: TrainState, monitored, evaluated) -> TrainState:
     bad = jnp.where(kept, jnp.where(improved, 0, state.bad + 1), state.bad)
     stopping = kept & (patience is not None) & (bad >= (patience or 0))
     status = jnp.where(evaluated & exploded, int(Code.EXPLODED), state.status)
-    status = jnp.where(kept & (state.step >= task.total), int(Code.COMPLETED), status)
+    # A member none of whose batches solved has trained nothing: it failed, not completed.
+    ended = jnp.where(
+        state.failed_batches >= state.step, int(Code.SOLVER_FAILED), int(Code.COMPLETED)
+    )
+    status = jnp.where(kept & (state.step >= task.total), ended, status)
     status = jnp.where(stopping, int(Code.EARLY_STOPPED), status)
     updated = dataclasses.replace(
         state,
