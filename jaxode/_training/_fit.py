@@ -139,7 +139,12 @@ def _train(models: list, train, trainer, val, keys, settings: dict, progress, ca
         placement=settings["placement"],
         validation_model=validation_model,
     )
-    members = [MemberRecord(directory) for directory in checkpointing.of(len(models))]
+    members = [
+        MemberRecord(directory, identity=identity)
+        for directory, identity in zip(
+            checkpointing.of(len(models)), checkpointing.identities(len(models))
+        )
+    ]
     run = trainer.start(problem, members, checkpointing.resume)
     drive(run, progress=progress, callback=callback)
     results = []

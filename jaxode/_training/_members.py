@@ -39,7 +39,8 @@ class MemberRecord:
     `checkpoint_step` (step of the last checkpoint written, `None`: none); `status` and
     `message` once the member stopped; `resumed` (it continued from a checkpoint);
     `training_started` (Unix time of this call's first step); `monitored` (the last
-    monitored error, which the endings quote).
+    monitored error, which the endings quote); `identity` (what the member is trained with,
+    see `Checkpointing`).
     """
 
     directory: pathlib.Path | None
@@ -52,6 +53,7 @@ class MemberRecord:
     resumed: bool = False
     training_started: float | None = None
     monitored: float = math.nan
+    identity: dict | None = None
 
     @property
     def checkpoint(self) -> pathlib.Path | None:
@@ -70,6 +72,7 @@ class MemberRecord:
             wall=self.wall,
             compile_time=self.compile_time,
             checkpoint_step=self.checkpoint_step,
+            identity=self.identity,
         )
 
     def load(self, skeleton) -> tuple[dict, Any]:
@@ -79,6 +82,7 @@ class MemberRecord:
         path = self.checkpoint
         meta, tree = load_checkpoint(path, skeleton)
         check_layout(path, meta)
+        _check_identity(path, meta.get("identity"), self.identity)
         self.history = meta["history"]
         self.wall, self.compile_time = meta["wall"], meta["compile_time"]
         self.checkpoint_step, self.resumed = meta["checkpoint_step"], True
@@ -100,6 +104,22 @@ class MemberRecord:
                 if snapshot is not None:
                     extra, tree = snapshot()
                     save_checkpoint(self.checkpoint, {**self.meta(), **extra}, tree)
+
+
+def _check_identity(path, stored: dict | None, given: dict | None) -> None:
+    if stored is None or given is None or stored == given:
+        return
+    changed = [
+        f"{name}: {stored.get(name, '(unset)')!r} then, {given.get(name, '(unset)')!r} now"
+        for name in sorted(set(stored) | set(given))
+        if stored.get(name) != given.get(name)
+    ]
+    raise ValueError(
+        f"{str(path)!r} was written by a training with other settings ("
+        + "; ".join(changed)
+        + "): a resume must continue what was started. Restore those settings (a run "
+        "directory: its config.toml), or start a new run elsewhere."
+    )
 
 
 def read_best(path, params_skeleton) -> tuple[dict, object]:

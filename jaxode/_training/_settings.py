@@ -87,18 +87,39 @@ class Checkpointing(eqx.Module):
       (`None` entries: that member writes nothing), or `None`: nothing is written.
     - `resume`: continue each member from the checkpoint in its directory when there is one
       (a member without one starts afresh).
+    - `identity`: what each member is trained with, as a flat dictionary of JSON values
+      (`{"train.learning_rate": 0.003, ...}`; one dictionary for all members, or a sequence
+      of one per member), stored in its checkpoints: a resume whose identity differs from the
+      stored one is refused, naming the entries that changed.
     """
 
     directories: tuple[pathlib.Path | None, ...] | None
     resume: bool = False
+    identity: dict | tuple | None = eqx.field(static=True, default=None)
 
-    def __init__(self, directory=None, *, resume: bool = False):
+    def __init__(self, directory=None, *, resume: bool = False, identity=None):
         self.directories = _directories(directory)
         self.resume = resume
+        self.identity = tuple(identity) if isinstance(identity, (list, tuple)) else identity
 
     def __check_init__(self):
         if self.resume and (self.directories is None or None in self.directories):
             raise ValueError("`resume=True` needs `checkpoint_dir`.")
+        if self.identity is not None and not isinstance(self.identity, (dict, tuple)):
+            raise TypeError(
+                "`identity` must be a dictionary or a sequence of dictionaries (one per "
+                f"member), got {type(self.identity).__name__}."
+            )
+
+    def identities(self, size: int) -> tuple[dict | None, ...]:
+        """One identity (or `None`) per member of a cohort of `size`.
+
+        **Raises:** `ValueError` when the number of identities is not `size`."""
+        if not isinstance(self.identity, tuple):
+            return (self.identity,) * size
+        if len(self.identity) != size:
+            raise ValueError(f"`identity` has {len(self.identity)} entries for {size} members.")
+        return self.identity
 
     def of(self, size: int) -> tuple[pathlib.Path | None, ...]:
         """One directory (or `None`) per member of a cohort of `size`.
