@@ -31,6 +31,7 @@ from ._fields import (
     MLPField as MLPField,
 )
 from ._layers import TimeVaryingLinear as TimeVaryingLinear
+from ._locks import FolderInUse as FolderInUse
 from ._models import (
     AbstractDynamics as AbstractDynamics,
     HamiltonianNet as HamiltonianNet,

@@ -9,7 +9,7 @@ import sys
 import time
 
 from ._datasets import BUNDLED, TrajectoryData, load_dataset, load_inputs
-from ._files import atomic_write_text
+from ._files import atomic_write_text, read_text
 from ._process import set_precision, use_compilation_cache
 from ._runs_table import (
     COLUMNS,
@@ -183,10 +183,9 @@ def _read_toml(path: pathlib.Path, flag: str) -> dict:
     """The sections and keys a TOML file sets (unset keys keep the lower layer's values)."""
     import tomllib
 
-    if not path.is_file():
-        raise FileNotFoundError(f"{flag} file {str(path)!r} does not exist.")
+    text = read_text(path, f"{flag} file", "pass a TOML file with [data], [model], [train].")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{flag} file {str(path)!r} is not valid TOML: {error}.") from None
 
@@ -209,7 +208,18 @@ def _config_from_args(args) -> RunConfig:
             if not isinstance(values, dict):
                 raise ValueError(f"config entry {section!r} must be a [section] table.")
             merged.setdefault(section, {}).update(values)
-    return RunConfig.from_dict(merged)
+    try:
+        return RunConfig.from_dict(merged)
+    except ValueError as error:
+        raise ValueError(_naming_the_flag(str(error), flags)) from None
+
+
+def _naming_the_flag(message: str, flags: dict) -> str:
+    """`message` led by the option that set the field it names, when an option did."""
+    for flag, section, name, *_ in OPTIONS:
+        if name in flags.get(section, {}) and f"{section}.{name}" in message:
+            return f"{flag}: {message}"
+    return message
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -323,24 +333,33 @@ _SUMMARY_METRICS = (
 def _train_cohort(args, config: RunConfig | None, out: pathlib.Path) -> int:
     """`train --seeds`: one cohort, a run directory per seed and a summary."""
     cohort = CohortDir(out)
-    if config is None:
-        seeds, configs = cohort.seeds(), None
-        precision = cohort.members()[0].config().train.precision
-    else:
-        seeds = parse_seeds(args.seeds)
-        created = not out.exists()
-        configs = cohort.start(config, seeds)
-        precision = config.train.precision
-    set_precision(precision)
-    run_dirs = [member.path for member in cohort.members()]
-    try:
-        outcomes = train_cohort(
-            configs, run_dirs, resume=config is None, progress=not args.no_progress
-        )
-    except BaseException:
-        if config is not None and not any(d.exists() for d in run_dirs):
-            cohort.remove_start(created)
-        raise
+    seeds = [] if config is None else parse_seeds(args.seeds)
+    created = not out.exists()
+    with cohort.lock():
+        if config is None:
+            configs = None
+            set_precision(cohort.members()[0].config().train.precision)
+        else:
+            try:
+                configs = cohort.start(config, seeds)
+            except BaseException:
+                cohort.remove_if_empty(created)
+                raise
+            set_precision(config.train.precision)
+        run_dirs = [member.path for member in cohort.members()]
+        try:
+            outcomes = train_cohort(
+                configs, run_dirs, resume=config is None, progress=not args.no_progress
+            )
+        except BaseException:
+            if config is not None and not any(d.exists() for d in run_dirs):
+                cohort.remove_start(created)
+            raise
+        return _report_cohort(cohort, outcomes)
+
+
+def _report_cohort(cohort: CohortDir, outcomes: list) -> int:
+    out, seeds = cohort.path, cohort.seeds()
     statuses = [result.status for _, result, _ in outcomes]
     for seed, (_, result, metrics) in zip(seeds, outcomes):
         error = metrics.get("test_physical_global")

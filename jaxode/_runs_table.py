@@ -15,6 +15,7 @@ import os
 import pathlib
 import tomllib
 
+from ._files import checkpoint_problem
 from ._training import CONFIG, ERROR, HISTORY, METRICS, MODEL, NORMALISATION, RUN_FILES, RunConfig
 
 COLUMNS = (
@@ -177,6 +178,9 @@ def read_run(run_dir) -> RunFiles:
         notes.append(f"{NORMALISATION} missing")
     if metrics is not None and "best_step" in metrics and not (run_dir / MODEL).is_file():
         notes.append(f"{MODEL} missing")  # metrics of trained parameters, but none stored
+    damaged = checkpoint_problem(run_dir / MODEL) if (run_dir / MODEL).is_file() else None
+    if damaged is not None:
+        notes.append(f"{MODEL} {damaged.removeprefix(repr(str(run_dir / MODEL))).strip()}")
     return RunFiles(run_dir, config, metrics, last, error, notes)
 
 

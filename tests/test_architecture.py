@@ -12,7 +12,13 @@ MAX_FUNCTION_LINES = 80
 
 # Lowest first: a module may import from its own layer and the layers below it.
 LAYERS = (
-    ("jaxode._files", "jaxode._process", "jaxode._version"),
+    (
+        "jaxode._files",
+        "jaxode._locks",
+        "jaxode._memory_limit",
+        "jaxode._process",
+        "jaxode._version",
+    ),
     (
         "jaxode._bases",
         "jaxode._layers",

@@ -1,14 +1,16 @@
 """Training the cells of one cohort into their run directories: the unit of work an executor
 runs, in this process or on a Ray worker. Resumes whatever a killed attempt left behind."""
 
+import contextlib
 import os
 import pathlib
 import traceback
 
 from .._files import atomic_write_text
+from .._locks import FolderInUse
 from .._process import set_precision as use_precision
 from .._training import CHECKPOINT, CONFIG, ERROR, RunConfig, RunDir, load_data, train_cohort
-from ._table import METRICS as METRIC_COLUMNS
+from ._table import BUSY, METRICS as METRIC_COLUMNS
 
 INTERRUPTED = "interrupted"
 
@@ -47,10 +49,11 @@ def train_cells(
     set_precision: bool = False,
 ) -> list[dict]:
     """Trains the cells `configs` (one cohort) in `directory/cells/<key>` and returns their
-    results-table rows. Cells with a `metrics.json` are not trained again; cells with a
-    checkpoint resume from it; the rest start. An exception becomes status `"error"` for
-    every cell trained, with its message (the traceback in the cell's `error.txt`); an
-    interrupt leaves status `"interrupted"`.
+    results-table rows. Cells with a `metrics.json` are not trained again (a damaged one is
+    status `"error"`); cells with a checkpoint resume from it; cells whose run directory
+    another process holds are status `"busy"`, untouched; the rest start. An exception
+    becomes status `"error"` for every cell trained, with its message (the traceback in the
+    cell's `error.txt`); an interrupt leaves status `"interrupted"`.
 
     **Arguments:**
 
@@ -64,33 +67,59 @@ def train_cells(
     rows, pending = {}, []
     for config, key in zip(configs, keys):
         run_dir = RunDir(directory / "cells" / key)
-        metrics = run_dir.metrics()
+        metrics = _finished(run_dir)
         if metrics is not None:
             rows[key] = result_row(config, key, cohort, f"cells/{key}", metrics)
         else:
             pending.append((config, key, run_dir))
-    if pending:
-        if set_precision:
-            use_precision(pending[0][0].train.precision)
-        try:
-            for config, _, run_dir in pending:
-                _prepare(config, run_dir)
-            outcomes = train_cohort(
-                [c for c, _, _ in pending],
-                [d.path for _, _, d in pending],
-                resume=True,
-                progress=False,
-            )
-            trained = [
-                metrics or {"status": str(r.status), "message": r.message}
-                for _, r, metrics in outcomes
-            ]
-        except Exception as error:
-            detail = traceback.format_exc()
-            for _, _, run_dir in pending:
-                atomic_write_text(run_dir / ERROR, detail)
-            failure = {"status": "error", "message": f"{type(error).__name__}: {error}"}
-            trained = [failure] * len(pending)
-        for (config, key, _), metrics in zip(pending, trained):
-            rows[key] = result_row(config, key, cohort, f"cells/{key}", metrics)
+    with contextlib.ExitStack() as locks:
+        free = []
+        for config, key, run_dir in pending:
+            try:
+                locks.enter_context(run_dir.lock())
+            except FolderInUse as error:
+                metrics = {"status": BUSY, "message": str(error)}
+            else:
+                # Another process may have finished the cell between the look and the lock.
+                metrics = _finished(run_dir)
+            if metrics is None:
+                free.append((config, key, run_dir))
+            else:
+                rows[key] = result_row(config, key, cohort, f"cells/{key}", metrics)
+        if free:
+            if set_precision:
+                use_precision(free[0][0].train.precision)
+            for (config, key, _), metrics in zip(free, _train(free)):
+                rows[key] = result_row(config, key, cohort, f"cells/{key}", metrics)
     return [rows[key] for key in keys]
+
+
+def _finished(run_dir: RunDir) -> dict | None:
+    """The metrics of a cell that has stopped for good (a damaged record is an error row);
+    `None` for a cell still to train."""
+    try:
+        return run_dir.metrics()
+    except (OSError, ValueError) as error:
+        return {"status": "error", "message": f"{error} (--retry-failed trains the cell anew)"}
+
+
+def _train(pending: list) -> list[dict]:
+    """The metrics of each cell of `pending` (`(config, key, run_dir)`), trained as one
+    cohort; an exception is recorded as every cell's error."""
+    try:
+        for config, _, run_dir in pending:
+            _prepare(config, run_dir)
+        outcomes = train_cohort(
+            [c for c, _, _ in pending],
+            [d.path for _, _, d in pending],
+            resume=True,
+            progress=False,
+        )
+        return [
+            metrics or {"status": str(r.status), "message": r.message} for _, r, metrics in outcomes
+        ]
+    except Exception as error:
+        detail = traceback.format_exc()
+        for _, _, run_dir in pending:
+            atomic_write_text(run_dir / ERROR, detail)
+        return [{"status": "error", "message": f"{type(error).__name__}: {error}"}] * len(pending)

@@ -57,7 +57,7 @@ def _results(sweep_dir) -> tuple[list[str], list[dict]]:
 def read_history(path) -> list[dict]:
     """The rows of a `history.csv` as `write_history` writes it, parsed as `read_results`
     parses; `[]` without the file (a cell that never reached an evaluation)."""
-    return read_csv(path)[1] if pathlib.Path(path).is_file() else []
+    return read_csv(path, "history")[1] if pathlib.Path(path).is_file() else []
 
 
 def resolve_field(name: str, columns, *, argument: str | None = None) -> str:

@@ -8,12 +8,14 @@ import pathlib
 import sys
 
 from .._files import atomic_write_text
+from .._locks import folder_lock, without_lock
 from .._process import x64_enabled
 from .._training import CONFIG, RunConfig
+from ._cells import INTERRUPTED
 from ._executors import AbstractExecutor, LocalExecutor
 from ._plan import Cohort, SweepPlan, make_plan, varying_fields
 from ._spec import SweepSpec, config_hash
-from ._table import FAILED, SUCCEEDED, ResultsTable
+from ._table import BRIEF, BUSY, FAILED, RESULTS, SUCCEEDED, ResultsTable
 
 PLAN = "plan.json"
 
@@ -66,11 +68,11 @@ def _adopt_renamed(plan: SweepPlan, out: pathlib.Path, table: ResultsTable) -> N
         if key not in keys or (cells / key).exists():
             continue
         run_dir.rename(cells / key)
-        row = table.rows.pop(run_dir.name, None)
+        row = table.rows.get(run_dir.name)
         if row is not None:
-            moved.append({**row, "cell": key, "run_dir": f"cells/{key}"})
+            moved.append(({**row, "cell": key, "run_dir": f"cells/{key}"}, run_dir.name))
     if moved:
-        table.put(moved)
+        table.put([row for row, _ in moved], remove=tuple(old for _, old in moved))
 
 
 def _remaining(plan: SweepPlan, table: ResultsTable, retry_failed: bool, out) -> list[Cohort]:
@@ -113,8 +115,11 @@ def sweep(
     keyed by its configuration hash, rewritten atomically after every cohort. Each cell's run
     directory `out/cells/<key>` is an ordinary run (evaluate, probe or resume it alone).
 
-    Running the same sweep again skips the cells with a row, resumes unfinished cells from
-    their checkpoints and, with `retry_failed`, trains failed cells (diverged, solver failed,
+    Several processes may run sweeps into one folder at once: each cell's run directory is
+    locked while it trains (a cell another process holds is returned with status `"busy"`,
+    untouched, and not recorded), and rows are merged into `results.csv` under the folder's
+    lock. Running the same sweep again skips the cells with a row, resumes unfinished cells
+    from their checkpoints and, with `retry_failed`, trains failed cells (diverged, solver failed,
     error) again, their previous directory kept as `<key>.attempt-<n>`. A cell that fails is
     recorded with its status and message, and the sweep goes on.
 
@@ -129,20 +134,21 @@ def sweep(
     **Returns:** the rows of the spec's cells (in spec order), as in `results.csv`.
 
     **Raises:** `ValueError` for an invalid spec (naming the cell and field) or float64 cells
-    without 64-bit JAX; `KeyboardInterrupt` after an interrupt, with the finished cells
+    without 64-bit JAX; `FileExistsError` when `out` is a file or a folder of other files;
+    `KeyboardInterrupt` after an interrupt, with the finished cells
     recorded and the cells in flight checkpointed.
     """
-    plan = make_plan(_load(spec))
+    plan = make_plan(_load(spec), progress=progress)
     executor = LocalExecutor() if executor is None else executor
     if isinstance(executor, LocalExecutor) and not executor.set_precision:
         _check_precision(plan)
     out = pathlib.Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{str(out)!r} is a file; choose a folder for the sweep (--out).")
-    _write_plan(plan, out)
-    table = ResultsTable(out)
-    _adopt_renamed(plan, out, table)
-    todo = _remaining(plan, table, retry_failed, out)
+    _check_folder(out)
+    with folder_lock(out, "sweep", wait=BRIEF):
+        _write_plan(plan, out)
+        table = ResultsTable(out)
+        _adopt_renamed(plan, out, table)
+        todo = _remaining(plan, table, retry_failed, out)
     cell_of = {c.key: c for c in plan.cells}
     varying = varying_fields(plan.cells)
     from tqdm.auto import tqdm
@@ -155,19 +161,34 @@ def sweep(
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    busy = {}
     try:
         for _, rows in executor.map(todo, out):
-            finished = [r for r in rows if r["status"] != "interrupted"]
+            finished = [r for r in rows if r["status"] not in (INTERRUPTED, BUSY)]
             table.put(finished)
+            busy.update({r["cell"]: r for r in rows if r["status"] == BUSY})
             for row in rows:
                 if progress:
                     bar.write(_line(cell_of[row["cell"]], row, varying), file=sys.stderr)
             bar.update(len(finished))
-            if len(finished) < len(rows):
+            if any(r["status"] == INTERRUPTED for r in rows):
                 raise KeyboardInterrupt
     finally:
         bar.close()
-    return [table.rows[c.key] for c in plan.cells]
+    return [table.rows.get(c.key) or busy[c.key] for c in plan.cells]
+
+
+def _check_folder(out: pathlib.Path) -> None:
+    """**Raises:** `FileExistsError` when `out` is a file, or a folder that holds files but
+    no sweep (a sweep never writes into a folder it did not make)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{str(out)!r} is a file; choose a folder for the sweep (--out).")
+    marks = (PLAN, RESULTS, "cells")
+    if out.is_dir() and without_lock(out) and not any((out / m).exists() for m in marks):
+        raise FileExistsError(
+            f"{str(out)!r} holds files but no sweep (no {', '.join(marks)}); choose a new or "
+            "empty folder for the sweep (--out)."
+        )
 
 
 def _check_precision(plan: SweepPlan) -> None:

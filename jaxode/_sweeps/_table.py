@@ -5,7 +5,8 @@ import csv
 import io
 import pathlib
 
-from .._files import atomic_write_bytes, atomic_write_text
+from .._files import atomic_write_bytes, atomic_write_text, read_text
+from .._locks import folder_lock
 from ._spec import FIELDS
 
 RESULTS, PARQUET = "results.csv", "results.parquet"
@@ -30,7 +31,13 @@ COLUMNS = LEADING + FIELDS + METRICS
 # Statuses of cells that need no more training; "failed" ones are retried on request.
 SUCCEEDED = ("completed", "early_stopped")
 FAILED = ("diverged", "solver_failed", "error")
+# A cell whose run directory another process holds: not trained here, and not recorded.
+BUSY = "busy"
 
+
+# Seconds a sweep waits for the folder's lock another process holds briefly (merging its rows,
+# writing its plan) before it gives up.
+BRIEF = 60.0
 
 # Identifiers and free text stay strings: a hash made only of digits is not a number.
 TEXT_COLUMNS = ("cell", "cohort", "status", "message", "run_dir", "data.dataset")
@@ -47,26 +54,53 @@ def _parse(text: str | None, column: str):
     return {"True": True, "False": False}.get(text, text)
 
 
-def read_csv(path) -> tuple[list[str], list[dict]]:
-    """`(columns, rows)` of a CSV file of results or history, numbers parsed, empty as `None`."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+def read_csv(path, what: str = "results table") -> tuple[list[str], list[dict]]:
+    """`(columns, rows)` of a CSV file of results or history (`what` names it in messages),
+    numbers parsed, empty as `None`.
+
+    **Raises:** `FileNotFoundError`, or `ValueError` naming the file when it is not UTF-8 CSV."""
+    text = read_text(path, what, "restore it, or move it away and run the sweep again.")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         rows = [{k: _parse(v, k) for k, v in row.items() if k is not None} for row in reader]
-        return list(reader.fieldnames or []), rows
+    except csv.Error as error:
+        raise ValueError(f"{what} {str(path)!r} is not valid CSV: {error}.") from None
+    return list(reader.fieldnames or []), rows
 
 
 class ResultsTable:
-    """The rows of `DIR/results.csv` by cell key; `put` replaces a row and rewrites the file
-    (a crash mid-write leaves the previous file)."""
+    """The rows of `DIR/results.csv` by cell key. `put` merges rows into the file under the
+    sweep folder's lock, reading it first, so that processes training disjoint cells of one
+    sweep keep each other's rows (a crash mid-write leaves the previous file)."""
 
     def __init__(self, directory):
-        self.path = pathlib.Path(directory) / RESULTS
-        rows = read_csv(self.path)[1] if self.path.is_file() else []
-        self.rows = {row["cell"]: row for row in rows}
+        self.directory = pathlib.Path(directory)
+        self.path = self.directory / RESULTS
+        self.rows = self._read()
 
-    def put(self, rows: list[dict]) -> None:
-        for row in rows:
-            self.rows[row["cell"]] = row
+    def _read(self) -> dict:
+        if not self.path.exists():
+            return {}
+        columns, rows = read_csv(self.path)
+        if "cell" not in columns:
+            raise ValueError(
+                f"{str(self.path)!r} is not a sweep's results table (no 'cell' column); move "
+                "it away, and the sweep rebuilds its rows from the cells' run directories."
+            )
+        return {row["cell"]: row for row in rows if row["cell"]}
+
+    def put(self, rows: list[dict], remove: tuple = ()) -> None:
+        """Records `rows` (replacing the rows of their cells) and drops the rows of the cells
+        `remove`."""
+        with folder_lock(self.directory, "sweep", wait=BRIEF):
+            self.rows = self._read()
+            for key in remove:
+                self.rows.pop(key, None)
+            for row in rows:
+                self.rows[row["cell"]] = row
+            self._write()
+
+    def _write(self) -> None:
         buffer = io.StringIO()
         extra = sorted({k for r in self.rows.values() for k in r} - set(COLUMNS))
         writer = csv.DictWriter(buffer, fieldnames=COLUMNS + tuple(extra), lineterminator="\n")

@@ -1,5 +1,6 @@
 """Training from a `RunConfig` into run directories, and loading a trained model back."""
 
+import contextlib
 from typing import Any, cast
 
 import equinox as eqx
@@ -15,6 +16,7 @@ from ._build import build_model, build_settings, build_trainer, load_data
 from ._config import RunConfig
 from ._fit import FitResult, fit
 from ._members import read_best
+from ._memory import check_memory
 from ._metrics import error_metrics, predict_in_chunks, predictions_and_status
 from ._plots import write_loss_plot
 from ._rundir import CHECKPOINT, METRICS, MODEL, PLOT, RunDir, check_cohort
@@ -186,12 +188,39 @@ def train_cohort(
     `train.seed`.
     """
     run_dirs = [RunDir(d) for d in run_dirs]
+    created = [not d.path.exists() for d in run_dirs]
+    locked = []
+    with contextlib.ExitStack() as locks:
+        try:
+            for run_dir in run_dirs:
+                locks.enter_context(run_dir.lock())
+                locked.append(run_dir)
+            return _train_locked(configs, run_dirs, created, resume, progress)
+        except BaseException:
+            # A directory the lock created for a start that failed goes again.
+            for run_dir, made in zip(locked, created):
+                run_dir.remove_if_empty(made)
+            raise
+
+
+def _identity(config: RunConfig) -> dict:
+    """What a run's checkpoints record of its configuration (see `Checkpointing`)."""
+    return {
+        f"{section}.{name}": value
+        for section, values in config.to_dict().items()
+        for name, value in values.items()
+    }
+
+
+def _train_locked(
+    configs, run_dirs: list[RunDir], created: list[bool], resume: bool, progress: bool
+) -> list[tuple[TrainedSurrogate, FitResult, dict]]:
     configs = _configs(configs, run_dirs, resume)
     data = load_data(configs[0])
+    check_memory(configs, data)
     trainer = build_trainer(configs[0], data)
     settings = build_settings(configs[0], data)
     initial = [_initial(config, data) for config in configs]
-    created = [not d.path.exists() for d in run_dirs]
     single = len(configs) == 1
     val = data.arrays("val")
     try:
@@ -200,7 +229,11 @@ def train_cohort(
                 run_dir.start(config, data)
         common = dict(
             val=val if len(val[0]) else None,
-            checkpointing=Checkpointing([d.path for d in run_dirs], resume=resume),
+            checkpointing=Checkpointing(
+                [d.path for d in run_dirs],
+                resume=resume,
+                identity=[_identity(config) for config in configs],
+            ),
             progress=progress,
             **settings,
         )

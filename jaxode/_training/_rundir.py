@@ -10,7 +10,8 @@ import json
 import pathlib
 
 from .._datasets import Affine, Dataset, TrajectoryData
-from .._files import atomic_write_text, json_text
+from .._files import atomic_write_text, json_text, read_json, read_text
+from .._locks import folder_lock, without_lock
 from ._config import RunConfig
 from ._members import CHECKPOINT, HISTORY
 
@@ -74,6 +75,18 @@ def _differences(given: RunConfig, stored: RunConfig) -> list[str]:
     ]
 
 
+# What to do about a run directory's damaged start files.
+_RESTORE = "restore it from a copy, or train the run anew in another directory."
+
+
+def _remove_if_empty(folder: pathlib.Path, created: bool) -> None:
+    """Removes `folder` when this process `created` it and only its lock file is left."""
+    if created and folder.is_dir() and not without_lock(folder):
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+
+
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     """One run's directory: where each of its files lives, and what it stores beside the
@@ -100,11 +113,15 @@ class RunDir:
                 f"{str(path)!r} already holds a run; pass --resume to continue it or choose "
                 "another --out."
             )
-        if path.is_dir() and any(path.iterdir()):
+        if path.is_dir() and without_lock(path):
             raise FileExistsError(
                 f"{str(path)!r} exists and holds files but no run; choose an empty or new "
                 "directory (--out)."
             )
+
+    def lock(self):
+        """The run directory's lock (see `folder_lock`): held while a process writes it."""
+        return folder_lock(self.path, "run directory")
 
     def start(self, config: RunConfig, data: Dataset | TrajectoryData) -> None:
         """Writes the files a run starts with: its configuration and normalisation."""
@@ -117,8 +134,11 @@ class RunDir:
         can run again; the directory goes too when this run `created` it and it is empty."""
         for name in (CONFIG, NORMALISATION, HISTORY):
             (self / name).unlink(missing_ok=True)
-        if created and self.path.is_dir() and not any(self.path.iterdir()):
-            self.path.rmdir()
+        self.remove_if_empty(created)
+
+    def remove_if_empty(self, created: bool) -> None:
+        """Removes the directory when this process `created` it and it holds nothing."""
+        _remove_if_empty(self.path, created)
 
     def config(self) -> RunConfig:
         """The stored configuration.
@@ -128,7 +148,12 @@ class RunDir:
             raise FileNotFoundError(
                 f"{str(self.path)!r} is not a jaxode run directory (no {CONFIG})."
             )
-        return RunConfig.from_toml((self / CONFIG).read_text())
+        path = self / CONFIG
+        text = read_text(path, "run configuration", _RESTORE)
+        try:
+            return RunConfig.from_toml(text)
+        except ValueError as error:
+            raise ValueError(f"run configuration {str(path)!r}: {error} {_RESTORE}") from None
 
     def stored_config(self, config: RunConfig | None = None) -> RunConfig:
         """The configuration a resume continues with: the stored one, which `config` (when
@@ -148,13 +173,20 @@ class RunDir:
 
     def normalisation(self) -> tuple[Affine, Affine]:
         """`(x_norm, y_norm)` of the run's data."""
-        values = json.loads((self / NORMALISATION).read_text())
-        return Affine.from_dict(values["x"]), Affine.from_dict(values["y"])
+        path = self / NORMALISATION
+        values = read_json(path, "the run's normalisation", _RESTORE)
+        try:
+            return Affine.from_dict(values["x"]), Affine.from_dict(values["y"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"the run's normalisation {str(path)!r} is damaged ({error!r}); {_RESTORE}"
+            ) from None
 
     def metrics(self) -> dict | None:
         """`metrics.json` of a run that has stopped for good (not interrupted), else `None`."""
         path = self / METRICS
-        return json.loads(path.read_text()) if path.is_file() else None
+        remedy = "delete it to evaluate the run again (jaxode evaluate) or train it anew."
+        return read_json(path, "the run's metrics", remedy) if path.exists() else None
 
     def write_metrics(self, metrics: dict) -> None:
         atomic_write_text(self / METRICS, json_text(metrics))
@@ -182,7 +214,7 @@ class CohortDir:
             raise FileExistsError(
                 f"{str(out)!r} is a file; choose a directory for the cohort (--out)."
             )
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and without_lock(out):
             raise FileExistsError(
                 f"{str(out)!r} exists and is not empty; choose a new or empty --out, or "
                 f"continue a cohort with --resume {out}."
@@ -192,18 +224,47 @@ class CohortDir:
         atomic_write_text(out / COHORT, listing)
         return [with_seed(config, s) for s in seeds]
 
+    def lock(self):
+        """The cohort folder's lock (see `folder_lock`): held while a process writes it."""
+        return folder_lock(self.path, "cohort folder")
+
+    def _listing(self) -> dict:
+        path = self.path / COHORT
+        remedy = (
+            "it lists the cohort's seeds and member folders: restore it, or train the cohort "
+            "anew in another folder."
+        )
+        listing = read_json(path, "cohort listing", remedy)
+        seeds, members = listing.get("seeds"), listing.get("members")
+        if (
+            not isinstance(seeds, list)
+            or not isinstance(members, list)
+            or len(seeds) != len(members)
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+            or not all(
+                isinstance(m, str) and m and "/" not in m and m not in (".", "..") for m in members
+            )
+        ):
+            raise ValueError(
+                f"cohort listing {str(path)!r} is damaged: it needs 'seeds' (integers) and "
+                f"'members' (folder names) of one length; {remedy}"
+            )
+        return listing
+
     def seeds(self) -> list[int]:
-        return json.loads((self.path / COHORT).read_text())["seeds"]
+        return self._listing()["seeds"]
 
     def members(self) -> list[RunDir]:
-        listing = json.loads((self.path / COHORT).read_text())
-        return [RunDir(self.path / name) for name in listing["members"]]
+        return [RunDir(self.path / name) for name in self._listing()["members"]]
 
     def remove_start(self, created: bool) -> None:
         """Undoes a start none of whose members began."""
         (self.path / COHORT).unlink(missing_ok=True)
-        if created and self.path.is_dir() and not any(self.path.iterdir()):
-            self.path.rmdir()
+        self.remove_if_empty(created)
+
+    def remove_if_empty(self, created: bool) -> None:
+        """Removes the folder when this process `created` it and it holds nothing."""
+        _remove_if_empty(self.path, created)
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.path / SUMMARY, json_text(summary))
