@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import json
 import pathlib
+import re
 import signal
 import sys
 import time
@@ -217,7 +218,7 @@ def _config_from_args(args) -> RunConfig:
 def _naming_the_flag(message: str, flags: dict) -> str:
     """`message` led by the option that set the field it names, when an option did."""
     for flag, section, name, *_ in OPTIONS:
-        if name in flags.get(section, {}) and f"{section}.{name}" in message:
+        if name in flags.get(section, {}) and re.search(rf"\b{section}\.{name}\b", message):
             return f"{flag}: {message}"
     return message
 

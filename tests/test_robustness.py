@@ -393,3 +393,12 @@ def test_checkpoints_round_trip_their_header(tmp_path):
     assert json.dumps({k: v.tolist() for k, v in loaded.items()}) == json.dumps(
         {k: v.tolist() for k, v in tree.items()}
     )
+
+
+@pytest.mark.parametrize(
+    "flag, field",
+    [("--field-init-std", "model.field_init_std"), ("--t1", "model.t1"), ("--lr", "train.")],
+)
+def test_a_bad_setting_is_led_by_the_flag_that_set_it(flag, field, tmp_path, capsys):
+    assert main(["train", *TINY, flag, "inf", "--out", str(tmp_path / "run")]) == 2
+    assert _error(capsys).startswith(f"jaxode train: error: {flag}: {field}")
