@@ -5,6 +5,7 @@ import abc
 import math
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -143,14 +144,29 @@ class MonomialBasis(AbstractPolynomialBasis):
         return [[int(j == k) for k in range(n)] for j in range(n)], np.ones(n)
 
 
+# Above this many basis functions a recurrence runs as a loop in the compiled program instead
+# of unrolled: an unrolled recurrence makes the program (and its compile time and memory) grow
+# with the degree, which at degree 10^5 exhausts a machine's memory before training starts.
+UNROLLED_BASIS = 64
+
+
 def _three_term(tau, num: int, first, step):
     """Runs a three-term recurrence and stacks its first `num` values."""
     values = [jnp.ones_like(tau)]
     if num > 1:
         values.append(first)
-    for k in range(1, num - 1):
-        values.append(step(k, values[-1], values[-2]))
-    return jnp.stack(values[:num])
+    if num <= UNROLLED_BASIS:
+        for k in range(1, num - 1):
+            values.append(step(k, values[-1], values[-2]))
+        return jnp.stack(values[:num])
+
+    def advance(pair, k):
+        p, q = pair
+        following = step(k, p, q)
+        return (following, p), following
+
+    _, rest = jax.lax.scan(advance, (values[1], values[0]), jnp.arange(1, num - 1))
+    return jnp.concatenate([jnp.stack(values), rest])
 
 
 class LegendreBasis(AbstractPolynomialBasis):

@@ -47,6 +47,28 @@ def test_polynomial_values_match_numpy():
     np.testing.assert_allclose(cheb, ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("degree", [64, 150])  # the recurrence unrolled, and as a loop
+def test_high_degree_values_match_numpy(degree):
+    tau = np.linspace(0.0, 1.0, 17)
+    x, eye = 2 * tau - 1, np.eye(degree + 1)
+    leg = np.asarray(jax.vmap(jaxode.LegendreBasis(degree))(tau))
+    ref = np.stack([npoly.legendre.legval(x, eye[k]) for k in range(degree + 1)], 1)
+    np.testing.assert_allclose(leg, ref, rtol=1e-10, atol=1e-10)
+    cheb = np.asarray(jax.vmap(jaxode.ChebyshevBasis(degree))(tau))
+    ref = np.stack([npoly.chebyshev.chebval(x, eye[k]) for k in range(degree + 1)], 1)
+    np.testing.assert_allclose(cheb, ref, rtol=1e-10, atol=1e-10)
+    mono = np.asarray(jax.vmap(jaxode.MonomialBasis(degree))(tau))
+    np.testing.assert_allclose(mono, tau[:, None] ** np.arange(degree + 1), rtol=1e-12, atol=1e-300)
+
+
+def test_the_program_of_a_high_degree_basis_does_not_grow_with_the_degree():
+    def size(degree):
+        return len(jax.make_jaxpr(jaxode.LegendreBasis(degree))(0.3).eqns)
+
+    assert size(100) == size(10_000)
+    assert size(10) < size(20)  # below the threshold the recurrence is unrolled
+
+
 def test_legendre_classical_normalisation_and_fourier_values():
     leg = jaxode.LegendreBasis(4)
     np.testing.assert_allclose(leg(1.0), np.ones(5), rtol=1e-14)
