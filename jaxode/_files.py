@@ -3,6 +3,7 @@ previous file intact, never a corrupt one), strict JSON, CSV histories and the c
 container (a JSON header and the leaves of a tree)."""
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -53,9 +54,11 @@ def atomic_write_bytes(path, data: bytes) -> None:
             os.remove(tmp)
         if isinstance(error, OSError) and error.errno is not None:
             reason = (error.strerror or str(error)).lower()
+            full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+            remedy = "free space" if full else "make it writable"
             raise type(error)(
                 f"cannot write {str(path)!r} ({len(data)} bytes): {reason}; the previous "
-                "version of the file, if any, is intact: free space or choose another output "
+                f"version of the file, if any, is intact: {remedy} or choose another output "
                 "location, then run the same command again."
             ) from None
         raise
@@ -184,6 +187,12 @@ def _split(path: pathlib.Path) -> tuple[dict, bytes]:
         raise ValueError(f"{str(path)!r} is damaged: its header is truncated or not JSON.")
     payload = data[start + length :]
     check = header.pop(_PAYLOAD, None)
+    if check is not None and not (
+        isinstance(check, dict)
+        and isinstance(check.get("bytes"), int)
+        and isinstance(check.get("sha256"), str)
+    ):
+        raise ValueError(f"{str(path)!r} is damaged: its header's size and checksum are not.")
     if check is not None and len(payload) != check["bytes"]:
         raise ValueError(
             f"{str(path)!r} is damaged: it holds {len(payload)} of the {check['bytes']} bytes of "
@@ -192,6 +201,16 @@ def _split(path: pathlib.Path) -> tuple[dict, bytes]:
     if check is not None and hashlib.sha256(payload).hexdigest() != check["sha256"]:
         raise ValueError(f"{str(path)!r} is damaged: its parameters do not match their checksum.")
     return header, payload
+
+
+def checkpoint_meta(path) -> dict:
+    """The header `meta` of a checkpoint file, without its tree.
+
+    **Raises:** `FileNotFoundError` if missing; `ValueError` if not a whole jaxode checkpoint."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist.")
+    return _split(path)[0]
 
 
 def checkpoint_problem(path) -> str | None:

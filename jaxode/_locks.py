@@ -3,18 +3,20 @@ sweep's results. The operating system releases a lock when its process dies, so 
 `kill -9` is no lock at all; the lock file only says who held it last."""
 
 import contextlib
+import errno
 import os
 import pathlib
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 
 LOCK = ".jaxode.lock"
 
 # Folders this process holds (resolved path -> [descriptor, depth]): taking a lock again from
 # the same process (a sweep cell, then the training of that cell) nests instead of refusing.
-_held: dict[str, list[int]] = {}
+_held: dict[str, list] = {}
 
 
 class FolderInUse(OSError):
@@ -54,12 +56,42 @@ def _same_file(descriptor: int, path: pathlib.Path) -> bool:
         return False
 
 
-def _acquire(folder: pathlib.Path, what: str, wait: float) -> int:
+# What a file system that cannot lock answers (NFS without lockd, Lustre without -o flock).
+_NO_LOCKING = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+def _cannot(folder: pathlib.Path, what: str, error: OSError) -> OSError:
+    reason = (error.strerror or str(error)).lower()
+    return type(error)(
+        f"cannot lock the {what} {str(folder)!r} ({LOCK}): {reason}; make the folder writable "
+        "or choose another one."
+    )
+
+
+def _acquire(folder: pathlib.Path, what: str, wait: float) -> tuple[int | None, bool]:
+    """`(descriptor, stale)`: the descriptor holding the lock (`None` where the file system
+    cannot lock), and whether a lock file a dead holder left was there."""
     path = folder / LOCK
     deadline = time.monotonic() + wait
     while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        if not _try_lock(descriptor):
+        stale = path.exists()
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise _cannot(folder, what, error) from None
+        try:
+            locked = _try_lock(descriptor)
+        except OSError as error:
+            os.close(descriptor)
+            if error.errno not in _NO_LOCKING:
+                raise _cannot(folder, what, error) from None
+            warnings.warn(
+                f"the file system of {str(folder)!r} cannot lock files ({error.strerror}): "
+                "jaxode cannot tell whether another process writes there too.",
+                stacklevel=4,
+            )
+            return None, False
+        if not locked:
             os.close(descriptor)
             if time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -74,14 +106,22 @@ def _acquire(folder: pathlib.Path, what: str, wait: float) -> int:
             break
         os.close(descriptor)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    os.ftruncate(descriptor, 0)
-    os.write(descriptor, f"process {os.getpid()} on {socket.gethostname()}, since {stamp}".encode())
-    return descriptor
+    holder = f"process {os.getpid()} on {socket.gethostname()}, since {stamp}"
+    try:
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, holder.encode())
+    except OSError as error:
+        _release(folder, descriptor)
+        raise _cannot(folder, what, error) from None
+    return descriptor, stale
 
 
-def _release(folder: pathlib.Path, descriptor: int) -> None:
+def _release(folder: pathlib.Path, descriptor: int | None) -> None:
+    if descriptor is None:
+        return
     if _same_file(descriptor, folder / LOCK) and sys.platform != "win32":
-        (folder / LOCK).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (folder / LOCK).unlink()
     os.close(descriptor)
 
 
@@ -104,8 +144,9 @@ def _make_folder(folder: pathlib.Path, what: str) -> None:
 
 
 def _remove_partial_writes(folder: pathlib.Path) -> None:
-    """Deletes the temporary files of atomic writes a killed process left (`.<name>.*.tmp`):
-    whoever holds the lock is the only writer, so none of them is in progress."""
+    """Deletes the temporary files of atomic writes a killed holder left (`.<name>.*.tmp`,
+    beside the lock file it left): whoever holds the lock is the only writer, so none of them
+    is in progress. A folder without such a lock file is left as it is."""
     for path in folder.glob(".*.tmp"):
         with contextlib.suppress(OSError):
             path.unlink()
@@ -114,8 +155,9 @@ def _remove_partial_writes(folder: pathlib.Path) -> None:
 @contextlib.contextmanager
 def folder_lock(folder, what: str = "folder", wait: float = 0.0) -> Iterator[None]:
     """Holds the advisory lock of `folder` (created, with its parents, when missing) for the
-    block, after removing what interrupted writes left there. Nested use in one process is
-    allowed; the lock file goes when the outermost block ends.
+    block, after removing what the interrupted writes of a killed holder left there. Nested
+    use in one process is allowed; the lock file goes when the outermost block ends. On a file
+    system that cannot lock, a warning says so and the block runs unlocked.
 
     **Arguments:** `folder`; `what` names it in messages (`"run directory"`, `"sweep"`);
     `wait`: seconds to wait for another holder (0: refuse at once; for locks held briefly).
@@ -130,8 +172,10 @@ def folder_lock(folder, what: str = "folder", wait: float = 0.0) -> Iterator[Non
     if key in _held:
         _held[key][1] += 1
     else:
-        _held[key] = [_acquire(folder, what, wait), 1]
-        _remove_partial_writes(folder)
+        descriptor, stale = _acquire(folder, what, wait)
+        _held[key] = [descriptor, 1]
+        if stale:
+            _remove_partial_writes(folder)
     try:
         yield
     finally:

@@ -191,6 +191,22 @@ def test_a_cell_another_process_trains_is_left_to_it(tmp_path):
     assert [row["status"] for row in again] == ["completed", "completed"]
 
 
+def test_a_failed_cell_another_process_retries_is_not_moved(tmp_path):
+    spec = _sweep_spec(tmp_path, "retried", [0])
+    out = tmp_path / "sweep"
+    [row] = jaxode.sweep(spec, out, progress=False)
+    table = (out / "results.csv").read_text()
+    (out / "results.csv").write_text(table.replace(",completed,", ",error,", 1))
+    holder = _holding(out / row["run_dir"])
+    try:
+        [again] = jaxode.sweep(spec, out, retry_failed=True, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert again["status"] == "busy" and f"process {holder.pid}" in again["message"]
+    assert not list((out / "cells").glob("*.attempt-*"))  # the other process's folder stays
+
+
 def test_a_damaged_cell_record_is_a_failed_row_not_a_crash(tmp_path):
     spec = _sweep_spec(tmp_path, "damaged", [0, 1])
     out = tmp_path / "sweep"
@@ -303,9 +319,30 @@ def test_a_run_none_of_whose_solves_succeeded_has_failed(tmp_path):
     # Validation over failed solves is no number to select a model on.
     assert row[header.index("val_global")] == "inf"
     assert metrics["best_step"] == 0
+    # Out of patience rather than steps, with no limit on failed batches: failed all the same.
+    patient = config.replace("train", patience=1, max_failed_batches=None, iterations=9)
+    _, result, _ = jaxode.train(patient, tmp_path / "patient", progress=False)
+    assert result.status == "solver_failed" and result.steps == 3  # at the first evaluation
+    assert "the ODE solve failed in every one of the 3 batches" in result.message
 
 
 # --- 7. A configuration changed behind a run's back ------------------------------------------
+
+
+def test_a_structural_edit_is_named_too_and_settings_a_version_adds_are_not_changes(run, capsys):
+    (run / "model.eqx").unlink()
+    (run / "metrics.json").unlink()
+    config = run / "config.toml"
+    text = config.read_text()
+    config.write_text(text.replace("width = 3", "width = 5"))
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "model.width: 3 then, 5 now" in _error(capsys)
+    from jaxode._training._members import _check_identity
+
+    stored = {"train.learning_rate": 0.003, "train.dropped": 1}
+    _check_identity("c", stored, {"train.learning_rate": 0.003, "train.added": None})
+    with pytest.raises(ValueError, match=r"\(train.learning_rate: 0.003 then, 0.01 now\)"):
+        _check_identity("c", stored, {"train.learning_rate": 0.01, "train.added": None})
 
 
 def test_a_hand_edited_configuration_is_refused_on_resume(run, capsys):
@@ -337,15 +374,17 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_one(tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 
-def test_writes_a_killed_process_left_are_removed_by_the_next_holder(tmp_path):
+def test_writes_a_killed_holder_left_are_removed_by_the_next_holder(tmp_path):
     code = textwrap.dedent(
         f"""
         import os
         from jaxode._files import atomic_write_bytes
+        from jaxode._locks import folder_lock
         def stop(descriptor):
             os.kill(os.getpid(), 9)
         os.fsync = stop
-        atomic_write_bytes({str(tmp_path / "history.csv")!r}, b"step\\n1\\n")
+        with folder_lock({str(tmp_path)!r}):
+            atomic_write_bytes({str(tmp_path / "history.csv")!r}, b"step\\n1\\n")
         """
     )
     killed = subprocess.run([sys.executable, "-c", code])
@@ -355,6 +394,43 @@ def test_writes_a_killed_process_left_are_removed_by_the_next_holder(tmp_path):
 
     with folder_lock(tmp_path):
         assert not left.exists()
+
+
+def test_a_refused_folder_keeps_every_file_it_held(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "data.txt").write_text("x")
+    (out / ".notes.tmp").write_text("y")  # another program's temporary file
+    with pytest.raises(FileExistsError, match="holds files but no run"):
+        jaxode.train(jaxode.RunConfig(), out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [".notes.tmp", "data.txt"]
+
+
+def test_a_file_system_without_locks_warns_and_other_lock_errors_name_the_folder(
+    tmp_path, monkeypatch
+):
+    import errno
+
+    import jaxode._locks as locks
+
+    def unsupported(descriptor):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    descriptors = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(locks, "_try_lock", unsupported)
+    with pytest.warns(UserWarning, match="cannot lock files"):
+        with locks.folder_lock(tmp_path / "a"):
+            pass
+
+    def broken(descriptor):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(locks, "_try_lock", broken)
+    refused = r"cannot lock the folder .*/b' \(.jaxode.lock\): input/output error"
+    with pytest.raises(OSError, match=refused):
+        with locks.folder_lock(tmp_path / "b"):
+            pass
+    assert len(os.listdir("/proc/self/fd")) == descriptors  # none leaked
 
 
 def test_an_out_inside_a_file_is_one_line(tmp_path, capsys):

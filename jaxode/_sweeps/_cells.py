@@ -79,6 +79,8 @@ def train_cells(
                 locks.enter_context(run_dir.lock())
             except FolderInUse as error:
                 metrics = {"status": BUSY, "message": str(error)}
+            except OSError as error:
+                metrics = {"status": "error", "message": str(error)}
             else:
                 # Another process may have finished the cell between the look and the lock.
                 metrics = _finished(run_dir)

@@ -8,7 +8,7 @@ import pathlib
 import sys
 
 from .._files import atomic_write_text
-from .._locks import folder_lock, without_lock
+from .._locks import FolderInUse, folder_lock, without_lock
 from .._process import x64_enabled
 from .._training import CONFIG, RunConfig
 from ._cells import INTERRUPTED
@@ -39,14 +39,18 @@ def _write_plan(plan: SweepPlan, out: pathlib.Path) -> None:
 
 
 def _set_aside(out: pathlib.Path, key: str) -> None:
-    """Moves a failed cell's run directory out of the way of its retry (kept, never deleted)."""
+    """Moves a failed cell's run directory out of the way of its retry (kept, never deleted),
+    holding its lock: a cell that another process is retrying already is not touched.
+
+    **Raises:** `FolderInUse` when another process holds the cell."""
     run_dir = out / "cells" / key
     if not run_dir.exists():
         return
-    attempt = 1
-    while (target := run_dir.with_name(f"{key}.attempt-{attempt}")).exists():
-        attempt += 1
-    run_dir.rename(target)
+    with folder_lock(run_dir, "sweep cell"):
+        attempt = 1
+        while (target := run_dir.with_name(f"{key}.attempt-{attempt}")).exists():
+            attempt += 1
+        run_dir.rename(target)
 
 
 def _adopt_renamed(plan: SweepPlan, out: pathlib.Path, table: ResultsTable) -> None:
@@ -75,21 +79,29 @@ def _adopt_renamed(plan: SweepPlan, out: pathlib.Path, table: ResultsTable) -> N
         table.put([row for row, _ in moved], remove=tuple(old for _, old in moved))
 
 
-def _remaining(plan: SweepPlan, table: ResultsTable, retry_failed: bool, out) -> list[Cohort]:
-    """The cohorts still to train, each reduced to its cells without a final row."""
-    todo = []
+def _remaining(
+    plan: SweepPlan, table: ResultsTable, retry_failed: bool, out
+) -> tuple[list[Cohort], dict]:
+    """The cohorts still to train, each reduced to its cells without a final row, and the rows
+    of failed cells another process is retrying (status `"busy"`)."""
+    todo, busy = [], {}
     for cohort in plan.cohorts:
         cells = []
         for cell in cohort.cells:
-            status = table.rows.get(cell.key, {}).get("status")
+            row = table.rows.get(cell.key, {})
+            status = row.get("status")
             if status in SUCCEEDED or (status in FAILED and not retry_failed):
                 continue
             if status in FAILED:
-                _set_aside(out, cell.key)
+                try:
+                    _set_aside(out, cell.key)
+                except FolderInUse as error:
+                    busy[cell.key] = {**row, "status": BUSY, "message": str(error)}
+                    continue
             cells.append(cell)
         if cells:
             todo.append(dataclasses.replace(cohort, cells=tuple(cells)))
-    return todo
+    return todo, busy
 
 
 def _line(cell, row: dict, varying: set) -> str:
@@ -148,7 +160,7 @@ def sweep(
         _write_plan(plan, out)
         table = ResultsTable(out)
         _adopt_renamed(plan, out, table)
-        todo = _remaining(plan, table, retry_failed, out)
+        todo, busy = _remaining(plan, table, retry_failed, out)
     cell_of = {c.key: c for c in plan.cells}
     varying = varying_fields(plan.cells)
     from tqdm.auto import tqdm
@@ -161,7 +173,6 @@ def sweep(
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    busy = {}
     try:
         for _, rows in executor.map(todo, out):
             finished = [r for r in rows if r["status"] not in (INTERRUPTED, BUSY)]
@@ -175,7 +186,7 @@ def sweep(
                 raise KeyboardInterrupt
     finally:
         bar.close()
-    return [table.rows.get(c.key) or busy[c.key] for c in plan.cells]
+    return [busy.get(c.key) or table.rows[c.key] for c in plan.cells]
 
 
 def _check_folder(out: pathlib.Path) -> None:

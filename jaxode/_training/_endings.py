@@ -44,7 +44,11 @@ def ending(
     """How member `k` (its record, the counters of every member) ended with `code`."""
     step = int(c.step[k])
     phrase = _checkpoint_phrase(record, task.interval)
-    if code == Code.SOLVER_FAILED and step >= task.total and int(c.failed_batches[k]) >= step:
+    limit = task.stopping.max_failed_batches
+    # Every batch failed, and the run ended for another reason than a run of failures.
+    every = int(c.failed_batches[k]) >= step
+    every = every and (limit is None or int(c.consecutive_failures[k]) < limit)
+    if code == Code.SOLVER_FAILED and every:
         reason = SolveFailure(int(c.failure_reason[k])).reason
         message = (
             f"the ODE solve failed in every one of the {step} batches ({reason}), so no step "

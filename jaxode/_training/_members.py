@@ -9,7 +9,7 @@ from typing import Any
 
 import jax
 
-from .._files import load_checkpoint, save_checkpoint, write_history
+from .._files import checkpoint_meta, load_checkpoint, save_checkpoint, write_history
 from ._signals import interrupts_held
 from ._status import Status
 
@@ -80,9 +80,12 @@ class MemberRecord:
 
         **Raises:** `ValueError` for a checkpoint of another layout or model."""
         path = self.checkpoint
-        meta, tree = load_checkpoint(path, skeleton)
+        # The header first: a changed structure (width, degree) is named as a changed
+        # setting, not met as parameters that do not fit.
+        meta = checkpoint_meta(path)
         check_layout(path, meta)
         _check_identity(path, meta.get("identity"), self.identity)
+        meta, tree = load_checkpoint(path, skeleton)
         self.history = meta["history"]
         self.wall, self.compile_time = meta["wall"], meta["compile_time"]
         self.checkpoint_step, self.resumed = meta["checkpoint_step"], True
@@ -107,13 +110,17 @@ class MemberRecord:
 
 
 def _check_identity(path, stored: dict | None, given: dict | None) -> None:
-    if stored is None or given is None or stored == given:
+    if stored is None or given is None:
         return
+    # Entries only one side has are settings a newer or older jaxode added or dropped: a
+    # version change, not a changed run.
     changed = [
-        f"{name}: {stored.get(name, '(unset)')!r} then, {given.get(name, '(unset)')!r} now"
-        for name in sorted(set(stored) | set(given))
-        if stored.get(name) != given.get(name)
+        f"{name}: {stored[name]!r} then, {given[name]!r} now"
+        for name in sorted(set(stored) & set(given))
+        if stored[name] != given[name]
     ]
+    if not changed:
+        return
     raise ValueError(
         f"{str(path)!r} was written by a training with other settings ("
         + "; ".join(changed)

@@ -20,9 +20,9 @@ from ._regularisers import time_varying_layers
 # step donates no buffers, so the state it reads and the state it returns live together
 # (10); the gradient and the update Optax makes of it (12); the model built before training
 # (13); the host copies a checkpoint writes of params, best and last_good (16). Activations
-# of the solver are left out, so the estimate is a lower bound: measured on a CPU (peak
-# resident memory above a width-32 run's), a width-20000 ResNet (10.8 million parameters,
-# float32) took 22 copies and a neural ODE of that width 30.
+# of the solver are left out, and SGD or RMSprop keep fewer moments, so the estimate is a
+# guide: measured on a CPU (peak resident memory above a width-32 run's), a width-20000
+# ResNet (10.8 million parameters, float32) took 22 copies and a neural ODE of that width 30.
 COPIES_PER_MEMBER = 16
 _ITEMSIZE = {"float32": 4, "float64": 8}
 
@@ -154,7 +154,7 @@ def check_memory(configs: list[RunConfig], data: Dataset | TrajectoryData) -> No
     m, t = configs[0].model, configs[0].train
     gram = f", {format_bytes(estimate.gram_bytes)} of Gram matrices" if estimate.gram_bytes else ""
     raise ValueError(
-        f"training needs at least {format_bytes(estimate.total)}, more than the memory limit of "
+        f"training needs about {format_bytes(estimate.total)}, more than the memory limit of "
         f"{format_bytes(limit)} ({source}): {estimate.parameters:,} parameters per member x "
         f"{COPIES_PER_MEMBER} copies (the training state, two at a step, gradient, update, "
         f"initial model, checkpoint) x {estimate.members} member"

@@ -4,6 +4,7 @@ the rule of which runs may train together, and the reading and writing of what a
 beside its model (configuration, normalisation, metrics). The training command, sweeps,
 `jaxode runs` and reports all go through here."""
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -82,9 +83,12 @@ _RESTORE = "restore it from a copy, or train the run anew in another directory."
 def _remove_if_empty(folder: pathlib.Path, created: bool) -> None:
     """Removes `folder` when this process `created` it and only its lock file is left."""
     if created and folder.is_dir() and not without_lock(folder):
-        for path in folder.iterdir():
-            path.unlink()
-        folder.rmdir()
+        # Called while an error propagates: a file that appeared meanwhile keeps the folder,
+        # and never hides that error.
+        with contextlib.suppress(OSError):
+            for path in folder.iterdir():
+                path.unlink()
+            folder.rmdir()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -164,12 +164,13 @@ def record(task: Task, state: TrainState, monitored, evaluated) -> TrainState:
     bad = jnp.where(kept, jnp.where(improved, 0, state.bad + 1), state.bad)
     stopping = kept & (patience is not None) & (bad >= (patience or 0))
     status = jnp.where(evaluated & exploded, int(Code.EXPLODED), state.status)
-    # A member none of whose batches solved has trained nothing: it failed, not completed.
-    ended = jnp.where(
-        state.failed_batches >= state.step, int(Code.SOLVER_FAILED), int(Code.COMPLETED)
-    )
-    status = jnp.where(kept & (state.step >= task.total), ended, status)
+    status = jnp.where(kept & (state.step >= task.total), int(Code.COMPLETED), status)
     status = jnp.where(stopping, int(Code.EARLY_STOPPED), status)
+    # A member none of whose batches solved has trained nothing: it failed, whether it ran
+    # out of steps or of patience.
+    ended = (status == int(Code.COMPLETED)) | (status == int(Code.EARLY_STOPPED))
+    never = ended & (state.failed_batches >= state.step)
+    status = jnp.where(never, int(Code.SOLVER_FAILED), status)
     updated = dataclasses.replace(
         state,
         best=select(improved, state.params, state.best),
