@@ -46,6 +46,7 @@ from ._training import (
     train,
     train_cohort,
 )
+from ._wording import command_line
 
 PACKAGE = pathlib.Path(__file__).resolve().parent
 
@@ -154,7 +155,9 @@ def _train_parser(sub) -> None:
         "--config", type=pathlib.Path, help="TOML file with [data], [model], [train] sections"
     )
     p.add_argument(
-        "--out", type=pathlib.Path, help="run directory (default runs/<data>-<basis>-<time>)"
+        "--out",
+        type=pathlib.Path,
+        help="run directory (default runs/<data>-<model>-<basis>[-<optimiser>]-<time>)",
     )
     p.add_argument(
         "--resume", type=pathlib.Path, metavar="RUN_DIR", help="continue an interrupted run"
@@ -238,6 +241,16 @@ def _print_metrics(metrics: dict) -> None:
             )
 
 
+def _timing(metrics: dict) -> str:
+    """Compilation and training time apart: on a CPU a short run is mostly compilation."""
+    train, steps = metrics.get("train_time") or 0.0, metrics.get("steps") or 0
+    rate = f" ({steps / train:.1f} steps/s)" if train > 0 else ""
+    return (
+        f"time: compiling {metrics.get('compile_time') or 0.0:.1f} s, training {train:.1f} s "
+        f"for {steps} steps{rate}"
+    )
+
+
 def _summary(metrics: dict) -> str:
     return (
         f"test relative error (global): {metrics['test_physical_global']:.4f} in physical units, "
@@ -294,7 +307,10 @@ def _train(args) -> int:
         config = _config_from_args(args)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         label = pathlib.Path(config.data.dataset).stem
-        name = f"{label}-{config.model.basis}" + ("-seeds" if args.seeds else "")
+        # Data, model, basis and (when not the default) optimiser: what tells runs apart.
+        optimiser = "" if config.train.optimiser == "adam" else f"-{config.train.optimiser}"
+        name = f"{label}-{config.model.model}-{config.model.basis}{optimiser}"
+        name += "-seeds" if args.seeds else ""
         out = args.out or pathlib.Path("runs") / f"{name}-{stamp}"
         if args.seeds is not None:
             return _train_cohort(args, config, out)
@@ -313,17 +329,19 @@ def _train(args) -> int:
         print(f"no trained parameters to evaluate; {out / METRICS} says why.")
         return 1
     _print_metrics(metrics)
+    print(_timing(metrics))
     if not metrics.get("plot", True):
         print(f"{PLOT} skipped: matplotlib is not installed (pip install matplotlib).")
     print(f"{_summary(metrics)}; written to {out}")
     return 0 if result.status.succeeded else 1
 
 
+# Normalised units first, as the table of a single run.
 _SUMMARY_METRICS = (
-    "test_physical_global",
-    "test_physical_per_sample",
     "test_global",
     "test_per_sample",
+    "test_physical_global",
+    "test_physical_per_sample",
     "val_global",
     "train_global",
     "best_step",
@@ -434,17 +452,91 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _input_names(path: pathlib.Path, count: int) -> list[str] | None:
+    """The `count` column names of the header of an input CSV that `load_inputs` has read (a
+    first row of names, or a '#' first line of names, as `numpy.savetxt` writes it), else
+    `None`."""
+    import csv
+
+    if path.suffix.lower() != ".csv":
+        return None
+    hashed = None
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            if number == 1:
+                hashed = [cell.strip() for cell in next(csv.reader([line.lstrip()[1:]]))]
+            continue
+        if line.strip():
+            cells = [cell.strip() for cell in next(csv.reader([line]))]
+            try:  # a first row of numbers is data: the names, if any, are the '#' line's
+                [float(cell) for cell in cells]
+                names = hashed
+            except ValueError:
+                names = cells
+            return names if names is not None and len(names) == count else None
+    return None
+
+
+def _domain_check(trained, x, args):
+    """Where the inputs `x` lie relative to the run's training domain (a `DomainCheck`), or
+    `None` when the run stores none (a note says so, except for a time series).
+
+    **Raises:** `ValueError` for `--strict` with rows outside, and for `--strict` or
+    `--mark-outside` without a stored domain."""
+    from ._trajectories import TrajectoryModel
+
+    flag = "--strict" if args.strict else "--mark-outside" if args.mark_outside else None
+    if trained.domain is None:
+        if flag is not None:
+            try:
+                trained.outside_domain(x)
+            except ValueError as error:
+                raise ValueError(f"{flag} needs the run's training domain: {error}") from None
+        if not isinstance(trained.model, TrajectoryModel):
+            print(
+                f"jaxode predict: note: {str(args.run_dir)!r} stores no training domain (trained "
+                "before jaxode stored one), so the inputs were not checked for extrapolation; "
+                "retrain the run to get the check.",
+                file=sys.stderr,
+            )
+        return None
+    check = trained.outside_domain(x)
+    if args.strict and check.count:
+        names = _input_names(args.input, x.shape[1])
+        raise ValueError(
+            f"{check.describe(names)}; --strict refuses to extrapolate: remove those rows, or "
+            "drop --strict to predict them with a warning."
+        )
+    return check
+
+
 def _predict(args) -> int:
     trained = _load_run(args.run_dir)
 
     x = load_inputs(args.input, trained.model.in_size)
     target = args.output or args.input.with_name(args.input.stem + "_predictions.csv")
     _refuse_overwrite(target, args.force)
+    check = _domain_check(trained, x, args)
     predictions = trained.predict(x)
     header = ",".join(f"y{i}" for i in range(predictions.shape[1]))
     lines = [header] + [",".join(f"{v:.17g}" for v in row) for row in predictions]
+    if args.mark_outside and check is not None:
+        lines[0] += ",outside_domain"
+        lines[1:] = [f"{line},{int(out)}" for line, out in zip(lines[1:], check.outside)]
     atomic_write_text(target, "\n".join(lines) + "\n")
     print(f"{len(predictions)} predictions (physical units) written to {target}")
+    if check is not None and check.count:
+        names = _input_names(args.input, x.shape[1])
+        hint = (
+            "marked 1 in the column outside_domain"
+            if args.mark_outside
+            else "--mark-outside flags them in the output, --strict refuses them"
+        )
+        print(
+            f"jaxode predict: warning: {check.describe(names)}; their predictions extrapolate "
+            f"({hint})",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -581,7 +673,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=pathlib.Path, help="metrics JSON (default RUN_DIR/evaluation.json)"
     )
     e.set_defaults(handler=_evaluate)
-    p = sub.add_parser("predict", help="predictions in physical units for the inputs of a file")
+    p = sub.add_parser(
+        "predict",
+        help="predictions in physical units for the inputs of a file",
+        description="Predictions in physical units for the inputs of a file. Inputs are "
+        "checked against the run's training domain (per input column, the range of the "
+        "training split): rows outside it get a warning on stderr naming how many rows, which "
+        "columns and how far outside, in units of the column's training range; the output "
+        "keeps its format (columns y0, y1, ...) unless --mark-outside. A run trained before "
+        "jaxode stored its domain is not checked (a note says so); a time series has none.",
+    )
     p.add_argument("run_dir", type=pathlib.Path, metavar="RUN_DIR")
     p.add_argument(
         "input", type=pathlib.Path, metavar="INPUT", help=".npz with array 'x' or .csv of inputs"
@@ -590,6 +691,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=pathlib.Path, help="CSV of predictions (default INPUT_predictions.csv)"
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    p.add_argument(
+        "--mark-outside",
+        action="store_true",
+        help="add a last column outside_domain to the output: 1 for a row outside the training "
+        "domain, 0 inside (every row, also when all lie inside)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse (exit 2, nothing written) when any row lies outside the training domain",
+    )
     p.set_defaults(handler=_predict)
     _add_probe(sub)
     _add_runs(sub)
@@ -628,7 +740,7 @@ def main(argv=None) -> int:
         return 2
     use_compilation_cache()
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), command_line():
             return args.handler(args)
     except KeyboardInterrupt as interrupt:
         print("jaxode: interrupted", file=sys.stderr)

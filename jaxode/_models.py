@@ -3,6 +3,8 @@
 import abc
 import contextlib
 import contextvars
+import sys
+import warnings
 from typing import cast
 
 import diffrax
@@ -12,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from ._bases import AbstractTimeBasis, ConstantBasis, PiecewiseConstantBasis
 from ._fields import AbstractField, HamiltonianField
 from ._layers import check_vector
 from ._paradigms import AbstractParadigm, DiscretizeThenOptimize, as_adjoint
@@ -44,6 +47,112 @@ class Trajectory(eqx.Module):
 def _check_horizon(t0: float, t1: float) -> None:
     if not t1 > t0:
         raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}.")
+
+
+class BasisWindowWarning(UserWarning):
+    """Warned when a model integrates over times outside the window $[t_0, t_1]$ of a time basis
+    of its field that is not clamped: there the weights $\\theta(t)$ follow the basis' formula,
+    and a polynomial keeps growing (a Legendre basis of degree 3 on $[0, 1]$ reaches 1809 at
+    $t = 5$). A clamped basis (`clamp=True`: the weights frozen outside the window) and a basis
+    constant outside its window (`ConstantBasis`, `PiecewiseConstantBasis`) are not warned about.
+
+    Extrapolating on purpose is allowed (the asymptotic probes do); silence the warning with
+    `warnings.filterwarnings("ignore", category=jaxode.BasisWindowWarning)`.
+    """
+
+
+# Bases whose values outside the window are those at its ends, whatever `clamp` says.
+_CONSTANT_OUTSIDE = (ConstantBasis, PiecewiseConstantBasis)
+
+
+def uncovered_window(field, t0: float, t1: float) -> tuple[AbstractTimeBasis, str, float] | None:
+    """The first basis of `field` that changes outside its window and whose window misses part
+    of $[t_0, t_1]$.
+
+    **Returns:** `(basis, end, time)`: `end` is `"t0"` or `"t1"`, the end of $[t_0, t_1]$
+    farther outside the window, and `time` its value; `None` when every basis covers
+    $[t_0, t_1]$ (to a relative $10^{-9}$ of its window), is clamped, or is constant outside
+    its window.
+    """
+    for basis in field.bases():
+        if not isinstance(basis, AbstractTimeBasis) or isinstance(basis, _CONSTANT_OUTSIDE):
+            continue
+        try:
+            if bool(basis.clamp):
+                continue
+            b0, b1, lo, hi = (float(v) for v in (basis.t0, basis.t1, t0, t1))
+        except TypeError:  # values traced by jax.jit (jax.errors.JAXTypeError): unknown yet
+            continue
+        below, above = b0 - lo, hi - b1
+        if max(below, above) > 1e-9 * (b1 - b0):
+            return (basis, "t0", lo) if below >= above else (basis, "t1", hi)
+    return None
+
+
+def basis_growth(basis: AbstractTimeBasis, time: float) -> str:
+    """How far `basis` strays at `time` outside its window: its largest value there against
+    its largest value at the ends of the window (where a polynomial basis is largest on it)."""
+    largest = lambda t: float(np.max(np.abs(np.asarray(basis(t)))))
+    try:
+        with jax.ensure_compile_time_eval():  # a model may be built while a program is traced
+            outside, ends = largest(time), max(largest(basis.t0), largest(basis.t1))
+    except TypeError:  # traced values (jax.errors.JAXTypeError): no numbers to give
+        return "its functions change there"
+    return (
+        f"the largest of its functions reaches {outside:.4g} at t = {time:g} ({ends:.4g} at "
+        "the ends of the window)"
+    )
+
+
+def _caller_stacklevel() -> int:
+    """The `stacklevel` of `warnings.warn` that points at the first caller outside jaxode,
+    Equinox and dataclasses (who built the model), counted from the function calling this."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in (
+        "jaxode",
+        "equinox",
+        "dataclasses",
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_WINDOW_WARNINGS = contextvars.ContextVar("jaxode_window_warnings", default=True)
+
+
+@contextlib.contextmanager
+def window_warnings_off():
+    """A context in which models built do not warn about their basis windows
+    (`BasisWindowWarning`): for a caller that extrapolates on purpose (the asymptotic probes),
+    or that has warned already in its own terms (the run configuration's)."""
+    token = _WINDOW_WARNINGS.set(False)
+    try:
+        yield
+    finally:
+        _WINDOW_WARNINGS.reset(token)
+
+
+def _warn_uncovered_window(dynamics: "AbstractDynamics") -> None:
+    """Warns (`BasisWindowWarning`) when `dynamics` integrates outside the window of a basis
+    of its field that is not clamped."""
+    if not _WINDOW_WARNINGS.get() or not isinstance(dynamics.field, AbstractField):
+        return  # warned by the caller, or a field refused by the model's own checks
+    found = uncovered_window(dynamics.field, dynamics.t0, dynamics.t1)
+    if found is None:
+        return
+    basis, end, time = found
+    name, t0, t1 = type(basis).__name__, float(dynamics.t0), float(dynamics.t1)
+    warnings.warn(
+        f"`{end}` = {time:g} lies outside the window [{float(basis.t0):g}, {float(basis.t1):g}]"
+        f" of the field's {name}, which has clamp=False: outside its window a basis keeps "
+        f"evaluating its formula, and {basis_growth(basis, time)}. Set `{end}` inside the "
+        f"window, give the basis a window that covers [{t0:g}, {t1:g}] ({name}(..., t0={t0:g}, "
+        f"t1={t1:g})), or pass clamp=True to the basis to freeze the weights outside its "
+        "window; if extrapolating is meant, silence this warning with warnings.filterwarnings("
+        "'ignore', category=jaxode.BasisWindowWarning).",
+        BasisWindowWarning,
+        stacklevel=_caller_stacklevel(),
+    )
 
 
 _VALUE_CHECKS = contextvars.ContextVar("jaxode_value_checks", default=True)
@@ -87,7 +196,11 @@ def check_finite(name: str, x: Array) -> Array:
 
 
 class AbstractDynamics(eqx.Module):
-    """Maps features $z(t_0)$ to $z(t_1)$ by the flow, or a discretisation, of `field`."""
+    """Maps features $z(t_0)$ to $z(t_1)$ by the flow, or a discretisation, of `field`.
+
+    **Warns:** `BasisWindowWarning` when built over $[t_0, t_1]$ reaching outside the window of
+    a basis of `field` that is not clamped.
+    """
 
     field: eqx.AbstractVar[AbstractField]
     t0: eqx.AbstractVar[float]
@@ -174,6 +287,7 @@ class NeuralODE(AbstractDynamics):
             isinstance(self.max_steps, int) and self.max_steps >= 1
         ):
             raise ValueError(f"`max_steps` must be an integer >= 1, got {self.max_steps!r}.")
+        _warn_uncovered_window(self)
 
     def integrate(self, vector_field, y0):
         """Solves $dy/dt = $ `vector_field(t, y)` from `y0` with this model's solver, window,
@@ -275,6 +389,7 @@ class _AbstractSteppedDynamics(AbstractDynamics):
     def __check_init__(self):
         _check_horizon(self.t0, self.t1)
         _check_steps(self.steps)
+        _warn_uncovered_window(self)
 
     @property
     def step_size(self) -> float:

@@ -40,9 +40,9 @@ STATUSES = {
     "solver_failed": "failed",
     "error": "failed",
 }
-# metrics.json entries that are not metrics: the sentence of how training ended, and whether
-# loss.png was drawn.
-_NOT_METRICS = ("status", "message", "plot")
+# metrics.json entries that are not metrics: the sentence of how training ended, whether
+# loss.png was drawn, and when training started (a Unix time, which differs between any runs).
+_NOT_METRICS = ("status", "message", "plot", "training_started")
 
 
 @dataclasses.dataclass

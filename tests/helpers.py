@@ -70,3 +70,27 @@ def array_leaves(model) -> list:
     return [
         np.asarray(a) for a in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
     ]
+
+
+# The command-line flags of a tiny run (a ResNet of width 3 on CDR, float64, 3 epochs): tests
+# that train through the CLI share it, so the compilation cache compiles its programs once.
+TINY_FLAGS = [
+    "--data",
+    "cdr",
+    "--model",
+    "resnet",
+    "--field",
+    "layer",
+    "--width",
+    "3",
+    "--steps",
+    "2",
+    "--degree",
+    "1",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "100",
+    "--precision",
+    "float64",
+]

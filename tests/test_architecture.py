@@ -18,6 +18,7 @@ LAYERS = (
         "jaxode._memory_limit",
         "jaxode._process",
         "jaxode._version",
+        "jaxode._wording",
     ),
     (
         "jaxode._bases",
@@ -179,6 +180,13 @@ def test_only_the_process_module_changes_jax_settings():
 def test_the_public_surface_only_re_exports(name):
     tree = TREES[name]
     body = tree.body[1:] if ast.get_docstring(tree) else tree.body
+    # A closing `__all__ = [names]` lists the re-exports; it computes nothing.
+    last = body[-1] if body else None
+    if isinstance(last, ast.Assign) and [ast.unparse(t) for t in last.targets] == ["__all__"]:
+        assert isinstance(last.value, ast.List)
+        names = last.value.elts
+        assert all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in names)
+        body = body[:-1]
     assert all(isinstance(node, ast.ImportFrom) for node in body)
     for node in body:
         assert node.level == 1 and all(a.asname == a.name for a in node.names)

@@ -163,7 +163,7 @@ def _check_run_directory(run, config, trained, metrics):
     assert metrics["test_physical_global"] == pytest.approx(
         np.linalg.norm(p - y) / np.linalg.norm(y), rel=1e-10
     )
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="pass resume=True to continue it"):
         train(config, run, progress=False)
     with pytest.raises(FileNotFoundError, match="not a jaxode run directory"):
         load(run.parent)

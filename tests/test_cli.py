@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import TINY_FLAGS
 
 import jaxode
 from jaxode._cli import OPTIONS, build_parser, main
@@ -11,27 +12,7 @@ from jaxode._cli import OPTIONS, build_parser, main
 # float64 keeps the test session's x64 setting; resnet compiles fast. The configuration of
 # tests/test_runs.py's TINY, so that conftest.py's compilation cache compiles the run's
 # programs once for both files.
-TINY = [
-    "--data",
-    "cdr",
-    "--model",
-    "resnet",
-    "--field",
-    "layer",
-    "--width",
-    "3",
-    "--steps",
-    "2",
-    "--degree",
-    "1",
-    "--epochs",
-    "3",
-    "--batch-size",
-    "100",
-    "--precision",
-    "float64",
-    "--no-progress",
-]
+TINY = [*TINY_FLAGS, "--no-progress"]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import pytest
+from helpers import TINY_FLAGS
 
 import jaxode
 from jaxode._cli import main
@@ -20,27 +21,7 @@ from jaxode._runs_table import runs_table
 from jaxode._sweeps._report import read_results
 
 # tests/test_runs.py's configuration: the compilation cache compiles its programs once.
-TINY = [
-    "--data",
-    "cdr",
-    "--model",
-    "resnet",
-    "--field",
-    "layer",
-    "--width",
-    "3",
-    "--steps",
-    "2",
-    "--degree",
-    "1",
-    "--epochs",
-    "3",
-    "--batch-size",
-    "100",
-    "--precision",
-    "float64",
-    "--no-progress",
-]
+TINY = [*TINY_FLAGS, "--no-progress"]
 PYTHON = [sys.executable, "-m", "jaxode._cli"]
 
 

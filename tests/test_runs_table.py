@@ -294,7 +294,7 @@ def test_compare_a_cohort_shows_the_seed_and_every_metric(runs, capsys):
     stored = [json.loads((m / "metrics.json").read_text()) for m in members]
     names = [name for name, _ in comparison.metrics]
     assert names[0] == "status"
-    assert set(names[1:]) == set(stored[0]) - {"status", "message", "plot"}
+    assert set(names[1:]) == set(stored[0]) - {"status", "message", "plot", "training_started"}
     for name, values in comparison.metrics[1:]:
         assert values == [m[name] for m in stored]
     assert main(["compare", *map(str, members)]) == 0

@@ -14,7 +14,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._fields import AntisymmetricField, HamiltonianField, LayerField, MLPField
-from .._models import NeuralODE
+from .._models import NeuralODE, window_warnings_off
 from ._common import ProbeResult, as_float_array, check_count, check_positive
 from ._laws import AbstractLaw
 
@@ -233,19 +233,21 @@ def _truth_states(truth, initial_states, grid, width, num_times, dtype):
 
 
 def _long_ode(dynamics, t_ext, grid, max_steps) -> NeuralODE:
-    """`dynamics` run to `t_ext`, saving on `grid`, reporting a failed solve instead of raising."""
-    return NeuralODE(
-        dynamics.field,
-        t1=float(t_ext),
-        t0=dynamics.t0,
-        solver=dynamics.solver,
-        stepsize_controller=dynamics.stepsize_controller,
-        dt0=dynamics.dt0,
-        max_steps=max_steps,
-        paradigm=dynamics.paradigm,
-        ts=tuple(grid),
-        throw=False,
-    )
+    """`dynamics` run to `t_ext`, saving on `grid`, reporting a failed solve instead of raising
+    (past the basis window on purpose: no `BasisWindowWarning`)."""
+    with window_warnings_off():
+        return NeuralODE(
+            dynamics.field,
+            t1=float(t_ext),
+            t0=dynamics.t0,
+            solver=dynamics.solver,
+            stepsize_controller=dynamics.stepsize_controller,
+            dt0=dynamics.dt0,
+            max_steps=max_steps,
+            paradigm=dynamics.paradigm,
+            ts=tuple(grid),
+            throw=False,
+        )
 
 
 def _valid_prediction_time(ts, errors, threshold, t_train, t_ext, truth):

@@ -114,12 +114,18 @@ def run_sweep(args) -> int:
         else LocalExecutor(set_precision=True)
     )
     out = args.out or pathlib.Path("sweeps") / spec.name  # a single folder name: see SweepSpec
+    plan = make_plan(spec, progress=not args.no_progress)
     rows = sweep(
-        spec, out, executor=executor, retry_failed=args.retry_failed, progress=not args.no_progress
+        plan, out, executor=executor, retry_failed=args.retry_failed, progress=not args.no_progress
     )
     counts = collections.Counter(row["status"] for row in rows)
+    merged = (
+        f" ({len(plan.merged)} more combinations merged into them: see --dry-run)"
+        if plan.merged
+        else ""
+    )
     print(
-        f"{len(rows)} cells: "
+        f"{len(rows)} cells{merged}: "
         + ", ".join(f"{n} {status}" for status, n in counts.most_common())
         + f"; results in {out / 'results.csv'}; tables and plots: jaxode sweep report {out}"
     )

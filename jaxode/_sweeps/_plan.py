@@ -16,7 +16,7 @@ from .._training import (
     load_data,
     train_cohort,
 )
-from ._spec import SweepSpec
+from ._spec import FIELDS, Merged, SweepSpec
 
 # Cohorts that share these fields cost about the same per step and member.
 _KIND_FIELDS = (
@@ -56,19 +56,24 @@ class Cohort:
 
 @dataclasses.dataclass(frozen=True)
 class SweepPlan:
-    """The cells of a spec and their cohorts, in spec order."""
+    """The cells of a spec and their cohorts, in spec order, and the combinations of its axes
+    that earlier cells train (`merged`, each a `Merged`: its configuration differs from the
+    cell's only in settings both ignore)."""
 
     spec: SweepSpec
     cells: tuple
     cohorts: tuple
+    merged: tuple = ()
 
     def describe(self) -> str:
-        """The plan as text: counts, then one line per cohort."""
+        """The plan as text: counts, a line per reason for which combinations were merged into
+        other cells (`merged_lines`), then one line per cohort."""
         members = [len(c.cells) for c in self.cohorts]
         lines = [
             f"sweep {self.spec.name!r}: {len(self.cells)} cells in {len(self.cohorts)} cohorts "
             f"({min(members)}-{max(members)} members each), {len(self.cohorts)} compilations "
             "(one per cohort)",
+            *self.merged_lines(),
         ]
         varying = varying_fields(self.cells)
         for cohort in self.cohorts:
@@ -81,6 +86,41 @@ class SweepPlan:
                 f"(seeds {', '.join(map(str, seeds))}), {cohort.steps} steps"
             )
         return "\n".join(lines)
+
+    def merged_lines(self) -> list[str]:
+        """One line for each reason (or set of reasons) for which combinations of the axes
+        were merged into other cells: how many cells went into how many, which settings are
+        ignored and why, and an example. Empty when nothing was merged.
+
+        **Returns:** e.g. `["2 cells merged into 1: model.degree is ignored (model.basis
+        'static' has one constant basis function); model.basis='static', model.degree=2 trains
+        as model.basis='static', model.degree=1"]`."""
+        groups: dict[tuple, list[Merged]] = {}
+        for merge in self.merged:
+            groups.setdefault(tuple(dict.fromkeys(merge.reasons.values())), []).append(merge)
+        lines = []
+        for reasons, merges in groups.items():
+            into = len({merge.into.key for merge in merges})
+            named = {n for merge in merges for n in merge.reasons}
+            fields = {
+                reason: [n for n in FIELDS if n in named and _reason(merges, n) == reason]
+                for reason in reasons
+            }
+            why = "; ".join(
+                f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} ignored ({reason})"
+                for reason, names in fields.items()
+            )
+            example, more = merges[0], len(merges) - 1
+            lines.append(
+                f"{len(merges) + into} cells merged into {into}: {why}; {example.label()} "
+                f"trains as {example.into.label()}" + (f" (and {more} more)" if more else "")
+            )
+        return lines
+
+
+def _reason(merges: list, name: str) -> str | None:
+    """The reason the first of `merges` that names setting `name` gives for it."""
+    return next((m.reasons[name] for m in merges if name in m.reasons), None)
 
 
 def varying_fields(cells) -> set:
@@ -104,6 +144,8 @@ def make_plan(spec: SweepSpec, *, progress: bool = False) -> SweepPlan:
     """Expands `spec` (in one pass), loads each data set once and groups the cells into
     cohorts, building the trainer of each cohort once (its members share trainer and
     settings) to check the cohort's settings against its data and learn its work.
+    Combinations that an earlier cell trains (they differ from it only in settings both
+    ignore) are the plan's `merged`.
 
     **Arguments:** `progress`: a progress bar on stderr over the cells, for a spec of more
     than 2000 combinations (smaller ones plan in well under a second).
@@ -122,9 +164,10 @@ def make_plan(spec: SweepSpec, *, progress: bool = False) -> SweepPlan:
         dynamic_ncols=True,
         mininterval=0.5,
     )
-    cells, datasets, groups, works = [], {}, {}, {}
+    cells, datasets, groups, works, merged = [], {}, {}, {}, []
     with bar:
-        for index, (cell, cohort) in enumerate(spec.expand(advance=bar.update)):
+        expanded = spec.expand(advance=bar.update, merged=merged.append)
+        for index, (cell, cohort) in enumerate(expanded):
             cells.append(cell)
             groups.setdefault(cohort, []).append(cell)
             if cohort in works:
@@ -138,7 +181,7 @@ def make_plan(spec: SweepSpec, *, progress: bool = False) -> SweepPlan:
             except (ValueError, FileNotFoundError) as error:
                 raise type(error)(f"sweep cell {index} ({cell.label()}): {error}") from None
     cohorts = tuple(Cohort(key, tuple(members), *works[key]) for key, members in groups.items())
-    return SweepPlan(spec, tuple(cells), cohorts)
+    return SweepPlan(spec, tuple(cells), cohorts, tuple(merged))
 
 
 def _kind(config: RunConfig) -> tuple:

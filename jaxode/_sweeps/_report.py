@@ -276,12 +276,24 @@ def _figure(panels: int = 1):
     return fig, fig.subplots(1, panels, squeeze=False)[0]
 
 
+def _scale_y(ax, log_y: bool) -> None:
+    """A log y axis for `log_y` data that span a decade or more. Data within less than a decade
+    (errors 0.2824 to 0.2838) keep a linear axis with plain decimal labels: a log axis would
+    have no decade inside them and label its minor ticks 2.838x10^-1."""
+    low, high = ax.dataLim.y0, ax.dataLim.y1
+    if log_y and not (low > 0 and high < 10 * low):
+        ax.set_yscale("log")
+        return
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+
+
 def _save(fig, axes, path: pathlib.Path, written: list, log_y: bool) -> None:
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
-        if log_y:
-            ax.set_yscale("log")
+        _scale_y(ax, log_y)
         ax.grid(True, which="both", alpha=0.3)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

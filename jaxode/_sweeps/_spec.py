@@ -20,6 +20,8 @@ from .._training import (
     RunConfig,
     TrainConfig,
     cohort_key,
+    ignored_settings,
+    normalised,
     presets,
 )
 
@@ -48,11 +50,14 @@ _DEFAULTS = _as_dict(RunConfig())
 
 
 def config_hash(config: RunConfig) -> str:
-    """16 hex digits of the SHA-256 of the settings that differ from the defaults: a cell's
-    identity. Only the differences count, so a setting jaxode adds later (with a default
-    that keeps the old behaviour) leaves the identity of every existing cell unchanged, and
-    a resumed sweep keeps its results."""
-    return _digest(_changed(_as_dict(config)))
+    """16 hex digits of the SHA-256 of the settings that differ from the defaults, once the
+    settings `config` ignores are at theirs (`normalised`): a cell's identity. Only the
+    differences count, so a setting jaxode adds later (with a default that keeps the old
+    behaviour) leaves the identity of every existing cell unchanged, and a resumed sweep keeps
+    its results; configurations that differ only in settings they ignore (the degree of a
+    static basis, the solver of a ResNet: `ignored_settings`) train the same run and have one
+    identity."""
+    return _digest(_changed(_as_dict(normalised(config))))
 
 
 def _changed(values: dict) -> dict:
@@ -74,14 +79,33 @@ def _digest(changed: dict) -> str:
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One run of a sweep: its `config`, its `key` (`config_hash`) and the values its axes
-    gave it (`{"model.basis": "legendre", ...}`, in axis order)."""
+    gave it (`{"model.basis": "legendre", ...}`, in axis order). Of the combinations of the
+    axes that differ only in settings they ignore (`ignored_settings`), the first is the cell,
+    and the configuration as it wrote it is that of every cell of its cohort."""
 
     config: RunConfig
     key: str
     values: dict
 
     def label(self) -> str:
-        return ", ".join(f"{name}={value!r}" for name, value in self.values.items())
+        return _label(self.values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Merged:
+    """A combination of the axes that is no cell of its own: its configuration differs from
+    that of an earlier cell, `into`, only in settings both ignore, so `into` trains it.
+
+    **Fields:** `values`: its axis values; `into`: the cell that trains it (whose axis values
+    the sweep keeps); `reasons`: `{"section.field": reason}` for each setting in which the two
+    differ, with why it is ignored (see `ignored_settings`)."""
+
+    values: dict
+    into: Cell
+    reasons: dict
+
+    def label(self) -> str:
+        return _label(self.values)
 
 
 _COHORT_AXES = frozenset(f"{section}.{field}" for section, field in COHORT_FIELDS)
@@ -89,12 +113,62 @@ _COHORT_AXES = frozenset(f"{section}.{field}" for section, field in COHORT_FIELD
 
 @dataclasses.dataclass(frozen=True)
 class _Structure:
-    """What the cells that differ only in `COHORT_FIELDS` share: the configuration of the first
-    one, its differences from the defaults without the cohort fields, and its cohort key."""
+    """What the cells that differ only in `COHORT_FIELDS` share, from the first one:
+
+    - `config`: the configuration its cells train (with the first cell's cohort fields):
+      as written by the first structure of the sweep with its normalised configuration
+      (`normalised`), which is this one's unless this one differs from it only in settings
+      both ignore;
+    - `written`: the first cell's configuration as written, and `ignored`, the settings it
+      ignores (`ignored_settings`);
+    - `changed`, `written_changed`: the differences from the defaults, without the cohort
+      fields, of the normalised and of the written configuration (the two keys of a cell);
+    - `cohort`: the cohort key of `config`."""
 
     config: RunConfig
     changed: dict
     cohort: str
+    written: RunConfig
+    written_changed: dict
+    ignored: dict
+
+    @classmethod
+    def of(cls, written: RunConfig, firsts: dict) -> "_Structure":
+        """The structure whose first cell has the configuration `written`; `firsts` maps the
+        normalised structures seen so far to the configurations written first (updated)."""
+        plain = normalised(written)
+        changed = _without_cohort_fields(_changed(_as_dict(plain)))
+        if plain is written:
+            written_changed = changed
+        else:
+            written_changed = _without_cohort_fields(_changed(_as_dict(written)))
+        config = firsts.setdefault(_digest(changed), written)
+        return cls(
+            config, changed, cohort_key(config), written, written_changed, ignored_settings(written)
+        )
+
+    def keys(self, config: RunConfig) -> tuple[str, str]:
+        """`(key, written key)` of the cell of this structure with `config`'s cohort fields:
+        `config_hash` of its configuration, and the digest of its configuration as written."""
+        key = _digest(_with_cohort_fields(self.changed, config))
+        if self.written_changed is self.changed:
+            return key, key
+        return key, _digest(_with_cohort_fields(self.written_changed, config))
+
+
+def _without_cohort_fields(changed: dict) -> dict:
+    for section, field in COHORT_FIELDS:
+        changed[section].pop(field, None)
+    return changed
+
+
+def _with_cohort_values(origin: RunConfig, config: RunConfig) -> RunConfig:
+    """`origin` with the values of `config`'s cohort fields."""
+    sections = {section: getattr(origin, section) for section in SECTIONS}
+    for section, field in COHORT_FIELDS:
+        value = getattr(getattr(config, section), field)
+        sections[section] = dataclasses.replace(sections[section], **{field: value})
+    return RunConfig(**sections)
 
 
 class _CellBuilder:
@@ -106,22 +180,29 @@ class _CellBuilder:
     - a cell whose values are all known is the first cell of its structure (its values other
       than `COHORT_FIELDS`, the seeds) with its seed replaced, or the base with its values
       replaced, checked as a whole by `RunConfig` (the same cross-field checks);
-    - the structure's differences from the defaults and its cohort key are computed once, so
-      that a cell's key (`config_hash`) costs one digest."""
+    - the structure's normalised configuration (`normalised`: the settings it ignores at
+      their defaults), its differences from the defaults and its cohort key are computed once,
+      so that a cell's key (`config_hash`) costs one digest (two for a structure that sets
+      something it ignores: its digest as written finds repeated values);
+    - a combination whose key an earlier cell has is a `Merged`, not a cell."""
 
     def __init__(self, base: RunConfig, exclude: tuple):
         self.base, self.exclude = base, exclude
         self.base_dict = _as_dict(base)
         self.checked: dict[tuple, object] = {}
-        self.seen: dict[str, int] = {}
+        # key -> (index, cell, structure) of the cell; written key -> index of its cell.
+        self.seen: dict[str, tuple[int, Cell, _Structure]] = {}
+        self.written: dict[str, int] = {}
         self.structures: dict[tuple, _Structure] = {}
+        self.firsts: dict[str, RunConfig] = {}
 
-    def build(self, values: dict, index: int) -> tuple[Cell, str] | None:
-        """Cell number `index` (its `(cell, cohort key)`) with the axis values `values`, or
-        `None` when an exclusion removes it.
+    def build(self, values: dict, index: int) -> tuple[Cell, str] | Merged | None:
+        """Cell number `index` (its `(cell, cohort key)`) with the axis values `values`; a
+        `Merged` when an earlier cell has its normalised configuration; `None` when an
+        exclusion removes it.
 
-        **Raises:** `ValueError` naming the cell for an invalid configuration or a repeated
-        one."""
+        **Raises:** `ValueError` naming the cell for an invalid configuration or one that an
+        earlier cell has as written (a repeated value)."""
         merged = {section: dict(fields) for section, fields in self.base_dict.items()}
         for name, value in values.items():
             section, field = name.split(".")
@@ -131,31 +212,38 @@ class _CellBuilder:
         tokens = {name: (name, type(value), repr(value)) for name, value in values.items()}
         structure = tuple(t for name, t in tokens.items() if name not in _COHORT_AXES)
         try:
-            config = self._config(tokens, structure, merged)
+            config, trained = self._config(tokens, structure, merged)
         except ValueError as error:
             raise ValueError(f"sweep cell {index} ({_label(values)}): {error}") from None
-        if structure not in self.structures:
-            changed = _changed(_as_dict(config))
-            for section, field in COHORT_FIELDS:
-                changed[section].pop(field, None)
-            self.structures[structure] = _Structure(config, changed, cohort_key(config))
-        known = self.structures[structure]
-        key = _digest(_with_cohort_fields(known.changed, config))
-        if key in self.seen:
+        known = self.structures.get(structure)
+        if known is None:  # `config` is the structure's first, as written
+            known = self.structures[structure] = _Structure.of(config, self.firsts)
+        if not trained and known.config is not known.written:
+            config = _with_cohort_values(known.config, config)
+        key, written = known.keys(config)
+        if written in self.written:
             raise ValueError(
-                f"sweep cells {self.seen[key]} and {index} ({_label(values)}) have the same "
-                "configuration; remove the repeated value or add an [[exclude]] table."
+                f"sweep cells {self.written[written]} and {index} ({_label(values)}) have the "
+                "same configuration; remove the repeated value or add an [[exclude]] table."
             )
-        self.seen[key] = index
-        return Cell(config, key, values), known.cohort
+        first = self.seen.get(key)
+        if first is not None:
+            self.written[written] = first[0]
+            return Merged(values, first[1], _reasons(first[2], known))
+        self.written[written] = index
+        cell = Cell(config, key, values)
+        self.seen[key] = (index, cell, known)
+        return cell, known.cohort
 
-    def _config(self, tokens: dict, structure: tuple, merged: dict) -> RunConfig:
+    def _config(self, tokens: dict, structure: tuple, merged: dict) -> tuple[RunConfig, bool]:
+        """The cell's configuration, and whether it is the one it trains (built from its
+        structure's `config`) rather than the one it wrote."""
         if not all(token in self.checked for token in tokens.values()):
             config = RunConfig.from_dict(merged)
             for name, token in tokens.items():
                 section, field = name.split(".")
                 self.checked[token] = getattr(getattr(config, section), field)
-            return config
+            return config, False
         known = self.structures.get(structure)
         changes: dict[str, dict] = {}
         if known is None:
@@ -172,7 +260,21 @@ class _CellBuilder:
         sections = {section: getattr(origin, section) for section in SECTIONS}
         for section, fields in changes.items():
             sections[section] = dataclasses.replace(sections[section], **fields)
-        return RunConfig(**sections)
+        return RunConfig(**sections), known is not None
+
+
+def _reasons(first: _Structure, other: _Structure) -> dict:
+    """`{"section.field": reason}` for each setting other than `COHORT_FIELDS` in which the
+    written configurations of two structures with one normalised configuration differ: each
+    one that both ignore (`ignored_settings`)."""
+    one, two = _as_dict(first.written), _as_dict(other.written)
+    return {
+        f"{section}.{name}": other.ignored.get(f"{section}.{name}")
+        or first.ignored.get(f"{section}.{name}", "")
+        for section, values in one.items()
+        for name, value in values.items()
+        if (section, name) not in COHORT_FIELDS and two[section][name] != value
+    }
 
 
 def _with_cohort_fields(changed: dict, config: RunConfig) -> dict:
@@ -267,11 +369,15 @@ class SweepSpec:
         return cls.from_toml(path.read_text(), source=f"sweep spec {str(path)!r}")
 
     def cells(self) -> list[Cell]:
-        """Every cell, validated: each configuration is built and checked.
+        """Every cell, validated: each configuration is built and checked. Combinations whose
+        configurations differ only in settings they ignore (`ignored_settings`: the degree of a
+        static basis, the solver of a ResNet, ...) are one cell, the first of them, with its
+        axis values and its configuration normalised (those settings at their defaults); see
+        `expand` for the combinations merged.
 
         **Raises:** `ValueError` naming the cell (its axis values) and the field for an
-        invalid value or an impossible combination, two cells with the same configuration, or
-        a spec without cells."""
+        invalid value or an impossible combination, two combinations with the same
+        configuration as written (a repeated value), or a spec without cells."""
         return [cell for cell, _ in self.expand()]
 
     def size(self) -> int:
@@ -282,15 +388,24 @@ class SweepSpec:
             for block in self.blocks or ({},)
         )
 
-    def expand(self, *, advance: Callable[[], object] | None = None) -> Iterator[tuple[Cell, str]]:
+    def expand(
+        self,
+        *,
+        advance: Callable[[], object] | None = None,
+        merged: Callable[[Merged], object] | None = None,
+    ) -> Iterator[tuple[Cell, str]]:
         """Every cell, validated as in `cells`, with its cohort's key (`cohort_key`), in spec
         order, in one pass. Each distinct axis value is checked once (through
         `RunConfig.from_dict`, with the first cell that has it); the other cells are built
         from the checked values and checked as a whole (`RunConfig`'s own checks), and their
         cohort keys are computed once per cohort.
 
-        **Arguments:** `advance`: called after each combination of the axes (`size()` in all),
-        kept or excluded: a progress bar's step.
+        **Arguments:**
+
+        - `advance`: called after each combination of the axes (`size()` in all), kept,
+          merged or excluded: a progress bar's step.
+        - `merged`: called with a `Merged` for each combination that an earlier cell trains
+          (its configuration differs from that cell's only in settings both ignore).
 
         **Raises:** as `cells`, when the iteration reaches the cell."""
         builder = _CellBuilder(_base_config(self.base), self.exclude)
@@ -299,7 +414,10 @@ class SweepSpec:
             built = builder.build(values, count)
             if advance is not None:
                 advance()
-            if built is not None:
+            if isinstance(built, Merged):
+                if merged is not None:
+                    merged(built)
+            elif built is not None:
                 count += 1
                 yield built
         if not count:

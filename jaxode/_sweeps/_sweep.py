@@ -10,7 +10,8 @@ import sys
 from .._files import atomic_write_text
 from .._locks import FolderInUse, folder_lock, without_lock
 from .._process import x64_enabled
-from .._training import CONFIG, RunConfig
+from .._training import CONFIG, METRICS, RunConfig
+from .._wording import setting
 from ._cells import INTERRUPTED
 from ._executors import AbstractExecutor, LocalExecutor
 from ._plan import Cohort, SweepPlan, make_plan, varying_fields
@@ -54,29 +55,38 @@ def _set_aside(out: pathlib.Path, key: str) -> None:
 
 
 def _adopt_renamed(plan: SweepPlan, out: pathlib.Path, table: ResultsTable) -> None:
-    """Gives the cells of a sweep made under an earlier identity (before `config_hash` left out
-    the settings at their defaults, every setting jaxode added changed every key) their
-    present keys: run directory and results row, so that resuming keeps them."""
+    """Gives the cells of a sweep made under an earlier identity their present keys: run
+    directory and results row, so that resuming keeps them. Earlier identities: before
+    `config_hash` left out the settings at their defaults (every setting jaxode added changed
+    every key), and before it normalised the settings a configuration ignores (combinations
+    that differ only there were cells of their own). Of several earlier cells with one present
+    key the first is adopted, an unfinished one only when it holds the configuration the cell
+    trains (its resume needs it); the rows of the others go (their directories stay)."""
     cells = out / "cells"
     if not cells.is_dir():
         return
-    keys = {c.key for c in plan.cells}
-    moved = []
+    trains = {c.key: c.config for c in plan.cells}
+    moved, dropped = [], []
     for run_dir in sorted(cells.iterdir()):
-        if run_dir.name in keys or "." in run_dir.name or not (run_dir / CONFIG).is_file():
+        if run_dir.name in trains or "." in run_dir.name or not (run_dir / CONFIG).is_file():
             continue
         try:
-            key = config_hash(RunConfig.from_toml((run_dir / CONFIG).read_text()))
+            stored = RunConfig.from_toml((run_dir / CONFIG).read_text())
         except ValueError:
             continue
-        if key not in keys or (cells / key).exists():
+        key = config_hash(stored)
+        if key not in trains:
+            continue
+        if (cells / key).exists() or not ((run_dir / METRICS).is_file() or stored == trains[key]):
+            dropped.append(run_dir.name)
             continue
         run_dir.rename(cells / key)
         row = table.rows.get(run_dir.name)
         if row is not None:
             moved.append(({**row, "cell": key, "run_dir": f"cells/{key}"}, run_dir.name))
-    if moved:
-        table.put([row for row, _ in moved], remove=tuple(old for _, old in moved))
+    gone = tuple(old for _, old in moved) + tuple(d for d in dropped if d in table.rows)
+    if gone:
+        table.put([row for row, _ in moved], remove=gone)
 
 
 def _remaining(
@@ -137,7 +147,7 @@ def sweep(
 
     **Arguments:**
 
-    - `spec`: a `SweepSpec` or the path of its TOML file.
+    - `spec`: a `SweepSpec`, the path of its TOML file, or its `SweepPlan` (`make_plan`).
     - `out`: the sweep's folder (created).
     - `executor`: `LocalExecutor()` (default) or `RayExecutor(...)`.
     - `retry_failed`: train failed cells again.
@@ -150,7 +160,7 @@ def sweep(
     `KeyboardInterrupt` after an interrupt, with the finished cells
     recorded and the cells in flight checkpointed.
     """
-    plan = make_plan(_load(spec), progress=progress)
+    plan = spec if isinstance(spec, SweepPlan) else make_plan(_load(spec), progress=progress)
     executor = LocalExecutor() if executor is None else executor
     if isinstance(executor, LocalExecutor) and not executor.set_precision:
         _check_precision(plan)
@@ -193,12 +203,14 @@ def _check_folder(out: pathlib.Path) -> None:
     """**Raises:** `FileExistsError` when `out` is a file, or a folder that holds files but
     no sweep (a sweep never writes into a folder it did not make)."""
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{str(out)!r} is a file; choose a folder for the sweep (--out).")
+        raise FileExistsError(
+            f"{str(out)!r} is a file; choose a folder for the sweep ({setting('out', '--out')})."
+        )
     marks = (PLAN, RESULTS, "cells")
     if out.is_dir() and without_lock(out) and not any((out / m).exists() for m in marks):
         raise FileExistsError(
             f"{str(out)!r} holds files but no sweep (no {', '.join(marks)}); choose a new or "
-            "empty folder for the sweep (--out)."
+            f"empty folder for the sweep ({setting('out', '--out')})."
         )
 
 

@@ -17,6 +17,7 @@ from ._config import (
     preset as preset,
     presets as presets,
 )
+from ._domain import DomainCheck as DomainCheck, TrainingDomain as TrainingDomain
 from ._fit import FitResult as FitResult, fit as fit, fit_cohort as fit_cohort
 from ._gnvpro import (
     GNvproResult as GNvproResult,
@@ -25,6 +26,7 @@ from ._gnvpro import (
     split_readout as split_readout,
 )
 from ._gnvpro_trainer import GNvproTrainer as GNvproTrainer, iteration_cost as iteration_cost
+from ._ignored import ignored_settings as ignored_settings, normalised as normalised
 from ._losses import (
     AbstractLoss as AbstractLoss,
     L1Loss as L1Loss,

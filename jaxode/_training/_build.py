@@ -2,6 +2,7 @@
 name -> builder tables of `_choices`)."""
 
 import dataclasses
+import warnings
 
 import equinox as eqx
 import jax
@@ -9,6 +10,12 @@ import jax.numpy as jnp
 
 from .._datasets import Dataset, TrajectoryData, load_dataset
 from .._layers import TimeVaryingLinear
+from .._models import (
+    BasisWindowWarning,
+    basis_growth,
+    uncovered_window,
+    window_warnings_off,
+)
 from .._process import x64_enabled
 from .._surrogate import Surrogate
 from .._trajectories import TrajectoryModel
@@ -65,12 +72,39 @@ def _field(m, dtype, *, key):
     return field
 
 
+def _warn_basis_window(m, field) -> None:
+    """Warns (`BasisWindowWarning`, in the names of the run configuration) when `field`'s basis
+    window, which `m.basis_window` ends before `m.t1`, leaves part of $[0, t_1]$ unclamped."""
+    found = None if m.basis_window is None else uncovered_window(field, 0.0, m.t1)
+    if found is None:
+        return
+    basis, _, time = found
+    warnings.warn(
+        f"model.t1 = {m.t1:g} integrates past the basis window [0, {m.basis_window:g}] that "
+        f"model.basis_window = {m.basis_window:g} sets, with model.clamp = false: outside its "
+        f"window the {m.basis} basis keeps evaluating its formula, and "
+        f"{basis_growth(basis, time)}. The study's raw-time monomials do this on purpose; "
+        "if that is not meant, set model.basis_window = none (the window then ends at model.t1) or "
+        "model.clamp = true (the weights frozen past the window).",
+        BasisWindowWarning,
+        stacklevel=3,
+    )
+
+
 def build_model(
-    config: RunConfig, in_size: int, out_size: int, *, key, dt: float | None = None
+    config: RunConfig,
+    in_size: int,
+    out_size: int,
+    *,
+    key,
+    dt: float | None = None,
+    warn_window: bool = True,
 ) -> Surrogate | TrajectoryModel:
     """The model described by `config.model`, in `config.train.precision`: a `Surrogate`, or
     for a time series a `TrajectoryModel` over windows of `out_size / (in_size - 1)` states
-    sampled every `dt` (default: the data set's spacing)."""
+    sampled every `dt` (default: the data set's spacing). `warn_window`: warn when `model.t1`
+    integrates past the basis window (off where the model is rebuilt, not chosen: loading a
+    run, sizing one)."""
     m = config.model
     dtype = dtype_of(config.train.precision)
     fkey, skey = jax.random.split(key)
@@ -94,7 +128,10 @@ def build_model(
             paradigm=PARADIGMS[m.paradigm](),
         )
     field = _field(m, dtype, key=fkey)
-    dynamics = MODELS[m.model](m, field)
+    if warn_window:
+        _warn_basis_window(m, field)
+    with window_warnings_off():  # said above, in the configuration's names
+        dynamics = MODELS[m.model](m, field)
     activation = OPENING_ACTIVATIONS[m.opening_activation]
     return Surrogate(in_size, out_size, dynamics, activation, key=skey, dtype=dtype)
 

@@ -33,6 +33,21 @@ def _not_finite(task: Task, step: int, phrase: str, clip_norm: float | None) -> 
     )
 
 
+def _kept(task: Task, record: MemberRecord, c: Counters, k: int, latest: dict | None) -> str:
+    """Which parameters a member that ended well returns, and why."""
+    if not task.validated:
+        return "kept the parameters of the last step (no validation data to select on)"
+    best = int(c.best_step[k])
+    rows = record.history + ([latest] if latest is not None else [])
+    row = next((r for r in reversed(rows) if r.get("step") == best), None)
+    if row is None:
+        return f"kept the parameters of step {best}, the lowest validation error"
+    return (
+        f"kept the parameters of step {best}, the lowest validation error "
+        f"({row['val_global']:.4g}, relative, normalised units)"
+    )
+
+
 def ending(
     task: Task,
     record: MemberRecord,
@@ -40,8 +55,10 @@ def ending(
     k: int,
     code: Code,
     clip_norm: float | None,
+    latest: dict | None = None,
 ) -> str:
-    """How member `k` (its record, the counters of every member) ended with `code`."""
+    """How member `k` (its record, the counters of every member) ended with `code`;
+    `latest`: its history row of this evaluation, not yet in its record."""
     step = int(c.step[k])
     phrase = _checkpoint_phrase(record, task.interval)
     limit = task.stopping.max_failed_batches
@@ -73,10 +90,10 @@ def ending(
     elif code == Code.EARLY_STOPPED:
         message = (
             f"no validation improvement in {task.stopping.patience} evaluations; stopped "
-            f"at step {step}."
+            f"at step {step}; {_kept(task, record, c, k, latest)}."
         )
     else:
-        message = f"finished {step} steps."
+        message = f"finished {step} steps; {_kept(task, record, c, k, latest)}."
     if c.failures[k] and code != Code.SOLVER_FAILED:
         message += (
             f" {int(c.failures[k])} solver failures in {int(c.failed_batches[k])} batches "

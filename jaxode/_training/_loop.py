@@ -1,7 +1,12 @@
 """The one host loop that drives every trainer: compile, then one chunk of work per evaluation,
 with history, checkpoints, progress and callbacks, until every member has stopped."""
 
+import contextlib
+import sys
+import time
 from collections.abc import Callable
+
+import jax
 
 from ._members import writes_files
 from ._progress import progress_bar
@@ -18,9 +23,13 @@ def drive(run: AbstractRun, *, progress: bool, callback: Callable | None = None)
         return
     done, total, _ = run.progress()
     elapsed = max(record.wall for record in run.members)
-    bar = progress_bar(total, done, progress and writes_files(), elapsed=elapsed)
+    shown = progress and writes_files()
+    bar = None
     try:
-        run.compile()
+        with announced_compilation(shown):
+            run.compile()
+        # The bar starts after compilation: its rate and time left are training's alone.
+        bar = progress_bar(total, done, shown, elapsed=elapsed)
         while run.running():
             evaluations = run.advance()
             bar.update(run.progress()[0] - bar.n)
@@ -38,4 +47,21 @@ def drive(run: AbstractRun, *, progress: bool, callback: Callable | None = None)
     except KeyboardInterrupt:
         run.interrupt()
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
+
+
+@contextlib.contextmanager
+def announced_compilation(shown: bool):
+    """Says on stderr that the training program compiles, and how long it took: on a CPU a
+    short run is mostly compilation, which a silent progress bar would count as training."""
+    if shown:
+        cached = bool(getattr(jax.config, "jax_compilation_cache_dir", None))
+        where = " (kept in the compilation cache for the next run)" if cached else ""
+        print(f"compiling the training program{where} ...", end="", file=sys.stderr, flush=True)
+    tic = time.perf_counter()
+    try:
+        yield
+    finally:
+        if shown:
+            print(f" {time.perf_counter() - tic:.1f} s", file=sys.stderr, flush=True)

@@ -60,7 +60,9 @@ def _shapes(config: RunConfig, data: Dataset | TrajectoryData):
     config = config.replace("train", precision="float32")
     dt = data.dt if isinstance(data, TrajectoryData) else None
     key = jax.random.PRNGKey(0)
-    return eqx.filter_eval_shape(build_model, config, data.in_size, data.out_size, key=key, dt=dt)
+    return eqx.filter_eval_shape(
+        build_model, config, data.in_size, data.out_size, key=key, dt=dt, warn_window=False
+    )
 
 
 def parameter_count(config: RunConfig, data: Dataset | TrajectoryData) -> int:

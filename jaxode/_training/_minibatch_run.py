@@ -152,6 +152,10 @@ class MinibatchRun(AbstractRun):
             nothing = place(self.mesh, jnp.zeros(size, bool), True)
             inf = place(self.mesh, jnp.full(size, jnp.inf, a.xs.dtype), True)
             jax.block_until_ready(programs.record(self.state, inf, nothing))
+        if self.counter is not None:
+            # Counting compiles programs of its own: at the first count it would stall training.
+            params = jax.tree_util.tree_map(jnp.asarray, member(self.host_state().params, 0))
+            self.counter(eqx.combine(params, self.task.static), a.count_x, a.count_y)
         compile_time = time.perf_counter() - tic
         self.start, started = time.perf_counter(), time.time()
         for record in self.members:
@@ -186,7 +190,9 @@ class MinibatchRun(AbstractRun):
         evaluations = self._evaluations(rows)
         for k in _indices(running & (self.counters.status != RUNNING)):
             code = Code(int(self.counters.status[k]))
-            message = ending(self.task, self.members[k], self.counters, k, code, self.clip_norm)
+            message = ending(
+                self.task, self.members[k], self.counters, k, code, self.clip_norm, rows.get(k)
+            )
             self.members[k].stop(code.status, message)
         return evaluations
 

@@ -14,6 +14,7 @@ from .._surrogate import Surrogate, count_dynamics_parameters, count_parameters
 from .._trajectories import TrajectoryModel
 from ._build import build_model, build_settings, build_trainer, load_data
 from ._config import RunConfig
+from ._domain import DomainCheck, TrainingDomain
 from ._fit import FitResult, fit
 from ._members import read_best
 from ._memory import check_memory
@@ -29,21 +30,17 @@ class TrainedSurrogate(eqx.Module):
     physical outputs.
 
     **Fields:** `model` (works in normalised units), `x_norm`, `y_norm` (`Affine`, static),
-    `config` (the `RunConfig`, static).
+    `config` (the `RunConfig`, static), `domain` (the `TrainingDomain`, static: the box of the
+    training inputs; `None` for a time series and for a run saved before jaxode stored it).
     """
 
     model: Surrogate | TrajectoryModel
     x_norm: Affine = eqx.field(static=True)
     y_norm: Affine = eqx.field(static=True)
     config: RunConfig = eqx.field(static=True)
+    domain: TrainingDomain | None = eqx.field(static=True, default=None)
 
-    def predict(
-        self, xs: Float[np.ndarray, "batch in_size"]
-    ) -> Float[np.ndarray, "batch out_size"]:
-        """Physical outputs (float64 NumPy) for physical inputs `xs`.
-
-        **Raises:** `ValueError` if `xs` is not `(batch, in_size)` or holds NaN/inf.
-        """
+    def _inputs(self, xs) -> np.ndarray:
         xs = np.asarray(xs, dtype=np.float64)
         if xs.ndim == 1:
             xs = xs[None]
@@ -53,7 +50,42 @@ class TrainedSurrogate(eqx.Module):
             )
         if not np.all(np.isfinite(xs)):
             raise ValueError("inputs contain NaN or infinite values; clean them first.")
+        return xs
+
+    def predict(
+        self, xs: Float[np.ndarray, "batch in_size"]
+    ) -> Float[np.ndarray, "batch out_size"]:
+        """Physical outputs (float64 NumPy) for physical inputs `xs`.
+
+        A prediction is made wherever it is asked for, without a word: a model extrapolates
+        outside the box its training inputs spanned, often badly. `outside_domain(xs)` says
+        which rows lie outside and by how much (`jaxode predict` warns of them).
+
+        **Raises:** `ValueError` if `xs` is not `(batch, in_size)` or holds NaN/inf.
+        """
+        xs = self._inputs(xs)
         return self.y_norm.invert(predict_in_chunks(self.model, self.x_norm.apply(xs)))
+
+    def outside_domain(self, xs: Float[np.ndarray, "batch in_size"]) -> DomainCheck:
+        """Which rows of the physical inputs `xs` lie outside the training domain, and how far
+        outside each column, in units of its training range (see `DomainCheck`).
+
+        **Raises:** `ValueError` if `xs` is not `(batch, in_size)` or holds NaN/inf, or if
+        the run stores no training domain (`domain` is `None`: a time series, which has no box
+        of inputs, or a run trained before jaxode stored one: retrain it to get the check).
+        """
+        xs = self._inputs(xs)
+        if self.domain is not None:
+            return self.domain.check(xs)
+        if isinstance(self.model, TrajectoryModel):
+            raise ValueError(
+                "a time-series run has no training domain (its inputs are states, not a box of "
+                "parameters); there is nothing to check its inputs against."
+            )
+        raise ValueError(
+            "this run stores no training domain (it was trained before jaxode stored one); "
+            "retrain it to check inputs against the range of its training data."
+        )
 
     def __call__(self, x: Float[ArrayLike, " in_size"]) -> Float[np.ndarray, " out_size"]:
         return self.predict(np.asarray(x)[None])[0]
@@ -94,7 +126,8 @@ def _initial(config: RunConfig, data: Dataset | TrajectoryData):
 def _finish(config: RunConfig, data, run_dir: RunDir, result: FitResult):
     """Writes what a stopped run leaves (`model.eqx`, `metrics.json`, `loss.png`) and returns
     `(trained, result, metrics)` as `train` does."""
-    trained = TrainedSurrogate(result.model, data.x_norm, data.y_norm, config)
+    domain = TrainingDomain.of(data)
+    trained = TrainedSurrogate(result.model, data.x_norm, data.y_norm, config, domain)
     if result.status == Status.INTERRUPTED:
         return trained, result, {}
     metrics: dict[str, Any] = dict(
@@ -258,7 +291,8 @@ def _train_locked(
 def load(run_dir) -> TrainedSurrogate:
     """The trained model of a run directory, ready for `predict` in physical units: its
     `model.eqx`, or, for a run that has not finished (interrupted), the best parameters of its
-    last checkpoint.
+    last checkpoint. Its `domain` is the stored training domain (`None` for a time series and
+    for a run trained before jaxode stored it; `outside_domain` then refuses).
 
     **Raises:** `FileNotFoundError` if `run_dir` holds no run or no trained parameters yet;
     `ValueError` if its files do not match its configuration.
@@ -266,7 +300,9 @@ def load(run_dir) -> TrainedSurrogate:
     run_dir = RunDir(run_dir)
     config = run_dir.config()
     x_norm, y_norm = run_dir.normalisation()
-    skeleton = build_model(config, len(x_norm.shift), len(y_norm.shift), key=jax.random.PRNGKey(0))
+    skeleton = build_model(
+        config, len(x_norm.shift), len(y_norm.shift), key=jax.random.PRNGKey(0), warn_window=False
+    )
     if (run_dir / MODEL).is_file():
         model = cast(Surrogate | TrajectoryModel, load_checkpoint(run_dir / MODEL, skeleton)[1])
     elif (run_dir / CHECKPOINT).is_file():
@@ -278,4 +314,12 @@ def load(run_dir) -> TrainedSurrogate:
             f"{str(run_dir.path)!r} has no trained parameters: training stopped before its "
             f"first checkpoint (see {METRICS} if present); start it again."
         )
-    return TrainedSurrogate(cast(Surrogate | TrajectoryModel, model), x_norm, y_norm, config)
+    domain = run_dir.domain()
+    if domain is not None and domain.size != len(x_norm.shift):
+        raise ValueError(
+            f"the training domain of {str(run_dir.path)!r} has {domain.size} columns but the "
+            f"model takes {len(x_norm.shift)} inputs; restore normalisation.json from a copy, or "
+            "delete its 'domain' entry to predict without the check."
+        )
+    model = cast(Surrogate | TrajectoryModel, model)
+    return TrainedSurrogate(model, x_norm, y_norm, config, domain)

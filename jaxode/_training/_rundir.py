@@ -13,7 +13,9 @@ import pathlib
 from .._datasets import Affine, Dataset, TrajectoryData
 from .._files import atomic_write_text, json_text, read_json, read_text
 from .._locks import folder_lock, without_lock
+from .._wording import setting
 from ._config import RunConfig
+from ._domain import TrainingDomain
 from ._members import CHECKPOINT, HISTORY
 
 CONFIG = "config.toml"
@@ -114,13 +116,14 @@ class RunDir:
             raise FileExistsError(f"{str(path)!r} is a file; choose a directory for the run.")
         if (path / CONFIG).exists():
             raise FileExistsError(
-                f"{str(path)!r} already holds a run; pass --resume to continue it or choose "
-                "another --out."
+                f"{str(path)!r} already holds a run; pass "
+                f"{setting('resume=True', '--resume')} to continue it or choose another "
+                f"{setting('run_dir', '--out')}."
             )
         if path.is_dir() and without_lock(path):
             raise FileExistsError(
                 f"{str(path)!r} exists and holds files but no run; choose an empty or new "
-                "directory (--out)."
+                f"directory ({setting('run_dir', '--out')})."
             )
 
     def lock(self):
@@ -128,9 +131,13 @@ class RunDir:
         return folder_lock(self.path, "run directory")
 
     def start(self, config: RunConfig, data: Dataset | TrajectoryData) -> None:
-        """Writes the files a run starts with: its configuration and normalisation."""
+        """Writes the files a run starts with: its configuration, and its normalisation with,
+        beside it, the training domain (`TrainingDomain`; none for a time series)."""
         atomic_write_text(self / CONFIG, config.to_toml())
         normalisation = {"x": data.x_norm.to_dict(), "y": data.y_norm.to_dict()}
+        domain = TrainingDomain.of(data)
+        if domain is not None:
+            normalisation["domain"] = domain.to_dict()
         atomic_write_text(self / NORMALISATION, json.dumps(normalisation))
 
     def remove_start(self, created: bool) -> None:
@@ -171,7 +178,9 @@ class RunDir:
             raise ValueError(
                 f"resuming {str(self.path)!r} with a configuration other than its stored one ("
                 + "; ".join(_differences(config, stored))
-                + "); pass config=None (CLI: --resume alone) to continue the stored run."
+                + "); pass "
+                + setting("config=None", "--resume alone, without other options,")
+                + " to continue the stored run."
             )
         return stored
 
@@ -184,6 +193,23 @@ class RunDir:
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(
                 f"the run's normalisation {str(path)!r} is damaged ({error!r}); {_RESTORE}"
+            ) from None
+
+    def domain(self) -> TrainingDomain | None:
+        """The training domain stored beside the normalisation; `None` for a time series and
+        for a run written before jaxode stored it.
+
+        **Raises:** `ValueError` for a damaged one."""
+        path = self / NORMALISATION
+        values = read_json(path, "the run's normalisation", _RESTORE)
+        if "domain" not in values:
+            return None
+        try:
+            return TrainingDomain.from_dict(values["domain"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"the training domain in {str(path)!r} is damaged ({error!r}); restore the file "
+                "from a copy, or delete its 'domain' entry to predict without the check."
             ) from None
 
     def metrics(self) -> dict | None:
@@ -216,12 +242,14 @@ class CohortDir:
         out = self.path
         if out.exists() and not out.is_dir():
             raise FileExistsError(
-                f"{str(out)!r} is a file; choose a directory for the cohort (--out)."
+                f"{str(out)!r} is a file; choose a directory for the cohort "
+                f"({setting('its path', '--out')})."
             )
         if out.is_dir() and without_lock(out):
             raise FileExistsError(
-                f"{str(out)!r} exists and is not empty; choose a new or empty --out, or "
-                f"continue a cohort with --resume {out}."
+                f"{str(out)!r} exists and is not empty; choose a new or empty "
+                f"{setting('folder', '--out')}, or continue a cohort with "
+                f"{setting('resume=True', f'--resume {out}')}."
             )
         members = [f"seed-{s}" for s in seeds]
         listing = json.dumps({"seeds": seeds, "members": members}, indent=2)
