@@ -134,4 +134,3 @@ def test_loading_a_run_does_not_repeat_the_window_warning_its_training_gave(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error", jaxode.BasisWindowWarning)
         jaxode.load(tmp_path / "run")
-

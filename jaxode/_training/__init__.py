@@ -84,6 +84,7 @@ from ._sampling import (
     EpochSampler as EpochSampler,
     ReplacementSampler as ReplacementSampler,
 )
+from ._save import save_run as save_run
 from ._settings import (
     Checkpointing as Checkpointing,
     Evaluation as Evaluation,
