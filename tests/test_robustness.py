@@ -310,12 +310,18 @@ def test_a_run_none_of_whose_solves_succeeded_has_failed(tmp_path):
 # --- 7. A configuration changed behind a run's back ------------------------------------------
 
 
-def test_a_structural_edit_is_named_too_and_settings_a_version_adds_are_not_changes(run, capsys):
+def _interrupted_and_edited(run, old: str, new: str) -> str:
+    """Makes `run` an interrupted run whose config.toml says `new` for `old`; returns the
+    configuration as it was."""
     (run / "model.eqx").unlink()
     (run / "metrics.json").unlink()
-    config = run / "config.toml"
-    text = config.read_text()
-    config.write_text(text.replace("width = 3", "width = 5"))
+    text = (run / "config.toml").read_text()
+    (run / "config.toml").write_text(text.replace(old, new))
+    return text
+
+
+def test_a_structural_edit_is_named_too_and_settings_a_version_adds_are_not_changes(run, capsys):
+    _interrupted_and_edited(run, "width = 3", "width = 5")
     assert main(["train", "--resume", str(run)]) == 2
     assert "model.width: 3 then, 5 now" in _error(capsys)
     from jaxode._training._members import _check_identity
@@ -327,14 +333,10 @@ def test_a_structural_edit_is_named_too_and_settings_a_version_adds_are_not_chan
 
 
 def test_a_hand_edited_configuration_is_refused_on_resume(run, capsys):
-    (run / "model.eqx").unlink()
-    (run / "metrics.json").unlink()
-    config = run / "config.toml"
-    text = config.read_text()
-    config.write_text(text.replace("learning_rate = 0.003", "learning_rate = 0.01"))
+    text = _interrupted_and_edited(run, "learning_rate = 0.003", "learning_rate = 0.01")
     assert main(["train", "--resume", str(run)]) == 2
     assert "train.learning_rate: 0.003 then, 0.01 now" in _error(capsys)
-    config.write_text(text)
+    (run / "config.toml").write_text(text)
     assert main(["train", "--resume", str(run)]) == 0
 
 
