@@ -34,8 +34,14 @@ def _run(source: pathlib.Path, cache: str, epochs: int) -> dict:
         env = dict(os.environ, PYTHONPATH=str(source), JAXODE_COMPILATION_CACHE=cache)
         argv = [sys.executable, "-m", "jaxode._cli", "train", "--epochs", str(epochs)]
         start = time.time()
+        # Run from the empty folder: `python -m` puts the working directory first on the path,
+        # which would import the jaxode of this checkout whatever PYTHONPATH says.
         subprocess.run(
-            [*argv, "--no-progress", "--out", str(out)], env=env, check=True, capture_output=True
+            [*argv, "--no-progress", "--out", str(out)],
+            env=env,
+            cwd=folder,
+            check=True,
+            capture_output=True,
         )
         wall = time.time() - start
         metrics = json.loads((out / "metrics.json").read_text())
@@ -48,6 +54,21 @@ def _run(source: pathlib.Path, cache: str, epochs: int) -> dict:
     }
 
 
+def _check_source(source: pathlib.Path) -> None:
+    """Exits unless a child run as `_run` runs them imports the jaxode of `source`."""
+    with tempfile.TemporaryDirectory(prefix="jaxode-startup-") as folder:
+        found = subprocess.run(
+            [sys.executable, "-c", "import jaxode; print(jaxode.__file__)"],
+            env=dict(os.environ, PYTHONPATH=str(source)),
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    if not pathlib.Path(found).resolve().is_relative_to(source.resolve()):
+        raise SystemExit(f"a run of {source} would import jaxode from {found}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
@@ -57,6 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
     sources = {"this": ROOT} | ({"source": args.source.resolve()} if args.source else {})
+    for source in sources.values():
+        _check_source(source)
     runs = {(name, kind): [] for name in sources for kind in ("cold", "warm")}
     for _ in range(args.rounds):
         for name, source in sources.items():

@@ -78,18 +78,30 @@ for name, config, length in (("resnet", resnet, steps), ("node", cfg, node_steps
     out[f"cohort {name} x {members}"] = dict(
         rate=steady(results[0].history, every, length), compile=results[0].compile_time)
 print("RESULT" + json.dumps(out))
+print("SOURCE" + jaxode.__file__)
 """
 
 
 def measure(tree: pathlib.Path, args) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "JAXODE_COMPILATION_CACHE": "off"}
     argv = [str(args.steps), str(args.chunk), str(args.members), str(args.node_steps)]
+    # In `tree`: `python -c` puts the working directory first on the path, which from this
+    # checkout would import its jaxode on both sides whatever PYTHONPATH says.
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, *argv], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", CHILD, *argv],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode:
         raise SystemExit(f"the run against {tree} failed:\n{done.stderr[-3000:]}")
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+    lines = done.stdout.splitlines()
+    [source] = [line[len("SOURCE") :] for line in lines if line.startswith("SOURCE")]
+    if not pathlib.Path(source).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"the run against {tree} imported jaxode from {source}")
+    [line] = [line for line in lines if line.startswith("RESULT")]
     return json.loads(line[len("RESULT") :])
 
 

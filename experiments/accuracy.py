@@ -51,7 +51,8 @@ def config_for(protocol: str, dataset: str, basis: str, seed: int) -> jaxode.Run
     base = jaxode.preset("study-node") if protocol == "study" else jaxode.RunConfig()
     config = base.replace("data", dataset=dataset)
     config = config.replace("model", basis=basis, degree=DEGREES[protocol][basis])
-    config = config.replace("train", seed=seed)
+    # Evaluations per solve are part of the report (the preset counts them already).
+    config = config.replace("train", seed=seed, count_evaluations=True)
     if protocol == "jaxode" and dataset == "cdr":
         config = config.replace("train", epochs=300)
     return config

@@ -127,6 +127,13 @@ OPTIONS = [
         str,
         "stop when the validation error exceeds this multiple of its lowest, or 'none'",
     ),
+    (
+        "--count-evaluations",
+        "train",
+        "count_evaluations",
+        str,
+        "record field evaluations per solve (adaptive solvers: a few s more): true or false",
+    ),
     ("--seed", "train", "seed", int, "seed of initialisation and minibatches"),
     ("--precision", "train", "precision", str, "floating-point precision"),
 ]

@@ -54,7 +54,10 @@ def test_the_object_form_is_the_keyword_form_bit_for_bit(tmp_path):
         (lambda: jaxode.Stopping(divergence_factor=1.0), "`divergence_factor` must be > 1"),
         (lambda: jaxode.Stopping(patience=0), "`patience` must be an integer >= 1"),
         (lambda: jaxode.Evaluation(every=0), "`every` must be an integer >= 1"),
-        (lambda: jaxode.Evaluation(count_every=None), "`count_every` must be an integer >= 1"),
+        (
+            lambda: jaxode.Evaluation(count_evaluations=True, count_every=None),
+            "`count_every` must be an integer >= 1",
+        ),
         (lambda: jaxode.Checkpointing(resume=True), "`resume=True` needs `checkpoint_dir`"),
         (lambda: jaxode.MinibatchTrainer(optax.adam(1e-2)), "exactly one of `epochs` and `steps`"),
         (

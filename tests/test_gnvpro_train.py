@@ -39,7 +39,7 @@ def _leaves(tree) -> list:
 
 def test_a_run_directory_within_the_budget_of_its_epochs(tmp_path):
     out = tmp_path / "run"
-    config = _config()
+    config = _config(count_evaluations=True)
     _, result, metrics = train(config, out, progress=False)
     assert result.status == "completed" and "passes of the budget of 60" in result.message
     names = {p.name for p in out.iterdir()}

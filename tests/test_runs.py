@@ -135,7 +135,7 @@ def test_finished_run_files(tmp_path):
     out = tmp_path / "run"
     old = os.umask(0o027)
     try:
-        _, result, metrics = train(_config(), out, progress=False)
+        _, result, metrics = train(_config(count_evaluations=True), out, progress=False)
     finally:
         os.umask(old)
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {

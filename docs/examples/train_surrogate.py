@@ -28,10 +28,11 @@ OUT = pathlib.Path(__file__).resolve().parent / "output" / "train_surrogate"
 
 
 def configuration(small: bool) -> jaxode.RunConfig:
-    """The defaults of `jaxode train` (80 epochs), or a tiny model for the test suite."""
+    """The defaults of `jaxode train` (80 epochs) with evaluation counting on, or a tiny model
+    for the test suite."""
     # The library never switches JAX's precision; the run follows what the caller chose.
     precision = "float64" if jax.config.jax_enable_x64 else "float32"
-    config = jaxode.RunConfig().replace("train", precision=precision)
+    config = jaxode.RunConfig().replace("train", precision=precision, count_evaluations=True)
     if small:
         # A fixed-step ResNet compiles in a fraction of an adaptive solver's time.
         config = config.replace("model", model="resnet", steps=4, width=8, hidden=16)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from .._training import (
     COHORT_FIELDS,
     PRESETS,
+    RECORDING_ONLY,
     DataConfig,
     ModelConfig,
     RunConfig,
@@ -56,8 +57,13 @@ def config_hash(config: RunConfig) -> str:
     behaviour) leaves the identity of every existing cell unchanged, and a resumed sweep keeps
     its results; configurations that differ only in settings they ignore (the degree of a
     static basis, the solver of a ResNet: `ignored_settings`) train the same run and have one
-    identity."""
-    return _digest(_changed(_as_dict(normalised(config))))
+    identity. Settings that change only what a run records (`RECORDING_ONLY`) are no part
+    of it."""
+    values = _as_dict(normalised(config))
+    for setting in RECORDING_ONLY:
+        section, name = setting.split(".")
+        del values[section][name]
+    return _digest(_changed(values))
 
 
 def _changed(values: dict) -> dict:

@@ -10,6 +10,7 @@ from ._build import (
 from ._choices import CHOICES as CHOICES
 from ._config import (
     PRESETS as PRESETS,
+    RECORDING_ONLY as RECORDING_ONLY,
     DataConfig as DataConfig,
     ModelConfig as ModelConfig,
     RunConfig as RunConfig,

@@ -7,6 +7,7 @@ import warnings
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._datasets import Dataset, TrajectoryData, load_dataset
 from .._layers import TimeVaryingLinear
@@ -44,31 +45,57 @@ def dtype_of(precision: str):
     return PRECISIONS[precision]
 
 
-def normal_init(field, std: float, *, key):
-    """`field` with every weight coefficient of its time-varying layers drawn from
-    $N(0, \text{std}^2)$ and every bias zero (the study's neural-ODE initialisation)."""
-    is_layer = lambda node: isinstance(node, TimeVaryingLinear)
-    layers = [n for n in jax.tree_util.tree_leaves(field, is_leaf=is_layer) if is_layer(n)]
+def _is_layer(node) -> bool:
+    return isinstance(node, TimeVaryingLinear)
+
+
+def _standard_normal_weights(field, *, key):
+    """`field` with every weight coefficient of its time-varying layers drawn from $N(0, 1)$
+    and every bias zero."""
+    layers = [n for n in jax.tree_util.tree_leaves(field, is_leaf=_is_layer) if _is_layer(n)]
     keys = iter(jax.random.split(key, max(len(layers), 1)))
 
     def redraw(node):
-        if not is_layer(node):
+        if not _is_layer(node):
             return node
-        weight = std * jax.random.normal(next(keys), node.weight.shape, node.weight.dtype)
+        weight = jax.random.normal(next(keys), node.weight.shape, node.weight.dtype)
         bias = None if node.bias is None else jnp.zeros_like(node.bias)
         return eqx.tree_at(
             lambda n: (n.weight, n.bias), node, (weight, bias), is_leaf=lambda x: x is None
         )
 
-    return jax.tree_util.tree_map(redraw, field, is_leaf=is_layer)
+    return jax.tree_util.tree_map(redraw, field, is_leaf=_is_layer)
+
+
+def _scaled_weights(tree, std: float):
+    """`tree` with the weights of its time-varying layers times `std`, rounded once in their
+    dtype (NumPy, outside any compiled program: a multiplication fused into the draw would
+    round differently and change every `field_init = "normal"` model by an ulp)."""
+
+    def scale(node):
+        if not _is_layer(node):
+            return node
+        weight = np.asarray(node.weight)
+        scaled = jnp.asarray(weight * np.asarray(std, weight.dtype))
+        return eqx.tree_at(lambda n: n.weight, node, scaled)
+
+    return jax.tree_util.tree_map(scale, tree, is_leaf=_is_layer)
+
+
+def normal_init(field, std: float, *, key):
+    """`field` with every weight coefficient of its time-varying layers drawn from
+    $N(0, \text{std}^2)$ and every bias zero (the study's neural-ODE initialisation)."""
+    return _scaled_weights(_standard_normal_weights(field, key=key), std)
 
 
 def _field(m, dtype, *, key):
+    """The field of `m`; with `field_init = "normal"`, its weights standard normal draws
+    still to be scaled by `m.field_init_std` (`_scaled_weights`)."""
     t1 = m.t1 if m.basis_window is None else m.basis_window
     basis = BASES[m.basis](m.degree, t1=t1, **({"clamp": True} if m.clamp else {}))
     field = FIELDS[m.field](m, basis, key=key, dtype=dtype)
     if m.field_init == "normal":
-        field = normal_init(field, m.field_init_std, key=jax.random.fold_in(key, 1))
+        field = _standard_normal_weights(field, key=jax.random.fold_in(key, 1))
     return field
 
 
@@ -104,15 +131,26 @@ def build_model(
     for a time series a `TrajectoryModel` over windows of `out_size / (in_size - 1)` states
     sampled every `dt` (default: the data set's spacing). `warn_window`: warn when `model.t1`
     integrates past the basis window (off where the model is rebuilt, not chosen: loading a
-    run, sizing one)."""
+    run, sizing one). Its parameters are drawn by one compiled program per model structure,
+    the same numbers as drawing them one by one."""
     m = config.model
     dtype = dtype_of(config.train.precision)
+    series = is_time_series(config.data)
+    if series and dt is None:
+        trajectory = load_dataset(config.data.dataset, window=config.data.window)
+        assert isinstance(trajectory, TrajectoryData)  # `is_time_series` named one
+        dt = trajectory.dt
+    model = _drawn(m, series, dtype, in_size, out_size, dt, key)
+    if m.field_init == "normal":
+        model = _scaled_weights(model, m.field_init_std)
+    if warn_window and not series:
+        _warn_basis_window(m, model.dynamics.field)
+    return model
+
+
+def _draw(m, series: bool, dtype, in_size: int, out_size: int, dt, key):
     fkey, skey = jax.random.split(key)
-    if is_time_series(config.data):
-        if dt is None:
-            series = load_dataset(config.data.dataset, window=config.data.window)
-            assert isinstance(series, TrajectoryData)  # `is_time_series` named one
-            dt = series.dt
+    if series:
         state_size = in_size - 1
         field = _field(dataclasses.replace(m, width=state_size), dtype, key=fkey)
         solver, controller, dt0 = SOLVERS[m.solver](m)
@@ -128,12 +166,14 @@ def build_model(
             paradigm=PARADIGMS[m.paradigm](),
         )
     field = _field(m, dtype, key=fkey)
-    if warn_window:
-        _warn_basis_window(m, field)
-    with window_warnings_off():  # said above, in the configuration's names
+    with window_warnings_off():  # said by `build_model`, in the configuration's names
         dynamics = MODELS[m.model](m, field)
     activation = OPENING_ACTIVATIONS[m.opening_activation]
     return Surrogate(in_size, out_size, dynamics, activation, key=skey, dtype=dtype)
+
+
+# Eagerly, every parameter shape compiled a program of its own (seconds on a first run).
+_drawn = eqx.filter_jit(_draw)
 
 
 def build_trainer(config: RunConfig, data: Dataset | TrajectoryData):
@@ -149,7 +189,10 @@ def build_settings(config: RunConfig, data: Dataset | TrajectoryData) -> dict:
     per_epoch = max(data.sizes()["train"] // t.batch_size, 1)
     return dict(
         stopping=Stopping(t.patience, t.divergence_factor, t.max_failed_batches),
-        evaluation=Evaluation(every=t.eval_every_iterations or t.eval_every * per_epoch),
+        evaluation=Evaluation(
+            every=t.eval_every_iterations or t.eval_every * per_epoch,
+            count_evaluations=t.count_evaluations,
+        ),
     )
 
 

@@ -141,8 +141,11 @@ class TrainConfig:
     `eval_every_iterations` steps when set; `ridge` (ridge parameter of the closed-form readout
     warm start, `None` for off); `max_failed_batches` (stop after this many consecutive batches
     whose solve failed, `None` for never); `divergence_factor` (stop when the validation
-    error exceeds this multiple of its lowest value, `None` for never); `seed` (an integer in
-    $[0, 2^{32})$); `precision` (`"float32"` or `"float64"`)."""
+    error exceeds this multiple of its lowest value, `None` for never); `count_evaluations`
+    (record the field evaluations per solve at the first, every tenth and the last
+    evaluation; for an adaptive neural ODE they are measured by a program with host
+    callbacks, which no compilation cache keeps: a few seconds more per run); `seed` (an
+    integer in $[0, 2^{32})$); `precision` (`"float32"` or `"float64"`)."""
 
     optimiser: str = "adam"
     learning_rate: float = 3e-3
@@ -164,8 +167,14 @@ class TrainConfig:
     ridge: float | None = None
     max_failed_batches: int | None = 10
     divergence_factor: float | None = 100.0
+    count_evaluations: bool = False
     seed: int = 0
     precision: str = "float32"
+
+
+# Settings that change what a run records beside its model, never the model: no part of a
+# sweep cell's identity or of what a resume must match.
+RECORDING_ONLY = ("train.count_evaluations",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +289,10 @@ def check_config(config: RunConfig) -> None:
         raise ValueError(f"data.window must be an integer >= 2, got {d.window!r}.")
     if not isinstance(m.clamp, bool):
         raise ValueError(f"model.clamp must be true or false, got {m.clamp!r}.")
+    if not isinstance(t.count_evaluations, bool):
+        raise ValueError(
+            f"train.count_evaluations must be true or false, got {t.count_evaluations!r}."
+        )
     _check_time_series(config)
     if isinstance(m.degree, bool) or not isinstance(m.degree, int) or m.degree < 0:
         raise ValueError(f"model.degree must be an integer >= 0, got {m.degree!r}.")

@@ -322,7 +322,8 @@ class GNvproRun(AbstractRun):
         self.max_iterations = left if t.iterations is not None else passes_left // 2 + 1
         # Stops before an iteration that could cross the budget: at most the passes given.
         self.max_evaluations = None if t.passes is None else passes_left - cost + 1
-        self.counts = _stepped_counts(original, len(self.problem.train[0]))
+        counting = self.problem.evaluation.count_evaluations
+        self.counts = _stepped_counts(original, len(self.problem.train[0])) if counting else {}
         last = record.history[-1] if record.history else {}
         self.offsets = dict(step=state.step, passes=state.passes, wall=record.wall)
         self.offsets.update({f: last.get(f"{f}_passes", 0) for f in ("forward", "jvp", "vjp")})
@@ -381,7 +382,7 @@ class GNvproRun(AbstractRun):
             return {k: Evaluated(out, write=due, checkpoint=state.snapshot if due else None)}
         state.ended, self.traces[k] = reason, self.iterations.traces
         rows = record.history + ([] if out is None else [out])
-        if not self.counts and rows:
+        if not self.counts and rows and self.problem.evaluation.count_evaluations:
             rows[-1].update(_measured_counts(state.model(self.models[k]), *self.problem.train))
         record.stop(Status.COMPLETED, state.message(reason, rows, self.trainer.passes))
         self.between_members = True

@@ -13,7 +13,7 @@ from .._files import load_checkpoint, save_checkpoint
 from .._surrogate import Surrogate, count_dynamics_parameters, count_parameters
 from .._trajectories import TrajectoryModel
 from ._build import build_model, build_settings, build_trainer, load_data
-from ._config import RunConfig
+from ._config import RECORDING_ONLY, RunConfig
 from ._domain import DomainCheck, TrainingDomain
 from ._fit import FitResult, fit
 from ._members import read_best
@@ -237,11 +237,13 @@ def train_cohort(
 
 
 def _identity(config: RunConfig) -> dict:
-    """What a run's checkpoints record of its configuration (see `Checkpointing`)."""
+    """What a run's checkpoints record of its configuration (see `Checkpointing`): all but
+    what changes only what the run records."""
     return {
         f"{section}.{name}": value
         for section, values in config.to_dict().items()
         for name, value in values.items()
+        if f"{section}.{name}" not in RECORDING_ONLY
     }
 
 

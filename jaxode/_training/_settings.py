@@ -49,14 +49,16 @@ class Evaluation(eqx.Module):
     **Arguments:**
 
     - `every`: optimisation steps between evaluations (`None`: one epoch).
-    - `count_evaluations`: measure field evaluations per solve on one batch (forward and
-      backward, through host callbacks in a program of their own) at the first, every
-      `count_every`-th and the last evaluation; other history rows leave them out.
+    - `count_evaluations`: record field evaluations per solve on one batch (forward and
+      backward) at the first, every `count_every`-th and the last evaluation; other history
+      rows leave them out. An adaptive solve's are measured through host callbacks in a
+      program of its own, which no compilation cache keeps (a few seconds per run on a CPU);
+      a fixed-step model's follow from its structure.
     - `count_every`: see `count_evaluations`.
     """
 
     every: int | None = None
-    count_evaluations: bool = True
+    count_evaluations: bool = False
     count_every: int | None = 10
 
     def __check_init__(self):

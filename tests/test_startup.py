@@ -1,0 +1,104 @@
+"""What a short run costs before its first step (issue 26, item 10): parameters drawn by one
+compiled program with the numbers of eager drawing, and evaluation counting (a program no
+compilation cache keeps) only where asked for, which changes neither a sweep cell's identity
+nor what a resume must match."""
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+from jaxode._sweeps._spec import config_hash
+from jaxode._training import RunConfig, train
+from jaxode._training._build import _draw, _is_layer, _scaled_weights, build_model
+from jaxode._training._config import ModelConfig
+
+TINY = {
+    "data": {"dataset": "elm"},
+    "model": {"model": "resnet", "field": "layer", "width": 4, "steps": 2},
+    "train": {"iterations": 4, "batch_size": 16, "eval_every_iterations": 2},
+}
+
+
+def _eager(config: RunConfig, in_size: int, out_size: int, key):
+    """The model as drawn before: every parameter by its own call (jax.random's own
+    compiled programs, one per shape), outside any program of jaxode's."""
+    m = config.model
+    dtype = jax.numpy.dtype(config.train.precision)
+    model = _draw(m, False, dtype, in_size, out_size, None, key)
+    return _scaled_weights(model, m.field_init_std) if m.field_init == "normal" else model
+
+
+def _leaves(model) -> list[np.ndarray]:
+    return [np.asarray(a) for a in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(model="node", field="mlp", basis="legendre", field_init="default"),
+        # The study's initialisation: a scale fused into the draw would change it by an ulp.
+        dict(model="node", field="mlp", basis="legendre", field_init="normal", field_init_std=0.1),
+        dict(model="hamiltonian", field="hamiltonian", basis="monomial", field_init="normal"),
+        dict(model="resnet", field="layer", basis="static"),
+    ],
+)
+def test_the_compiled_draw_gives_the_eager_numbers_bit_for_bit(changes):
+    config = RunConfig(model=dataclasses.replace(ModelConfig(), width=5, hidden=7, **changes))
+    key = jax.random.PRNGKey(11)
+    eager = _eager(config, 6, 3, key)
+    compiled = build_model(config, 6, 3, key=key)
+    assert eqx.tree_equal(
+        eqx.filter(eager, eqx.is_array, inverse=True),
+        eqx.filter(compiled, eqx.is_array, inverse=True),
+    )
+    for a, b in zip(_leaves(eager), _leaves(compiled), strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert np.array_equal(a, b)
+
+
+def test_normal_weights_have_the_requested_scale_and_zero_biases():
+    m = dataclasses.replace(ModelConfig(), width=40, hidden=50, field_init="normal")
+    model = build_model(RunConfig(model=m), 6, 3, key=jax.random.PRNGKey(0))
+    field = model.dynamics.field
+    layers = [n for n in jax.tree_util.tree_leaves(field, is_leaf=_is_layer) if _is_layer(n)]
+    drawn = np.concatenate([np.asarray(layer.weight).ravel() for layer in layers])
+    assert all(not np.any(np.asarray(layer.bias)) for layer in layers if layer.bias is not None)
+    # 16000 draws of N(0, 0.1^2): the sample std within 3 % of 0.1.
+    assert drawn.size == 4 * 2 * 40 * 50
+    assert np.std(drawn) == pytest.approx(m.field_init_std, rel=0.03)
+
+
+def test_counts_are_recorded_only_when_asked_for(tmp_path):
+    config = RunConfig.from_dict(TINY)
+    _, _, quiet = train(config, tmp_path / "quiet", progress=False)
+    counting = config.replace("train", count_evaluations=True)
+    _, result, counted = train(counting, tmp_path / "counted", progress=False)
+    assert quiet["forward_evaluations"] is None and quiet["backward_evaluations"] is None
+    # A ResNet of 2 steps: one field evaluation per step, none more for the gradient.
+    assert counted["forward_evaluations"] == 2 and counted["backward_evaluations"] == 0
+    assert result.history[0]["forward_evaluations"] == 2
+    # The same trained model either way.
+    assert counted["test_global"] == quiet["test_global"]
+
+
+def test_counting_is_no_part_of_a_cells_identity_or_of_what_a_resume_must_match(tmp_path):
+    config = RunConfig.from_dict(TINY)
+    counting = config.replace("train", count_evaluations=True)
+    assert config_hash(counting) == config_hash(config)
+    assert config_hash(config.replace("train", seed=1)) != config_hash(config)
+    # An interrupted run (its last files gone) whose config.toml turns counting on resumes.
+    run = tmp_path / "run"
+    train(config, run, progress=False)
+    (run / "model.eqx").unlink()
+    (run / "metrics.json").unlink()
+    (run / "config.toml").write_text(counting.to_toml())
+    _, result, _ = train(None, run, resume=True, progress=False)
+    assert result.status == "completed" and result.steps == 4
+
+
+def test_count_evaluations_must_be_a_boolean():
+    with pytest.raises(ValueError, match=r"train.count_evaluations must be true or false, got 1"):
+        RunConfig.from_dict(TINY).replace("train", count_evaluations=1)
