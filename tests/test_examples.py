@@ -6,6 +6,7 @@ import importlib.util
 import math
 import pathlib
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +18,10 @@ NAMES = ("train_surrogate", "change_basis", "paradigms", "cohort", "sweep", "pro
 
 
 def example(name: str):
-    """The example script as a module (its `main(small, out)` is what the tests call)."""
+    """The example script as a module (its `main(small, out)` is what the tests call), which
+    imports `_transcript` from its own folder as when run as a script."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -197,11 +201,17 @@ def test_lorenz_data_match_scipy_and_the_extrapolation_starts_on_the_truth(tmp_p
 def test_example_pages_include_their_script_and_committed_outputs(name):
     page = (EXAMPLES / f"{name}.md").read_text()
     assert f'--8<-- "docs/examples/{name}.py"' in page
-    included = re.findall(r'--8<-- "([^"]+)"', page)
-    assert f"docs/examples/output/{name}/output.txt" in included
+    included = [tuple(ref.partition(":")[::2]) for ref in re.findall(r'--8<-- "([^"]+)"', page)]
+    # Prose, code and output interleaved: parts of the script, each followed by what it printed.
+    code_parts = [part for path, part in included if path == f"docs/examples/{name}.py" and part]
+    printed = [p for path, p in included if path == f"docs/examples/output/{name}/output.txt"]
+    assert len(code_parts) >= 3 and len(printed) >= 3 and all(printed)
     root = EXAMPLES.parent.parent
-    for path in included:
+    for path, part in included:
         assert (root / path).is_file(), path
+        if part:
+            text = (root / path).read_text()
+            assert f"--8<-- [start:{part}]" in text and f"--8<-- [end:{part}]" in text, part
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
     assert figures, "every example page shows a figure or its report"
     for figure in figures:

@@ -300,6 +300,7 @@ def test_history_counts_evaluations_at_the_documented_cadence(getkey):
         key=getkey(),
         epochs=12,
         batch_size=16,
+        count_evaluations=True,
         count_every=5,
     )
     counted = [i for i, row in enumerate(result.history) if "forward_evaluations" in row]

@@ -11,6 +11,7 @@ Run: `python docs/examples/change_basis.py` (about a minute on 2 CPU cores; `--s
 test suite's size).
 """
 
+# --8<-- [start:imports]
 import argparse
 import os
 import pathlib
@@ -24,13 +25,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from _transcript import Transcript
 
 import jaxode
 
 OUT = pathlib.Path(__file__).resolve().parent / "output" / "change_basis"
 T1 = 1.0  # the basis window [0, T1] is the model's whole time horizon
+# --8<-- [end:imports]
 
 
+# --8<-- [start:model]
 @eqx.filter_jit
 def predict(model, x):
     return model.predict(x)
@@ -43,6 +47,9 @@ def build(basis, width: int, hidden: int, steps: int, *, key) -> jaxode.Surrogat
     return jaxode.Surrogate(15, 10, jaxode.ResNet(field, t1=T1, steps=steps), key=model_key)
 
 
+# --8<-- [end:model]
+
+
 def layer_coefficients(model) -> list:
     """The coefficient arrays of every time-varying layer (weights and biases)."""
     is_layer = lambda node: isinstance(node, jaxode.TimeVaryingLinear)  # noqa: E731
@@ -50,6 +57,7 @@ def layer_coefficients(model) -> list:
     return [c for layer in layers for c in (layer.weight, layer.bias)]
 
 
+# --8<-- [start:condition_table]
 def condition_table(degrees, times) -> list[tuple[int, float, float, float]]:
     """Condition numbers of the basis matrices $A_{jk} = \\phi_k(t_j)$ on `times`."""
     return [
@@ -63,16 +71,18 @@ def condition_table(degrees, times) -> list[tuple[int, float, float, float]]:
     ]
 
 
+# --8<-- [end:condition_table]
+
+
 def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    lines = []
+    transcript = Transcript()
+    show = transcript.show
 
-    def show(text: str = "") -> None:
-        print(text)
-        lines.append(text)
-
+    transcript.part("projection")
+    # --8<-- [start:projection]
     width, hidden, steps, epochs = (8, 16, 4, 1) if small else (32, 64, 12, 30)
     degree = 3
     data = jaxode.load_dataset("elm")
@@ -89,17 +99,22 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     )
     for row in jaxode.projection_matrix(monomial, legendre):
         show("  " + "  ".join(f"{v:7.4f}" for v in row))
+    # --8<-- [end:projection]
 
+    transcript.part("conditioning")
+    # --8<-- [start:conditioning]
     # 2. Conditioning. The basis matrix on a time grid is what a least-squares fit of theta(t)
     # solves with; its condition number bounds how rounding and gradient noise are amplified.
     times = np.linspace(0.0, T1, 25)
-    show()
     show("condition number of the basis matrix on 25 times in [0, T]")
     show("  degree   monomial    Legendre   Chebyshev")
     conditions = condition_table(range(1, 9), times)
     for d, mono, leg, cheb in conditions:
         show(f"  {d:6d}   {mono:9.3g}   {leg:9.3g}   {cheb:9.3g}")
+    # --8<-- [end:conditioning]
 
+    transcript.part("training")
+    # --8<-- [start:training]
     # 3. Train monomial models, and the same initial models rewritten in Legendre polynomials:
     # both start from one function, but Adam's per-coordinate steps depend on the coordinates.
     # Several seeds, as one cohort per basis, so that a difference is not one draw's luck.
@@ -125,7 +140,6 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         )
         for name, models in (("monomial", initial), ("Legendre", initial_legendre))
     }
-    show()
     show(
         f"trained {epochs} epochs from the same initial functions (predictions differ by at most "
         f"{start_gap:.1e} at the start), seeds {', '.join(map(str, seeds))}"
@@ -139,7 +153,10 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
             f"  {name:9s} test error {'  '.join(f'{e:.4f}' for e in errors)};  "
             f"mean {np.mean(errors):.4f}{spread}"
         )
+    # --8<-- [end:training]
 
+    transcript.part("change")
+    # --8<-- [start:change]
     # 4. Change the trained monomial model's basis: the same function, to rounding.
     trained = results["monomial"][0].model
     converted = jaxode.change_basis(trained, legendre)
@@ -151,7 +168,6 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         for a, b in zip(layer_coefficients(trained), layer_coefficients(back))
     )
     scale = float(np.max(np.abs(before)))
-    show()
     show("the trained monomial model moved to Legendre polynomials, no retraining:")
     show(
         f"  largest prediction change on the test set: {prediction_gap:.2e} "
@@ -162,7 +178,10 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         f"after {jaxode.global_relative_error(after, y_test):.6f}"
     )
     show(f"  monomial -> Legendre -> monomial: coefficients back to within {round_trip:.2e}")
+    # --8<-- [end:change]
 
+    transcript.part("degree")
+    # --8<-- [start:degree]
     # 5. Raising the degree is exact too; lowering it is an L2 projection, not the same model.
     higher = predict(jaxode.change_basis(trained, jaxode.LegendreBasis(6, t1=T1)), x_test)
     lower = predict(jaxode.change_basis(trained, jaxode.LegendreBasis(1, t1=T1)), x_test)
@@ -172,6 +191,7 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         f"  to Legendre degree 1: largest change {float(np.max(np.abs(lower - before))):.2e}, "
         f"test error {jaxode.global_relative_error(lower, y_test):.4f} (a projection)"
     )
+    # --8<-- [end:degree]
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for k, (name, members) in enumerate(results.items()):
@@ -194,13 +214,13 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     fig.tight_layout()
     fig.savefig(out / "monomial_vs_legendre.png", dpi=120)
     plt.close(fig)
-    show()
+    transcript.part("end")
     show("wrote monomial_vs_legendre.png")
     show(
         f"finished in {time.perf_counter() - began:.0f} s ({'small' if small else 'full'} size, "
         f"{jax.default_backend()}, {os.cpu_count()} cores)"
     )
-    (out / "output.txt").write_text("\n".join(lines) + "\n")
+    transcript.write(out / "output.txt")
     return dict(
         times=times,
         conditions=conditions,

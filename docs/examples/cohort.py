@@ -11,6 +11,7 @@ Run: `python docs/examples/cohort.py` (about a minute on 2 CPU cores; `--small` 
 suite's size).
 """
 
+# --8<-- [start:imports]
 import argparse
 import os
 import pathlib
@@ -24,13 +25,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from _transcript import Transcript
 from jax.flatten_util import ravel_pytree
 
 import jaxode
 
 OUT = pathlib.Path(__file__).resolve().parent / "output" / "cohort"
+# --8<-- [end:imports]
 
 
+# --8<-- [start:build]
 @eqx.filter_jit
 def predict(model, x):
     return model.predict(x)
@@ -44,16 +48,18 @@ def build(seed: int, width: int, hidden: int) -> jaxode.Surrogate:
     return jaxode.Surrogate(15, 10, jaxode.ResNet(field, t1=1.0, steps=12), key=model_key)
 
 
+# --8<-- [end:build]
+
+
 def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    lines = []
+    transcript = Transcript()
+    show = transcript.show
 
-    def show(text: str = "") -> None:
-        print(text)
-        lines.append(text)
-
+    transcript.part("setup")
+    # --8<-- [start:setup]
     seeds, width, hidden, epochs = ((0, 1, 2), 8, 16, 2) if small else ((0, 1, 2, 3, 4), 32, 64, 40)
     data = jaxode.load_dataset("elm")
     train, val = data.arrays("train"), data.arrays("val")
@@ -67,15 +73,20 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         f"{len(seeds)} members: ResNet (12 steps) over an MLP field (width {width}, hidden "
         f"{hidden}), Legendre degree 3; {epochs} epochs on ELM"
     )
+    # --8<-- [end:setup]
 
+    transcript.part("train")
+    # --8<-- [start:train]
     results = jaxode.fit_cohort(models, train, optimiser, keys=keys, **settings)
     show(
         f"one program: traced {results[0].num_traces} time(s), compiled in "
         f"{results[0].compile_time:.1f} s"
     )
+    # --8<-- [end:train]
 
+    transcript.part("members")
+    # --8<-- [start:members]
     # Per member: errors in physical units (the data's own), from the best validated step.
-    show()
     show("  seed   status      best step   test error (global)   per sample")
     predictions, errors = [], []
     for seed, result in zip(seeds, results):
@@ -94,7 +105,10 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         f"  mean ± std (n = {len(seeds)}, ddof = 1)   {mean[0]:.4f} ± {std[0]:.4f}   "
         f"{mean[1]:.4f} ± {std[1]:.4f}"
     )
+    # --8<-- [end:members]
 
+    transcript.part("ensemble")
+    # --8<-- [start:ensemble]
     # The ensemble: the average of the members' predictions. By the triangle inequality its
     # global error cannot exceed the members' mean; how far below it lands says how
     # independent the members' errors are.
@@ -104,7 +118,10 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         f"  ensemble of the {len(seeds)} members: test error {ensemble_error:.4f} "
         f"(per sample {jaxode.mean_relative_error(ensemble, y_test):.4f})"
     )
+    # --8<-- [end:ensemble]
 
+    transcript.part("alone")
+    # --8<-- [start:alone]
     # Member 0 trained alone with jaxode.fit: the same model to rounding (a cohort is a vmap,
     # not an approximation).
     alone = jaxode.fit(models[0], train, optimiser, key=keys[0], **settings)
@@ -116,11 +133,11 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
             )
         )
     )
-    show()
     show(
         f"member 0 against the same model trained alone by jaxode.fit: parameters differ by at "
         f"most {difference:.1e}"
     )
+    # --8<-- [end:alone]
 
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(9.6, 3.8), gridspec_kw=dict(width_ratios=(3, 2))
@@ -147,13 +164,13 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     fig.tight_layout()
     fig.savefig(out / "cohort.png", dpi=120)
     plt.close(fig)
-    show()
+    transcript.part("end")
     show("wrote cohort.png")
     show(
         f"finished in {time.perf_counter() - began:.0f} s ({'small' if small else 'full'} size, "
         f"{jax.default_backend()}, {os.cpu_count()} cores)"
     )
-    (out / "output.txt").write_text("\n".join(lines) + "\n")
+    transcript.write(out / "output.txt")
     return dict(
         seeds=seeds,
         results=results,

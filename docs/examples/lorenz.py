@@ -17,6 +17,7 @@ Run: `python docs/examples/lorenz.py` (a few minutes on 2 CPU cores; `--small` f
 suite's size).
 """
 
+# --8<-- [start:imports]
 import argparse
 import os
 import pathlib
@@ -32,14 +33,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from _transcript import Transcript
 
 import jaxode
 
 OUT = pathlib.Path(__file__).resolve().parent / "output" / "lorenz"
 SIGMA, RHO, BETA = 10.0, 28.0, 8.0 / 3.0
 LYAPUNOV = 0.9056  # largest Lyapunov exponent at the classic parameters (Sprott 2003)
+# --8<-- [end:imports]
 
 
+# --8<-- [start:valid_prediction_time]
 @eqx.filter_jit
 def predict(model, x):
     return model.predict(x)
@@ -52,6 +56,10 @@ def valid_prediction_time(errors, times, threshold: float = 0.3) -> float:
     return float((times[beyond[0]] if beyond.size else times[-1]) - times[0])
 
 
+# --8<-- [end:valid_prediction_time]
+
+
+# --8<-- [start:generate]
 def lorenz(t, y, args=None):
     x, p, z = y
     return jnp.stack([SIGMA * (p - x), x * (RHO - z) - p, x * p - BETA * z])
@@ -93,19 +101,20 @@ def generate(dt: float, t_train: float, t_val: float, t_test: float):
     return ys[0], ts, ys
 
 
+# --8<-- [end:generate]
+
+
 def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    lines = []
+    transcript = Transcript()
+    show = transcript.show
 
-    def show(text: str = "") -> None:
-        print(text)
-        lines.append(text)
-
+    transcript.part("data")
+    # --8<-- [start:data]
     dt = 0.02
     t_train, t_val, t_test = (2.0, 0.4, 1.0) if small else (20.0, 2.0, 8.0)
-    hidden, steps = (8, 30) if small else (64, 12000)
     start, ts, ys = generate(dt, t_train, t_val, t_test)
     n_train, n_val = int(round(t_train / dt)), int(round(t_val / dt))
     show(
@@ -113,7 +122,10 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         "(after a burn-in of 20): "
         f"{len(ts)} states every {dt} on [0, {ts[-1]:g}], {ys.dtype}"
     )
+    # --8<-- [end:data]
 
+    transcript.part("windows")
+    # --8<-- [start:windows]
     # Normalise with the training region's statistics only: the future is not seen.
     mean, scale = ys[:n_train].mean(axis=0), ys[:n_train].std(axis=0)
     data = jaxode.TrajectoryData(
@@ -132,7 +144,11 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         f"of {data.window} states; "
         f"validation [{t_train:g}, {t_train + t_val:g}], test [{t_train + t_val:g}, {ts[-1]:g}]"
     )
+    # --8<-- [end:windows]
 
+    transcript.part("training")
+    # --8<-- [start:training]
+    hidden, steps = (8, 30) if small else (64, 12000)
     field = jaxode.MLPField(3, hidden, jaxode.ConstantBasis(t1=t_train), key=jax.random.PRNGKey(0))
     model = jaxode.TrajectoryModel(
         field,
@@ -162,7 +178,10 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         f"trained {result.steps} steps in {time.perf_counter() - begin:.0f} s: window loss "
         f"{first['train_loss']:.2e} -> {last['train_loss']:.2e}; returned step {result.best_step}"
     )
+    # --8<-- [end:training]
 
+    transcript.part("extrapolation")
+    # --8<-- [start:extrapolation]
     # Extrapolate: one solve from the last training state to the end of the data.
     a = n_train - 1
     x0 = np.concatenate([ts[a : a + 1], data.ys[a]])[None]
@@ -171,7 +190,6 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     truth, times = ys[a:], ts[a:]
     errors = np.linalg.norm(predicted - truth, axis=1) / np.linalg.norm(truth, axis=1)
     vpt = valid_prediction_time(errors, times)
-    show()
     show(
         f"largest Lyapunov exponent {LYAPUNOV} (Sprott 2003): one Lyapunov time is "
         f"{1 / LYAPUNOV:.2f} time units"
@@ -184,7 +202,10 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         f"valid prediction time (error < 30 %): {vpt:.2f} time units = {vpt * LYAPUNOV:.2f} "
         "Lyapunov times"
     )
+    # --8<-- [end:extrapolation]
 
+    transcript.part("spread")
+    # --8<-- [start:spread]
     # One run is one draw: under chaos the valid prediction time depends on where a run starts.
     # Runs from several true states past the training window (states the model never saw, on
     # the same orbit) give its spread; they are solved as one batch.
@@ -202,15 +223,18 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         f"valid prediction time {np.median(vpts) * LYAPUNOV:.2f} Lyapunov times (median; "
         f"{vpts.min() * LYAPUNOV:.2f} to {vpts.max() * LYAPUNOV:.2f})"
     )
+    # --8<-- [end:spread]
 
+    transcript.part("statistics")
+    # --8<-- [start:statistics]
     # Past the valid prediction time, the statistics of the motion are what is left to compare.
-    show()
     show("statistics over the extrapolation    mean (x, y, z)               std (x, y, z)")
     for name, states in (("truth", truth), ("model", predicted)):
         show(
             f"  {name:34s} {' '.join(f'{v:6.2f}' for v in states.mean(axis=0)):28s} "
             f"{' '.join(f'{v:6.2f}' for v in states.std(axis=0))}"
         )
+    # --8<-- [end:statistics]
 
     fig = plt.figure(figsize=(11, 6))
     grid = fig.add_gridspec(3, 2, width_ratios=(2.2, 1))
@@ -262,13 +286,13 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     fig.tight_layout(rect=(0, 0, 1, 0.945))
     fig.savefig(out / "extrapolation.png", dpi=120)
     plt.close(fig)
-    show()
+    transcript.part("end")
     show("wrote extrapolation.png")
     show(
         f"finished in {time.perf_counter() - began:.0f} s ({'small' if small else 'full'} size, "
         f"{jax.default_backend()}, {os.cpu_count()} cores)"
     )
-    (out / "output.txt").write_text("\n".join(lines) + "\n")
+    transcript.write(out / "output.txt")
     return dict(
         start=np.asarray(start),
         ts=ts,

@@ -14,6 +14,7 @@ Run: `python docs/examples/paradigms.py` (float32, the default; add `--float64` 
 gradients converge past float32's rounding; `--small` for the test suite's size).
 """
 
+# --8<-- [start:imports]
 import argparse
 import os
 import pathlib
@@ -28,6 +29,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from _transcript import Transcript
 from jax.flatten_util import ravel_pytree
 
 import jaxode
@@ -37,8 +39,10 @@ PARADIGMS = {
     "discretize-then-optimize": jaxode.DiscretizeThenOptimize(),
     "optimize-then-discretize": jaxode.OptimizeThenDiscretize(),
 }
+# --8<-- [end:imports]
 
 
+# --8<-- [start:model]
 def build(paradigm, width: int, hidden: int, max_steps: int = 4096, *, key) -> jaxode.Surrogate:
     field_key, model_key = jax.random.split(key)
     field = jaxode.MLPField(width, hidden, jaxode.LegendreBasis(3), key=field_key)
@@ -52,6 +56,10 @@ def mse(model, x, y):
     return jnp.mean((model.predict(x) - y) ** 2)
 
 
+# --8<-- [end:model]
+
+
+# --8<-- [start:gradient_program]
 def gradient_program(model, x, y):
     """The compiled loss-and-gradient of `model`'s parameters, with the solver tolerance as an
     argument: one compilation serves every tolerance (a Python float inside the model would be
@@ -75,22 +83,28 @@ def flat(tree) -> np.ndarray:
     return np.asarray(ravel_pytree(tree)[0])
 
 
+# --8<-- [end:gradient_program]
+
+
+# --8<-- [start:temp_bytes]
 def temp_bytes(compiled) -> int | None:
     """Scratch memory XLA allocated for the program (`None` where the backend does not say)."""
     analysis = compiled.memory_analysis()
     return None if analysis is None else int(analysis.temp_size_in_bytes)
 
 
+# --8<-- [end:temp_bytes]
+
+
 def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    lines = []
+    transcript = Transcript()
+    show = transcript.show
 
-    def show(text: str = "") -> None:
-        print(text)
-        lines.append(text)
-
+    transcript.part("setup")
+    # --8<-- [start:setup]
     dtype = jnp.zeros(()).dtype
     float64 = dtype == jnp.float64
     width, hidden, batch = (4, 8, 8) if small else (16, 32, 64)
@@ -104,7 +118,10 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         f"surrogate: neural ODE (Dopri5) over an MLP field (width {width}, hidden {hidden}), "
         f"Legendre degree 3 weights; MSE on {batch} ELM samples; {dtype}"
     )
+    # --8<-- [end:setup]
 
+    transcript.part("gradients")
+    # --8<-- [start:gradients]
     # 1. Gradients at each tolerance. The same parameters (same key) in both paradigms.
     programs = {
         name: gradient_program(build(p, width, hidden, key=key), x, y)
@@ -119,7 +136,6 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     dto, otd = gradients["discretize-then-optimize"], gradients["optimize-then-discretize"]
     tightest = tolerances[-1]
     reference = dto[tightest][1]  # the best gradient available: through the tightest solve
-    show()
     show("relative differences of the gradients, ||g_a - g_b|| / ||g_b||")
     show(
         "   rtol     loss          OTD vs DTO   DTO vs ref   OTD vs ref   (ref: DTO at "
@@ -135,7 +151,10 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
             f"{np.linalg.norm(g_dto - reference) / np.linalg.norm(reference):10.2e}   "
             f"{np.linalg.norm(g_otd - reference) / np.linalg.norm(reference):10.2e}"
         )
+    # --8<-- [end:gradients]
 
+    transcript.part("finite_differences")
+    # --8<-- [start:finite_differences]
     # 2. Both against central finite differences along one random direction, at the tightest
     # tolerance. The step trades truncation error (h^2) against rounding (eps / h).
     direction = jax.random.normal(jax.random.PRNGKey(1), reference.shape, dtype)
@@ -154,7 +173,6 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         "DTO": float(dto[tightest][1] @ direction),
         "OTD": float(otd[tightest][1] @ direction),
     }
-    show()
     show(
         f"directional derivative at rtol {tightest:g}, central differences with h = {h:g}: "
         f"{finite_difference:.8e}"
@@ -164,10 +182,12 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
             f"  {name}: {value:.8e} (relative difference "
             f"{abs(value - finite_difference) / abs(finite_difference):.1e})"
         )
+    # --8<-- [end:finite_differences]
 
+    transcript.part("evaluations")
+    # --8<-- [start:evaluations]
     # 3. Right-hand-side evaluations per sample, measured by counting wrappers around the field.
     counts = {}
-    show()
     show("field evaluations per sample at rtol 1e-5 (loss, then the extra ones of its gradient)")
     show("  paradigm                    forward   backward   accepted steps   rejected")
     for name, paradigm in PARADIGMS.items():
@@ -183,12 +203,14 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
             f"  {name:26s}  {c.forward_evaluations:7.0f}   {c.backward_evaluations:8.0f}   "
             f"{c.accepted_steps:14.0f}   {c.rejected_steps:8.0f}"
         )
+    # --8<-- [end:evaluations]
 
+    transcript.part("memory")
+    # --8<-- [start:memory]
     # 4. Memory. Diffrax sizes the checkpoints of discretize-then-optimize from `max_steps`
     # (the solve's length is not known when compiling); the adjoint needs none.
     memory = {}
     budgets = (4096,) if small else (64, 256, 1024, 4096)
-    show()
     show("scratch memory of the compiled loss-and-gradient program (XLA memory_analysis), KiB")
     show("  max_steps   " + "   ".join(f"{name:>24s}" for name in PARADIGMS))
     for max_steps in budgets:
@@ -206,6 +228,7 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
             f"  {max_steps:9d}   "
             + "   ".join(f"{'n/a' if v is None else f'{v / 1024:.1f}':>24s}" for v in row.values())
         )
+    # --8<-- [end:memory]
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.8))
     left.loglog(tolerances, [differences[r] for r in tolerances], "o-", color="C0")
@@ -226,13 +249,14 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     fig.tight_layout()
     fig.savefig(out / "paradigms.png", dpi=120)
     plt.close(fig)
-    show()
+
+    transcript.part("end")
     show("wrote paradigms.png")
     show(
         f"finished in {time.perf_counter() - began:.0f} s ({'small' if small else 'full'} size, "
         f"{jax.default_backend()}, {os.cpu_count()} cores)"
     )
-    (out / "output.txt").write_text("\n".join(lines) + "\n")
+    transcript.write(out / "output.txt")
     return dict(
         tolerances=tolerances,
         differences=differences,

@@ -12,6 +12,7 @@ Run: `python docs/examples/probe.py` (about a minute on 2 CPU cores; `--small` f
 suite's size). Probes run in the precision you choose; float64 resolves longer tails.
 """
 
+# --8<-- [start:imports]
 import argparse
 import os
 import pathlib
@@ -26,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from _transcript import Transcript
 
 import jaxode
 from jaxode import probes
@@ -36,18 +38,28 @@ T_TRAIN = (0.0, 4.0)  # seconds of flight the surrogate sees
 SCALE = 20.0  # outputs are trained divided by this (metres and metres per second are ~20)
 LAW = probes.FreeFall()
 THROW = jnp.array([0.0, 20.0])  # h(0) = 0 m, v(0) = 20 m/s
+# --8<-- [end:imports]
 
 
+# --8<-- [start:truth]
 def truth(t):
     """$(h, v)$ of the throw at time `t` (a 1-vector), in closed form."""
     return LAW.trajectory(THROW, jnp.stack([jnp.zeros_like(t[0]), t[0]]))[-1]
 
 
+# --8<-- [end:truth]
+
+
+# --8<-- [start:closed_form]
 def closed_form(x):
     """$0.3 + 2\\tanh(0.5 x + 1) - \\tanh(3 x)$: limits 1.3 and -0.7, slowest rate 2 * 0.5 = 1."""
     return 0.3 + 2 * jnp.tanh(0.5 * x[0] + 1) - jnp.tanh(3 * x[0])
 
 
+# --8<-- [end:closed_form]
+
+
+# --8<-- [start:physical]
 class Physical(eqx.Module):
     """The surrogate as a function of physical time: inputs mapped to [-1, 1], outputs scaled.
 
@@ -63,6 +75,10 @@ class Physical(eqx.Module):
         return SCALE * self.model((t - centre) / half)
 
 
+# --8<-- [end:physical]
+
+
+# --8<-- [start:train]
 def train(small: bool, *, key) -> jaxode.Surrogate:
     """A surrogate of $(h, v)$ on the training range: a ResNet (8 forward-Euler steps) over an MLP
     field with Legendre weights. Probes treat every jaxode model alike; a ResNet compiles fast."""
@@ -90,33 +106,37 @@ def train(small: bool, *, key) -> jaxode.Surrogate:
     return result.model
 
 
+# --8<-- [end:train]
+
+
 def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    lines = []
+    transcript = Transcript()
+    show = transcript.show
 
-    def show(text: str = "") -> None:
-        print(text)
-        lines.append(text)
-
+    transcript.part("check")
+    # --8<-- [start:check]
     show(f"precision: {jnp.zeros(()).dtype}")
-    # Geometric radii: fast tails settle on the dense start, slow ones on the far end.
-    radii = np.geomspace(1e-2, 1e4, 120 if small else 400)
 
     # 1. The probe on a closed form: two rays from the origin, limits and rate known exactly.
     check = probes.ray_limit(closed_form, [0.0], [[1.0], [-1.0]], np.linspace(0.0, 60.0, 241))
-    show()
     show("closed form 0.3 + 2 tanh(0.5 x + 1) - tanh(3 x): expected limits 1.3 and -0.7, rate 1")
     for d, name in enumerate(("+x", "-x")):
         show(
             f"  ray {name}: {check.verdicts[0, d, 0]}, limit {check.limit[0, d, 0]:.6f}, "
             f"rate {check.rate[0, d, 0]:.4f}"
         )
+    # --8<-- [end:check]
 
+    transcript.part("inside")
+    # --8<-- [start:inside]
     # 2. Train the surrogate and check it inside its range.
     model = train(small, key=jax.random.PRNGKey(0))
     surrogate = Physical(model)
+    # Geometric radii: fast tails settle on the dense start, slow ones on the far end.
+    radii = np.geomspace(1e-2, 1e4, 120 if small else 400)
     # Every point this example evaluates, in one batch (one compilation): the training range,
     # then both rays of the probe below.
     base, directions = [sum(T_TRAIN) / 2], [[1.0], [-1.0]]
@@ -126,13 +146,14 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     law_values = np.asarray(evaluate(truth, points))
     predicted, expected = model_values[: len(inside)], law_values[: len(inside)]
     inside_error = jaxode.global_relative_error(predicted, expected)
-    show()
     show(f"surrogate on t in [0, 4] s: relative error {inside_error:.2e}")
+    # --8<-- [end:inside]
 
+    transcript.part("rays")
+    # --8<-- [start:rays]
     # 3. Rays from the middle of the training range, into the future (+t) and the past (-t).
     model_rays = probes.ray_limit(surrogate, base, directions, radii)
     law_rays = probes.ray_limit(truth, base, directions, radii)
-    show()
     show("tails along t = 2 s + r d, r up to 1e4 s")
     show("  output    ray   law: verdict   power    surrogate: verdict   limit      rate     onset")
     for d, ray in enumerate(("+t", "-t")):
@@ -145,7 +166,10 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
             )
     for note in model_rays.notes:
         show(f"  note: {note}")
+    # --8<-- [end:rays]
 
+    transcript.part("distance")
+    # --8<-- [start:distance]
     # 4. Error against distance from the training box: it grows like the law itself.
     distances = np.geomspace(0.1, 1e3, 12)
     far = probes.error_vs_distance(
@@ -157,12 +181,12 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         num_points=64,
         key=jax.random.PRNGKey(1),
     )
-    show()
     show(
         f"RMS error at distance d outside [0, 4] s: in the range {far.in_domain_error:.3g}; "
         f"at d = {distances[0]:g} s {far.shell_error[0]:.3g}, at d = {distances[-1]:g} s "
         f"{far.shell_error[-1]:.3g}; growth {far.verdict} (power {far.power:.2f})"
     )
+    # --8<-- [end:distance]
 
     # The figure: each output along both rays against the distance, the training range shaded.
     # Linear in the output, so the plateaus read as plateaus; the law leaves the frame.
@@ -202,13 +226,13 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(out / "rays.png", dpi=120)
     plt.close(fig)
-    show()
+    transcript.part("end")
     show("wrote rays.png")
     show(
         f"finished in {time.perf_counter() - began:.0f} s ({'small' if small else 'full'} size, "
         f"{jax.default_backend()}, {os.cpu_count()} cores)"
     )
-    (out / "output.txt").write_text("\n".join(lines) + "\n")
+    transcript.write(out / "output.txt")
     return dict(
         check=check,
         model_rays=model_rays,

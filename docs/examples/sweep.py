@@ -13,6 +13,7 @@ suite's size). The sweep folder is temporary unless `--sweep-dir` names one; the
 to the output folder.
 """
 
+# --8<-- [start:imports]
 import argparse
 import os
 import pathlib
@@ -20,20 +21,29 @@ import tempfile
 import time
 
 import jax
+from _transcript import Transcript
 
 import jaxode
 
 OUT = pathlib.Path(__file__).resolve().parent / "output" / "sweep"
+# --8<-- [end:imports]
 
 
+# --8<-- [start:spec]
 def spec(small: bool) -> jaxode.SweepSpec:
     """The grid: static weights (degree 0) next to Legendre weights of degree 1-3, for two
-    fields, three seeds each."""
+    fields, three seeds each. Evaluation counting is on, for the report's loss against the
+    number of field evaluations."""
     precision = "float64" if jax.config.jax_enable_x64 else "float32"
     base = dict(
         data=dict(dataset="elm"),
         model=dict(model="resnet", width=4 if small else 15, hidden=8 if small else 30, steps=12),
-        train=dict(epochs=1 if small else 30, eval_every=1 if small else 3, precision=precision),
+        train=dict(
+            epochs=1 if small else 30,
+            eval_every=1 if small else 3,
+            precision=precision,
+            count_evaluations=True,
+        ),
     )
     if small:
         return jaxode.SweepSpec(
@@ -57,30 +67,38 @@ def spec(small: bool) -> jaxode.SweepSpec:
     )
 
 
+# --8<-- [end:spec]
+
+
 def main(
     small: bool = False, out: pathlib.Path = OUT, sweep_dir: pathlib.Path | None = None
 ) -> dict:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    lines = []
+    transcript = Transcript()
+    show = transcript.show
 
-    def show(text: str = "") -> None:
-        print(text)
-        lines.append(text)
-
+    transcript.part("plan")
+    # --8<-- [start:plan]
     declared = spec(small)
     # The plan is checked before any training: a bad value or an impossible combination
     # fails here, naming the cell, instead of an hour into the sweep.
     plan = jaxode.make_plan(declared)
     show(plan.describe())
+    # --8<-- [end:plan]
 
+    transcript.part("train")
+    # --8<-- [start:train]
     with tempfile.TemporaryDirectory() as scratch:
         folder = pathlib.Path(scratch) / "sweep" if sweep_dir is None else pathlib.Path(sweep_dir)
         start = time.perf_counter()
         rows = jaxode.sweep(declared, folder, executor=jaxode.LocalExecutor(), progress=False)
-        show()
         show(f"trained {len(rows)} cells in {time.perf_counter() - start:.0f} s")
+        # --8<-- [end:train]
+
+        transcript.part("again")
+        # --8<-- [start:again]
         # A second call finds every cell in results.csv and trains nothing.
         start = time.perf_counter()
         again = jaxode.sweep(declared, folder, progress=False)
@@ -88,7 +106,10 @@ def main(
             f"the same sweep again: {len(again)} rows, nothing to train "
             f"({time.perf_counter() - start:.1f} s)"
         )
+        # --8<-- [end:again]
 
+        transcript.part("report")
+        # --8<-- [start:report]
         report = jaxode.sweep_report(
             folder,
             rows=("basis", "degree"),
@@ -96,16 +117,17 @@ def main(
             metric="test_global",
             out=out / "report",
         )
-    show()
-    show(report["table"].rstrip())
+        show(report["table"].rstrip())
+        # --8<-- [end:report]
+
+    transcript.part("end")
     written = sorted(pathlib.Path(p).name for p in report["files"])
-    show()
     show(f"report files: {', '.join(written)}")
     show(
         f"finished in {time.perf_counter() - began:.0f} s ({'small' if small else 'full'} size, "
         f"{jax.default_backend()}, {os.cpu_count()} cores)"
     )
-    (out / "output.txt").write_text("\n".join(lines) + "\n")
+    transcript.write(out / "output.txt")
     return dict(plan=plan, rows=rows, again=again, report=report)
 
 

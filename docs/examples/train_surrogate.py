@@ -9,6 +9,7 @@ Run: `python docs/examples/train_surrogate.py` (about 2 minutes on 2 CPU cores; 
 trains a tiny ResNet for one epoch in seconds, which is what the test suite runs).
 """
 
+# --8<-- [start:imports]
 import argparse
 import os
 import pathlib
@@ -21,12 +22,15 @@ import matplotlib
 matplotlib.use("Agg")  # files only: the example must run on a machine without a display
 import matplotlib.pyplot as plt
 import numpy as np
+from _transcript import Transcript
 
 import jaxode
 
 OUT = pathlib.Path(__file__).resolve().parent / "output" / "train_surrogate"
+# --8<-- [end:imports]
 
 
+# --8<-- [start:configuration]
 def configuration(small: bool) -> jaxode.RunConfig:
     """The defaults of `jaxode train` (80 epochs) with evaluation counting on, or a tiny model
     for the test suite."""
@@ -40,6 +44,10 @@ def configuration(small: bool) -> jaxode.RunConfig:
     return config
 
 
+# --8<-- [end:configuration]
+
+
+# --8<-- [start:plot]
 def plot_history(history: list, best_step: int, path: pathlib.Path) -> None:
     """Training loss and validation error against the optimisation step."""
     steps = [row["step"] for row in history]
@@ -59,6 +67,9 @@ def plot_history(history: list, best_step: int, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
+# --8<-- [end:plot]
+
+
 def main(small: bool = False, out: pathlib.Path = OUT, run_dir: pathlib.Path | None = None) -> dict:
     """Trains, evaluates, reloads and plots; writes `output.txt` and `loss_curves.png` to `out`.
 
@@ -67,19 +78,21 @@ def main(small: bool = False, out: pathlib.Path = OUT, run_dir: pathlib.Path | N
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    lines = []
+    transcript = Transcript()
+    show = transcript.show
 
-    def show(text: str = "") -> None:
-        print(text)
-        lines.append(text)
-
+    transcript.part("data")
+    # --8<-- [start:data]
     data = jaxode.load_dataset("elm")
     sizes = data.sizes()
     show(
         f"ELM: {data.in_size} inputs -> {data.out_size} outputs; "
         f"{sizes['train']} train / {sizes['val']} val / {sizes['test']} test samples"
     )
+    # --8<-- [end:data]
 
+    transcript.part("config")
+    # --8<-- [start:config]
     config = configuration(small)
     m, t = config.model, config.train
     show(
@@ -87,7 +100,10 @@ def main(small: bool = False, out: pathlib.Path = OUT, run_dir: pathlib.Path | N
         f"{m.basis} weights of degree {m.degree}; {t.epochs} epochs of batches of {t.batch_size}, "
         f"{t.precision}"
     )
+    # --8<-- [end:config]
 
+    transcript.part("train")
+    # --8<-- [start:train]
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = pathlib.Path(scratch) / "elm-run" if run_dir is None else pathlib.Path(run_dir)
         start = time.perf_counter()
@@ -99,10 +115,12 @@ def main(small: bool = False, out: pathlib.Path = OUT, run_dir: pathlib.Path | N
             f"the returned parameters are those of step {result.best_step}, the best on validation"
         )
         show(f"run directory: {', '.join(sorted(p.name for p in run_dir.iterdir()))}")
+        # --8<-- [end:train]
 
+        transcript.part("metrics")
+        # --8<-- [start:metrics]
         # The metrics were computed at the end of training, on every split and in both units:
         # normalised (what the model sees) and physical (what the data file holds).
-        show()
         show("relative test error      global    per sample")
         show(
             f"  normalised units        {metrics['test_global']:.4f}    "
@@ -117,14 +135,16 @@ def main(small: bool = False, out: pathlib.Path = OUT, run_dir: pathlib.Path | N
             f"{metrics['forward_evaluations']:.0f} forward, "
             f"{metrics['backward_evaluations']:.0f} backward (gradient)"
         )
+        # --8<-- [end:metrics]
 
+        transcript.part("reload")
+        # --8<-- [start:reload]
         # The run directory is the saved model: `load` rebuilds it from config.toml,
         # normalisation.json and model.eqx, and predicts in physical units.
         loaded = jaxode.load(run_dir)
         x_test, y_test = data.arrays("test", normalised=False)
         before, after = trained.predict(x_test), loaded.predict(x_test)
         recomputed = jaxode.global_relative_error(after, y_test)
-        show()
         show(
             f"loaded from disk: predictions differ from the trained model's by at most "
             f"{np.max(np.abs(after - before)):.1e}; its test error, recomputed: {recomputed:.4f}"
@@ -135,23 +155,26 @@ def main(small: bool = False, out: pathlib.Path = OUT, run_dir: pathlib.Path | N
             "evaluate_model on the loaded model: test error "
             f"{again['test_global']:.4f} (normalised)"
         )
+        # --8<-- [end:reload]
 
-        show()
+        transcript.part("samples")
+        # --8<-- [start:samples]
         show("first three test samples, outputs 0-3 (physical units)")
         for i in range(3):
             show(
                 f"  sample {i}: predicted {np.array2string(after[i, :4], precision=3)}  "
                 f"true {np.array2string(y_test[i, :4], precision=3)}"
             )
+        # --8<-- [end:samples]
 
     plot_history(result.history, result.best_step, out / "loss_curves.png")
-    show()
+    transcript.part("end")
     show("wrote loss_curves.png")
     show(
         f"finished in {time.perf_counter() - began:.0f} s ({'small' if small else 'full'} size, "
         f"{jax.default_backend()}, {os.cpu_count()} cores)"
     )
-    (out / "output.txt").write_text("\n".join(lines) + "\n")
+    transcript.write(out / "output.txt")
     return dict(
         metrics=metrics,
         history=result.history,

@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from .._datasets import Dataset, TrajectoryData, load_dataset
 from .._layers import TimeVaryingLinear
@@ -75,6 +76,8 @@ def _scaled_weights(tree, std: float):
     def scale(node):
         if not _is_layer(node):
             return node
+        if isinstance(node.weight, Tracer):  # shapes only (`eval_shape`)
+            return eqx.tree_at(lambda n: n.weight, node, std * node.weight)
         weight = np.asarray(node.weight)
         scaled = jnp.asarray(weight * np.asarray(std, weight.dtype))
         return eqx.tree_at(lambda n: n.weight, node, scaled)
