@@ -80,10 +80,9 @@ class SweepPlan:
             shown = {n: v for n, v in cohort.cells[0].values.items() if n in varying}
             shown = {n: v for n, v in shown.items() if tuple(n.split(".")) not in COHORT_FIELDS}
             label = ", ".join(f"{n}={v!r}" for n, v in shown.items()) or "base"
-            seeds = [c.config.train.seed for c in cohort.cells]
             lines.append(
                 f"  cohort {cohort.key}: {label}; {len(cohort.cells)} members "
-                f"(seeds {', '.join(map(str, seeds))}), {cohort.steps} steps"
+                f"({_member_values(cohort)}), {cohort.steps} steps"
             )
         return "\n".join(lines)
 
@@ -116,6 +115,19 @@ class SweepPlan:
                 f"trains as {example.into.label()}" + (f" (and {more} more)" if more else "")
             )
         return lines
+
+
+def _member_values(cohort: Cohort) -> str:
+    """The seeds of a cohort's members and the distinct values of every other cohort field
+    in which they differ: `seeds 0, 1; train.learning_rate 0.001, 0.003`."""
+    parts = []
+    for section, field in COHORT_FIELDS:
+        values = [getattr(getattr(c.config, section), field) for c in cohort.cells]
+        if field == "seed":
+            parts.insert(0, f"seeds {', '.join(map(str, values))}")
+        elif len(set(values)) > 1:
+            parts.append(f"{section}.{field} {', '.join(map(str, dict.fromkeys(values)))}")
+    return "; ".join(parts)
 
 
 def _reason(merges: list, name: str) -> str | None:

@@ -132,8 +132,9 @@ def sweep(
     retry_failed: bool = False,
     progress: bool = True,
 ) -> list[dict]:
-    """Trains every cell of a sweep, grouped into cohorts (cells that differ only in their
-    seed train as one compiled program), and keeps `out/results.csv`: one row per cell,
+    """Trains every cell of a sweep, grouped into cohorts (cells that differ only in
+    `COHORT_FIELDS`: seed, learning rate, regulariser weights, initial scale, train as one
+    compiled program), and keeps `out/results.csv`: one row per cell,
     keyed by its configuration hash, rewritten atomically after every cohort. Each cell's run
     directory `out/cells/<key>` is an ordinary run (evaluate, probe or resume it alone).
 

@@ -31,8 +31,12 @@ from ._choices import (
     PRECISIONS,
     SOLVERS,
     TRAINERS,
+    optimiser,
+    regulariser_kinds,
+    regularisers,
 )
 from ._config import RunConfig, is_time_series
+from ._minibatch import MinibatchTrainer
 from ._settings import Evaluation, Stopping
 
 
@@ -184,6 +188,34 @@ def build_trainer(config: RunConfig, data: Dataset | TrajectoryData):
 
     **Raises:** `ValueError` for settings the trainer or the data cannot satisfy."""
     return TRAINERS[config.train.optimiser](config, data)
+
+
+def build_cohort_trainers(
+    configs: list[RunConfig], data: Dataset | TrajectoryData
+) -> list[tuple[list[int], object]]:
+    """`(members, trainer)` pairs that train a cohort whose configurations differ only in
+    `COHORT_FIELDS`: one minibatch trainer for all, with per-member learning rates (injected,
+    see `optimiser`) and regulariser weights where they differ; for GNvpro, which trains its
+    members one after another and reads one Tikhonov weight, one trainer per weight.
+
+    **Raises:** `ValueError` as `build_trainer`, for any member."""
+    trainers = [build_trainer(config, data) for config in configs]
+    first = trainers[0]
+    if not isinstance(first, MinibatchTrainer):
+        groups: dict[float, list[int]] = {}
+        for k, config in enumerate(configs):
+            groups.setdefault(config.train.tikhonov, []).append(k)
+        return [(members, trainers[members[0]]) for members in groups.values()]
+    ts = [config.train for config in configs]
+    changes: dict = {}
+    if len({t.learning_rate for t in ts}) > 1:
+        dtype = dtype_of(ts[0].precision)
+        changes["optimiser"] = optimiser(ts[0], first.planned(data.sizes()["train"]), dtype)
+        changes["hyperparameters"] = {"learning_rate": [t.learning_rate for t in ts]}
+    if len({(t.tikhonov, t.readout_tikhonov, t.gram) for t in ts}) > 1:
+        kinds = tuple(any(flags) for flags in zip(*map(regulariser_kinds, ts)))
+        changes["regularisers"] = [regularisers(t, kinds) for t in ts]
+    return [(list(range(len(configs))), dataclasses.replace(first, **changes))]
 
 
 def build_settings(config: RunConfig, data: Dataset | TrajectoryData) -> dict:

@@ -4,6 +4,7 @@ optimiser name means), and `CHOICES`, the names each field accepts.
 
 A table's order is the order the CLI's `--help` and the config's error messages list."""
 
+import dataclasses
 import functools
 
 import diffrax
@@ -132,14 +133,46 @@ LOSSES = {"mse": MSELoss, "l1": L1Loss, "relative": RelativeL2Loss}
 SAMPLERS = {"epochs": EpochSampler, "replacement": ReplacementSampler}
 
 
-def regularisers(t) -> tuple:
-    """The regularisers of a train config."""
+def regulariser_kinds(t) -> tuple[bool, bool]:
+    """Whether a train config has a Tikhonov and a Gram regulariser."""
+    return bool(t.tikhonov or t.readout_tikhonov), bool(t.gram)
+
+
+def regularisers(t, kinds: tuple[bool, bool] | None = None) -> tuple:
+    """The regularisers of a train config; with `kinds` (`regulariser_kinds` of a cohort),
+    those kinds, at zero weight where the config has none (a zero-weight penalty adds exact
+    zeros to the loss and its gradient)."""
+    tikhonov, gram = regulariser_kinds(t) if kinds is None else kinds
     out = []
-    if t.tikhonov or t.readout_tikhonov:
+    if tikhonov:
         out.append(TikhonovRegulariser(weights=t.tikhonov, readout=t.readout_tikhonov))
-    if t.gram:
+    if gram:
         out.append(GramRegulariser(t.gram))
     return tuple(out)
+
+
+def optimiser(t, total_steps: int, member_rates_dtype=None) -> optax.GradientTransformation:
+    """The Optax optimiser of a train config over `total_steps`. With `member_rates_dtype`,
+    its learning rate is a hyperparameter of the state (`optax.inject_hyperparams`, in that
+    dtype) that a cohort sets per member, the schedule rebuilt around it at every step: the
+    same arithmetic as a constant rate."""
+
+    def schedule(learning_rate):
+        config = dataclasses.replace(t, learning_rate=learning_rate)
+        return SCHEDULES[t.schedule](config, total_steps)
+
+    if member_rates_dtype is None:
+        return OPTIMISERS[t.optimiser](schedule(t.learning_rate))
+    # The rate keeps the dtype a constant rate's schedule gives it: Optax's step schedule
+    # computes in float32 even in float64 (from its int32 count).
+    dtype = jnp.result_type(schedule(t.learning_rate)(jnp.zeros((), jnp.int32)))
+
+    def build(learning_rate):
+        member = schedule(learning_rate)
+        return OPTIMISERS[t.optimiser](lambda count: jnp.asarray(member(count), dtype))
+
+    injected = optax.inject_hyperparams(build, hyperparam_dtype=member_rates_dtype)
+    return injected(learning_rate=t.learning_rate)
 
 
 def _minibatch(name: str):
@@ -155,7 +188,7 @@ def _minibatch(name: str):
         per_epoch = train_size // t.batch_size
         total = t.iterations if t.iterations is not None else t.epochs * per_epoch
         return MinibatchTrainer(
-            OPTIMISERS[name](SCHEDULES[t.schedule](t, total)),
+            optimiser(t, total),
             steps=total,
             batch_size=t.batch_size,
             sampler=SAMPLERS[t.sampling](),

@@ -12,7 +12,7 @@ from .._datasets import Affine, Dataset, TrajectoryData
 from .._files import load_checkpoint, save_checkpoint
 from .._surrogate import Surrogate, count_dynamics_parameters, count_parameters
 from .._trajectories import TrajectoryModel
-from ._build import build_model, build_settings, build_trainer, load_data
+from ._build import build_cohort_trainers, build_model, build_settings, load_data
 from ._config import RECORDING_ONLY, RunConfig
 from ._domain import DomainCheck, TrainingDomain
 from ._fit import FitResult, fit
@@ -208,9 +208,11 @@ def _configs(configs, run_dirs: list[RunDir], resume: bool) -> list[RunConfig]:
 def train_cohort(
     configs: list[RunConfig] | None, run_dirs, *, resume: bool = False, progress: bool = True
 ) -> list[tuple[TrainedSurrogate, FitResult, dict]]:
-    """Trains the runs of `configs`, which differ only in their seeds, as one cohort (one
-    compiled program, see `fit`): each of `run_dirs` becomes the run directory that `train`
-    would write for its configuration, and resumes as part of the cohort or alone.
+    """Trains the runs of `configs`, which differ only in `COHORT_FIELDS` (seed, learning
+    rate, regulariser weights, initial scale), as one cohort (one compiled program, see
+    `fit`; GNvpro, which trains members one after another, one per Tikhonov weight): each of
+    `run_dirs` becomes the run directory that `train` would write for its configuration, and
+    resumes as part of the cohort or alone.
 
     **Arguments:** as for `train`, with one configuration and one directory per member
     (`configs=None` when resuming).
@@ -218,7 +220,7 @@ def train_cohort(
     **Returns:** one `(trained, fit_result, metrics)` per member.
 
     **Raises:** as `train`, and `ValueError` when the configurations differ in more than
-    `train.seed`.
+    `COHORT_FIELDS`.
     """
     run_dirs = [RunDir(d) for d in run_dirs]
     created = [not d.path.exists() for d in run_dirs]
@@ -253,31 +255,35 @@ def _train_locked(
     configs = _configs(configs, run_dirs, resume)
     data = load_data(configs[0])
     check_memory(configs, data)
-    trainer = build_trainer(configs[0], data)
+    groups = build_cohort_trainers(configs, data)
     settings = build_settings(configs[0], data)
     initial = [_initial(config, data) for config in configs]
-    single = len(configs) == 1
     val = data.arrays("val")
+    results: list = [None] * len(configs)
     try:
         if not resume:
             for config, run_dir in zip(configs, run_dirs):
                 run_dir.start(config, data)
-        common = dict(
-            val=val if len(val[0]) else None,
-            checkpointing=Checkpointing(
-                [d.path for d in run_dirs],
-                resume=resume,
-                identity=[_identity(config) for config in configs],
-            ),
-            progress=progress,
-            **settings,
-        )
-        if single:  # a cohort of one on one device (no vmap): the run `train` gives
-            (model, key), train_data = initial[0], data.arrays("train")
-            results = [fit(model, train_data, trainer, key=key, **common)]
-        else:
-            models, keys = [model for model, _ in initial], [key for _, key in initial]
-            results = fit(models, data.arrays("train"), trainer, keys=keys, **common)
+        for members, trainer in groups:
+            common = dict(
+                val=val if len(val[0]) else None,
+                checkpointing=Checkpointing(
+                    [run_dirs[k].path for k in members],
+                    resume=resume,
+                    identity=[_identity(configs[k]) for k in members],
+                ),
+                progress=progress,
+                **settings,
+            )
+            train_data = data.arrays("train")
+            if len(configs) == 1:  # a cohort of one on one device (no vmap): `train`'s run
+                ((model, key),) = initial
+                found = [fit(model, train_data, trainer, key=key, **common)]
+            else:
+                models, keys = [initial[k][0] for k in members], [initial[k][1] for k in members]
+                found = fit(models, train_data, trainer, keys=keys, **common)
+            for k, result in zip(members, found):
+                results[k] = result
     except BaseException:
         if not resume:
             for run_dir, made in zip(run_dirs, created):

@@ -31,8 +31,17 @@ RUN_FILES = (CONFIG, NORMALISATION, CHECKPOINT, HISTORY, MODEL, METRICS)
 COHORT, SUMMARY = "cohort.json", "summary.json"
 
 # The fields in which the members of one cohort may differ: runs equal in every other field
-# train as one compiled program.
-COHORT_FIELDS = (("train", "seed"),)
+# train as one compiled program. Each is data of a member, not structure: its seed, the scale
+# of its initial weights, its learning rate (a hyperparameter in the optimiser's state) and
+# its regulariser weights (`build_cohort_trainers`).
+COHORT_FIELDS = (
+    ("train", "seed"),
+    ("train", "learning_rate"),
+    ("train", "tikhonov"),
+    ("train", "readout_tikhonov"),
+    ("train", "gram"),
+    ("model", "field_init_std"),
+)
 
 
 def cohort_key(config: RunConfig) -> str:
