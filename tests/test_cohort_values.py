@@ -10,6 +10,7 @@ import pytest
 import jaxode
 from jaxode._training import RunConfig, train, train_cohort
 from jaxode._training._build import build_cohort_trainers, load_data
+from jaxode._training._memory import estimate_memory, members_within_limit
 
 BASE = {
     "data": {"dataset": "elm"},
@@ -141,3 +142,32 @@ def test_a_sweep_over_values_plans_one_compilation_per_structure():
         "model.width=4; 8 members (seeds 0, 1, 0, 1, 0, 1, 0, 1; train.learning_rate 0.001, "
         "0.003; train.tikhonov 0.0, 0.0001), 54 steps"
     ) in text
+    # A limit on members splits each cohort into near-equal parts: two sizes, two programs each.
+    parts = jaxode.make_plan(jaxode.SweepSpec.from_toml(SWEEP), max_members=3)
+    assert [(c.key.rsplit("-", 1)[-1], len(c.cells)) for c in parts.cohorts] == [
+        ("1", 3),
+        ("2", 3),
+        ("3", 2),
+    ] * 2
+    assert [c.cells for c in parts.cohorts[:3]] == [
+        plan.cohorts[0].cells[:3],
+        plan.cohorts[0].cells[3:6],
+        plan.cohorts[0].cells[6:],
+    ]
+    assert "16 cells in 6 cohorts (2-3 members each), 4 compilations" in parts.describe()
+    with pytest.raises(ValueError, match="--max-members must be an integer >= 1, got 0"):
+        jaxode.make_plan(jaxode.SweepSpec.from_toml(SWEEP), max_members=0)
+
+
+def test_the_memory_limit_caps_a_cohort(monkeypatch):
+    config = RunConfig.from_dict(BASE)
+    data = load_data(config)
+    one = estimate_memory([config], data).total
+    two = estimate_memory([config, config], data).total
+    # Room for exactly five members: the fixed part and five times the part per member.
+    monkeypatch.setenv("JAXODE_MEMORY_LIMIT", str(one + 4 * (two - one)))
+    assert members_within_limit([config] * 9, data) == 5
+    monkeypatch.setenv("JAXODE_MEMORY_LIMIT", str(one + 4 * (two - one) - 1))
+    assert members_within_limit([config] * 9, data) == 4
+    monkeypatch.setenv("JAXODE_MEMORY_LIMIT", str(one - 1))
+    assert members_within_limit([config], data) == 0

@@ -28,6 +28,11 @@ def add_parser(sub) -> None:
     p.add_argument("--address", help="Ray cluster address (--executor ray; default: local)")
     p.add_argument("--retry-failed", action="store_true", help="train failed cells again")
     p.add_argument(
+        "--max-members",
+        type=int,
+        help="split larger cohorts into near-equal parts (default: what the memory limit allows)",
+    )
+    p.add_argument(
         "--no-progress", action="store_true", help="no progress bars (planning, training)"
     )
     p.set_defaults(handler=run_sweep)
@@ -101,7 +106,7 @@ def run_sweep(args) -> int:
 
     spec = SweepSpec.from_file(args.spec)
     if args.dry_run:
-        plan = make_plan(spec, progress=not args.no_progress)
+        plan = make_plan(spec, progress=not args.no_progress, max_members=args.max_members)
         print(plan.describe())
         if not args.no_estimate:
             print(_estimate_text(estimate(plan, set_precision=True)))
@@ -114,7 +119,7 @@ def run_sweep(args) -> int:
         else LocalExecutor(set_precision=True)
     )
     out = args.out or pathlib.Path("sweeps") / spec.name  # a single folder name: see SweepSpec
-    plan = make_plan(spec, progress=not args.no_progress)
+    plan = make_plan(spec, progress=not args.no_progress, max_members=args.max_members)
     rows = sweep(
         plan, out, executor=executor, retry_failed=args.retry_failed, progress=not args.no_progress
     )

@@ -10,10 +10,12 @@ import time
 from .._process import set_precision as use_precision
 from .._training import (
     COHORT_FIELDS,
+    MAX_COHORT,
     RunConfig,
     build_settings,
     build_trainer,
     load_data,
+    members_within_limit,
     train_cohort,
 )
 from ._spec import FIELDS, Merged, SweepSpec
@@ -48,6 +50,12 @@ class Cohort:
     cells: tuple
     steps: int
     interval: int
+    structure: str = ""  # the key of the cohort this one is a part of (its own if whole)
+
+    @property
+    def program(self) -> tuple[str, int]:
+        """What its compiled program depends on: the structure and the number of members."""
+        return self.structure or self.key, len(self.cells)
 
     @property
     def config(self) -> RunConfig:
@@ -69,10 +77,11 @@ class SweepPlan:
         """The plan as text: counts, a line per reason for which combinations were merged into
         other cells (`merged_lines`), then one line per cohort."""
         members = [len(c.cells) for c in self.cohorts]
+        programs = len({c.program for c in self.cohorts})
         lines = [
             f"sweep {self.spec.name!r}: {len(self.cells)} cells in {len(self.cohorts)} cohorts "
-            f"({min(members)}-{max(members)} members each), {len(self.cohorts)} compilations "
-            "(one per cohort)",
+            f"({min(members)}-{max(members)} members each), {programs} compilations "
+            "(one per structure and cohort size)",
             *self.merged_lines(),
         ]
         varying = varying_fields(self.cells)
@@ -152,15 +161,23 @@ def _work(config: RunConfig, data) -> tuple[int, int]:
     return trainer.planned(num_samples), trainer.interval(num_samples, evaluation)
 
 
-def make_plan(spec: SweepSpec, *, progress: bool = False) -> SweepPlan:
+def make_plan(
+    spec: SweepSpec, *, progress: bool = False, max_members: int | None = None
+) -> SweepPlan:
     """Expands `spec` (in one pass), loads each data set once and groups the cells into
     cohorts, building the trainer of each cohort once (its members share trainer and
     settings) to check the cohort's settings against its data and learn its work.
     Combinations that an earlier cell trains (they differ from it only in settings both
     ignore) are the plan's `merged`.
 
-    **Arguments:** `progress`: a progress bar on stderr over the cells, for a spec of more
-    than 2000 combinations (smaller ones plan in well under a second).
+    **Arguments:**
+
+    - `progress`: a progress bar on stderr over the cells, for a spec of more than 2000
+      combinations (smaller ones plan in well under a second).
+    - `max_members`: the most members of one cohort; a larger one is split into near-equal
+      parts (sizes differing by at most one: at most two compilations), named
+      `<key>-1`, `<key>-2`, ... Default: as many as `MAX_COHORT` and the memory limit allow
+      (`members_within_limit`).
 
     **Raises:** `ValueError` or `FileNotFoundError` naming the cell whose configuration is
     invalid, whose data set is missing or cannot satisfy its settings; `ValueError` for two
@@ -192,8 +209,32 @@ def make_plan(spec: SweepSpec, *, progress: bool = False) -> SweepPlan:
                 works[cohort] = _work(cell.config, datasets[source])
             except (ValueError, FileNotFoundError) as error:
                 raise type(error)(f"sweep cell {index} ({cell.label()}): {error}") from None
-    cohorts = tuple(Cohort(key, tuple(members), *works[key]) for key, members in groups.items())
-    return SweepPlan(spec, tuple(cells), cohorts, tuple(merged))
+    if max_members is not None and (isinstance(max_members, bool) or max_members < 1):
+        raise ValueError(f"--max-members must be an integer >= 1, got {max_members!r}.")
+    cohorts = []
+    for key, members in groups.items():
+        config = members[0].config
+        d = config.data
+        data = datasets[(d.dataset, d.split_seed, d.protocol, d.num_outputs, d.window)]
+        within = members_within_limit([c.config for c in members], data)
+        limit = min(MAX_COHORT, max_members or MAX_COHORT, MAX_COHORT if within is None else within)
+        parts = _parts(members, limit)
+        for number, part in enumerate(parts, start=1):
+            name = key if len(parts) == 1 else f"{key}-{number}"
+            cohorts.append(Cohort(name, tuple(part), *works[key], structure=key))
+    return SweepPlan(spec, tuple(cells), tuple(cohorts), tuple(merged))
+
+
+def _parts(members: list, limit: int) -> list[list]:
+    """`members` in consecutive parts of at most `limit`, their sizes differing by at most one."""
+    count = -(-len(members) // max(limit, 1))  # a member that fits nowhere: refused later
+    size, extra = divmod(len(members), count)
+    parts, start = [], 0
+    for number in range(count):
+        end = start + size + (number < extra)
+        parts.append(members[start:end])
+        start = end
+    return parts
 
 
 def _kind(config: RunConfig) -> tuple:

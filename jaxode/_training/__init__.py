@@ -35,7 +35,10 @@ from ._losses import (
     RelativeL2Loss as RelativeL2Loss,
 )
 from ._members import MemberRecord as MemberRecord
-from ._memory import check_memory as check_memory
+from ._memory import (
+    check_memory as check_memory,
+    members_within_limit as members_within_limit,
+)
 from ._metrics import (
     error_metrics as error_metrics,
     global_relative_error as global_relative_error,
@@ -93,6 +96,7 @@ from ._settings import (
 )
 from ._status import Status as Status
 from ._summary import (
+    MAX_COHORT as MAX_COHORT,
     parse_seeds as parse_seeds,
     summarise as summarise,
     summary_table as summary_table,

@@ -122,7 +122,7 @@ def estimate_memory(configs: list[RunConfig], data: Dataset | TrajectoryData) ->
     members = len(configs)
     parameters = parameter_count(config, data)
     gram = 0
-    if config.train.gram:
+    if any(c.train.gram for c in configs):  # per member: the cohort's largest need
         gram = gram_bytes(_shapes(config, data), members, itemsize)
     return MemoryEstimate(
         parameters=parameters,
@@ -132,6 +132,18 @@ def estimate_memory(configs: list[RunConfig], data: Dataset | TrajectoryData) ->
         data_bytes=data_bytes(data, itemsize),
         gram_bytes=gram,
     )
+
+
+def members_within_limit(configs: list[RunConfig], data: Dataset | TrajectoryData) -> int | None:
+    """How many members of the cohort `configs` the memory limit holds (`estimate_memory`
+    grows linearly in the members): `None` without a limit, 0 when not even one fits."""
+    limit, _ = memory_limit()
+    if limit is None:
+        return None
+    member = [next((c for c in configs if c.train.gram), configs[0])]  # the largest need
+    one, two = (estimate_memory(member * n, data).total for n in (1, 2))
+    per_member = two - one
+    return max(0, (limit - (one - per_member)) // per_member)
 
 
 def check_memory(configs: list[RunConfig], data: Dataset | TrajectoryData) -> None:
