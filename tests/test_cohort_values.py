@@ -3,12 +3,15 @@ learning rate, regulariser weights and initial scale are its data. Each member e
 single run of its own configuration to rounding (float64), and a sweep over those settings
 plans one compilation."""
 
+import hashlib
+import json
+
 import jax
 import numpy as np
 import pytest
 
 import jaxode
-from jaxode._training import RunConfig, train, train_cohort
+from jaxode._training import RunConfig, cohort_key, train, train_cohort
 from jaxode._training._build import build_cohort_trainers, load_data
 from jaxode._training._memory import estimate_memory, members_within_limit
 
@@ -171,3 +174,14 @@ def test_the_memory_limit_caps_a_cohort(monkeypatch):
     assert members_within_limit([config] * 9, data) == 4
     monkeypatch.setenv("JAXODE_MEMORY_LIMIT", str(one - 1))
     assert members_within_limit([config], data) == 0
+
+
+def test_a_cohort_key_hashes_only_settings_away_from_their_defaults():
+    empty = json.dumps({"data": {}, "model": {}, "train": {}}, sort_keys=True)
+    assert cohort_key(RunConfig()) == hashlib.sha256(empty.encode()).hexdigest()[:12]
+    wide = json.dumps({"data": {}, "model": {"width": 7}, "train": {}}, sort_keys=True)
+    config = RunConfig().replace("model", width=7)
+    assert cohort_key(config) == hashlib.sha256(wide.encode()).hexdigest()[:12]
+    # Values of a member leave it unchanged.
+    member = config.replace("train", seed=3, learning_rate=0.1, gram=1.0)
+    assert cohort_key(member.replace("model", field_init_std=0.5)) == cohort_key(config)

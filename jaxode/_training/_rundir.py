@@ -45,12 +45,20 @@ COHORT_FIELDS = (
 
 
 def cohort_key(config: RunConfig) -> str:
-    """The identity of the cohort `config` belongs to: a hash of its configuration without
-    the fields in which cohort members may differ (`COHORT_FIELDS`)."""
-    values = config.to_dict()
-    for section, field in COHORT_FIELDS:
-        values[section][field] = None
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+    """The identity of the cohort `config` belongs to: a hash of the settings that differ
+    from the defaults, without the fields in which cohort members may differ
+    (`COHORT_FIELDS`), so that a setting jaxode adds later (at a default that keeps the old
+    behaviour) leaves every key as it was."""
+    defaults = RunConfig().to_dict()
+    changed = {
+        section: {
+            name: value
+            for name, value in fields.items()
+            if (section, name) not in COHORT_FIELDS and defaults[section][name] != value
+        }
+        for section, fields in config.to_dict().items()
+    }
+    return hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def check_cohort(configs: list[RunConfig]) -> None:
