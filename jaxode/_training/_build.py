@@ -38,6 +38,7 @@ from ._choices import (
 from ._config import RunConfig, is_time_series
 from ._minibatch import MinibatchTrainer
 from ._settings import Evaluation, Stopping
+from ._trainer import AbstractTrainer
 
 
 def dtype_of(precision: str):
@@ -192,7 +193,7 @@ def build_trainer(config: RunConfig, data: Dataset | TrajectoryData):
 
 def build_cohort_trainers(
     configs: list[RunConfig], data: Dataset | TrajectoryData
-) -> list[tuple[list[int], object]]:
+) -> list[tuple[list[int], AbstractTrainer]]:
     """`(members, trainer)` pairs that train a cohort whose configurations differ only in
     `COHORT_FIELDS`: one minibatch trainer for all, with per-member learning rates (injected,
     see `optimiser`) and regulariser weights where they differ; for GNvpro, which trains its
@@ -213,7 +214,8 @@ def build_cohort_trainers(
         changes["optimiser"] = optimiser(ts[0], first.planned(data.sizes()["train"]), dtype)
         changes["hyperparameters"] = {"learning_rate": [t.learning_rate for t in ts]}
     if len({(t.tikhonov, t.readout_tikhonov, t.gram) for t in ts}) > 1:
-        kinds = tuple(any(flags) for flags in zip(*map(regulariser_kinds, ts)))
+        tikhonov, gram = zip(*map(regulariser_kinds, ts))
+        kinds = (any(tikhonov), any(gram))
         changes["regularisers"] = [regularisers(t, kinds) for t in ts]
     return [(list(range(len(configs))), dataclasses.replace(first, **changes))]
 
