@@ -36,9 +36,9 @@ class FitResult:
       given, else the last good ones).
     - `history`: one dict per evaluation. Minibatch training: `step`, `epoch`, `train_loss`
       (mean batch loss since the last evaluation), `val_loss`, `val_global`,
-      `val_per_sample`, `forward_evaluations`, `backward_evaluations` (per solve, measured
-      on one batch), `solver_failures`, `wall_time` (seconds of training, compilation
-      excluded). GNvpro: see `GNvproTrainer`.
+      `val_per_sample`, `forward_evaluations`, `backward_evaluations` (per solve, on one
+      batch, where `count_evaluations` asked for them), `solver_failures`, `wall_time`
+      (seconds of training, compilation excluded). GNvpro: see `GNvproTrainer`.
     - `status`: a `Status` (a string): `"completed"`, `"early_stopped"`, `"diverged"`
       (NaN/inf, or the monitored error grew past `divergence_factor` times its best),
       `"solver_failed"` (`max_failed_batches` consecutive batches whose solve failed) or
