@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from jaxode._sweeps._spec import config_hash
-from jaxode._training import RunConfig, train
+from jaxode._training import RunConfig, _metrics, _steps, train
 from jaxode._training._build import _draw, _is_layer, _scaled_weights, build_model
 from jaxode._training._config import ModelConfig
+from jaxode._training._metrics import forward
 
 TINY = {
     "data": {"dataset": "elm"},
@@ -102,3 +103,21 @@ def test_counting_is_no_part_of_a_cells_identity_or_of_what_a_resume_must_match(
 def test_count_evaluations_must_be_a_boolean():
     with pytest.raises(ValueError, match=r"train.count_evaluations must be true or false, got 1"):
         RunConfig.from_dict(TINY).replace("train", count_evaluations=1)
+
+
+def test_a_run_compiles_one_prediction_program(tmp_path, monkeypatch):
+    """Validation during training and the final evaluation of the run predict with one
+    program: the model's forward pass is traced twice in all, once by the training step and
+    once by that program (a width no other test uses, so that no earlier tracing in this
+    process serves it)."""
+    traced = []
+
+    def counted(model, xs):
+        traced.append(xs.shape[0])
+        return forward(model, xs)
+
+    monkeypatch.setattr(_metrics, "forward", counted)
+    monkeypatch.setattr(_steps, "forward", counted)
+    train(RunConfig.from_dict(TINY).replace("model", width=9, hidden=13), tmp_path / "run")
+    # The training step's batch of 16, and prediction chunks of 256 rows.
+    assert sorted(traced) == [16, 256]

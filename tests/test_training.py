@@ -312,7 +312,7 @@ def test_history_counts_evaluations_at_the_documented_cadence(getkey):
 
 
 def test_prediction_reports_a_failed_solve_from_the_host_without_a_callback(getkey):
-    from jaxode._training._metrics import _predict, predict_in_chunks
+    from jaxode._training._metrics import evaluation_predictions, predict_in_chunks
 
     x, _ = tiny_data()
     failing = tiny_model(getkey(), max_steps=2, rtol=1e-12)
@@ -323,5 +323,5 @@ def test_prediction_reports_a_failed_solve_from_the_host_without_a_callback(getk
     quiet = eqx.tree_at(
         lambda m: m.dynamics, failing, dataclasses.replace(failing.dynamics, throw=False)
     )
-    lowered = _predict.lower(quiet, jnp.asarray(x))
+    lowered = evaluation_predictions.lower(quiet, jnp.asarray(x))
     assert "callback" not in lowered.as_text().lower()

@@ -83,11 +83,13 @@ def predictions_and_status(model, xs: np.ndarray, chunk: int = 256):
     dynamics = model.dynamics
     if isinstance(dynamics, NeuralODE) and dynamics.throw:
         model = eqx.tree_at(lambda m: m.dynamics, model, dataclasses.replace(dynamics, throw=False))
-    return _chunked(_predict, model, xs, chunk)
+    return _chunked(evaluation_predictions, model, xs, chunk)
 
 
 @eqx.filter_jit
-def _predict(model, xs):
+def evaluation_predictions(model, xs):
+    """`(predictions, succeeded)` of a batch, compiled; a training's validation of one model
+    calls it too, so that the run's final evaluation reuses that compilation."""
     with skip_value_checks():
         return forward(model, xs)[:2]
 

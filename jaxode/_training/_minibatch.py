@@ -19,9 +19,9 @@ from .._trajectories import TrajectoryModel
 from . import _steps
 from ._losses import AbstractLoss, MSELoss
 from ._members import MemberRecord
-from ._metrics import dtype_of_model, error_metrics, ridge_warm_start
+from ._metrics import dtype_of_model, error_metrics, evaluation_predictions, ridge_warm_start
 from ._minibatch_run import PREDICT_ROWS, Arrays, MinibatchRun, Programs, predict_members
-from ._placement import place
+from ._placement import SingleDevice, place
 from ._regularisers import AbstractRegulariser
 from ._sampling import AbstractSampler, EpochSampler
 from ._settings import Evaluation, check_count
@@ -317,15 +317,30 @@ def _programs(task: Task, problem: Problem, mesh) -> Programs:
     serves = max(1, task.per_epoch // task.interval)
     tables = lambda step, key: _steps.table(task, step, key, serves)
     with_counters = lambda *args: _recorded(task, *args)
+    if isinstance(placement, SingleDevice) and task.validation_model is None:
+        predict = _predicted_alone(task)
+    else:
+        predict = jax.jit(program(task.predict, (0, None)))
     return Programs(
         chunk=jax.jit(when_running(chunk_program)),
         table=jax.jit(program(tables, (0, 0))),
-        predict=jax.jit(program(task.predict, (0, None))),
+        predict=predict,
         record=jax.jit(program(with_counters, (0, 0, 0))),
         loss_of=jax.jit(jax.vmap(lambda p, y: task.loss(p, y), in_axes=(0, None))),
         traces=traces,
         table_serves=serves,
     )
+
+
+def _predicted_alone(task: Task):
+    """One model's validation predictions through the program that evaluates the finished
+    run (`evaluation_predictions`): a run compiles one prediction program, not two."""
+
+    def predict(params, xs):
+        model = eqx.combine(jax.tree_util.tree_map(lambda a: a[0], params), task.static)
+        return tuple(a[None] for a in to_host(evaluation_predictions(model, xs)))
+
+    return predict
 
 
 def _recorded(task: Task, state, monitored, evaluated):

@@ -66,14 +66,16 @@ def predict_members(
     programs: Programs, params, xs: np.ndarray, dtype, rows: int = PREDICT_ROWS
 ) -> np.ndarray:
     """Predictions of every member on `xs`, `(members, n, out)` float64, in fixed-size
-    chunks (one compilation for any number of samples)."""
+    chunks (one compilation for any number of samples). A failed solve predicts nothing: its
+    rows are infinite, so that its error is never a number to select on."""
     out = []
     for begin in range(0, len(xs), rows):
         part = xs[begin : begin + rows]
         pad = rows - len(part)
         padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
-        predicted = programs.predict(params, jnp.asarray(padded, dtype))
-        out.append(to_host(predicted)[:, : len(part)])
+        predicted, succeeded = to_host(programs.predict(params, jnp.asarray(padded, dtype)))
+        succeeded = succeeded.reshape(succeeded.shape + (1,) * (predicted.ndim - succeeded.ndim))
+        out.append(np.where(succeeded, predicted, np.inf)[:, : len(part)])
     return np.concatenate(out, axis=1).astype(np.float64)
 
 
