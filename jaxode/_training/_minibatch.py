@@ -21,6 +21,7 @@ from ._losses import AbstractLoss, MSELoss
 from ._members import MemberRecord
 from ._metrics import dtype_of_model, error_metrics, evaluation_predictions, ridge_warm_start
 from ._minibatch_run import PREDICT_ROWS, Arrays, MinibatchRun, Programs, predict_members
+from ._padding import split_constants
 from ._placement import SingleDevice, place
 from ._regularisers import AbstractRegulariser
 from ._sampling import AbstractSampler, EpochSampler
@@ -173,7 +174,7 @@ class MinibatchTrainer(AbstractTrainer):
                 raise ValueError(
                     f"`hyperparameters[{name!r}]` has {len(values)} values for {size} members."
                 )
-        params, static = self._parameters(problem, members, resume)
+        params, constants, static = self._parameters(problem, members, resume)
         regulariser_values, regulariser_static = _regulariser_parts(self._regularisers(size), dtype)
         total = self.planned(len(x))
         task = Task(
@@ -195,9 +196,9 @@ class MinibatchTrainer(AbstractTrainer):
         mesh = placement.mesh(size)
         programs = _programs(task, problem, mesh)
         states = []
-        for p, record in zip(params, members):
+        for p, c, record in zip(params, constants, members):
             opt_state = self._opt_state(optimiser, p, len(states))
-            fresh = initial_state(p, opt_state, math.inf, dtype)
+            fresh = initial_state(p, opt_state, math.inf, dtype, c)
             states.append(record.load(fresh)[1] if resume and record.can_resume() else fresh)
         state = place(mesh, stack(states), True)
         arrays = Arrays(
@@ -235,15 +236,16 @@ class MinibatchTrainer(AbstractTrainer):
         return [tuple(r) for r in chosen]
 
     def _parameters(self, problem: Problem, members: list[MemberRecord], resume: bool):
-        """The members' floating-point arrays (after the ridge warm start of the fresh ones)
-        and their shared rest."""
-        params, static = [], None
+        """The members' floating-point arrays (after the ridge warm start of the fresh ones),
+        their constants (`split_constants`) and their shared rest."""
+        params, constants, static = [], [], None
         for k, (model, record) in enumerate(zip(problem.models, members)):
             model = without_throw(model)
             if self.ridge is not None and not (resume and record.can_resume()):
                 # A Surrogate: `start` refused a ridge for a TrajectoryModel.
                 model = ridge_warm_start(cast(Surrogate, model), *problem.train, self.ridge)
-            p, s = eqx.partition(model, eqx.is_inexact_array)
+            c, rest = split_constants(model)
+            p, s = eqx.partition(rest, eqx.is_inexact_array)
             if static is None:
                 static = s
             elif jax.tree_util.tree_structure(p) != jax.tree_util.tree_structure(
@@ -254,7 +256,8 @@ class MinibatchTrainer(AbstractTrainer):
                     "cohort's members may differ only in the values of their parameters."
                 )
             params.append(p)
-        return params, static
+            constants.append(c)
+        return params, constants, static
 
     def _opt_state(self, optimiser, params, k: int):
         opt_state = optimiser.init(params)
@@ -274,7 +277,7 @@ class MinibatchTrainer(AbstractTrainer):
         fresh = [k for k, record in enumerate(members) if not record.resumed]
         if not fresh:
             return state
-        predicted = predict_members(programs, state.params, xv, dtype, rows)
+        predicted = predict_members(programs, state, xv, dtype, rows)
         lowest = to_host(state.lowest).copy()
         for k in fresh:
             initial = error_metrics(predicted[k], yv)["global"]
@@ -320,7 +323,7 @@ def _programs(task: Task, problem: Problem, mesh) -> Programs:
     if isinstance(placement, SingleDevice) and task.validation_model is None:
         predict = _predicted_alone(task)
     else:
-        predict = jax.jit(program(task.predict, (0, None)))
+        predict = jax.jit(program(task.predict, (0, 0, None)))
     return Programs(
         chunk=jax.jit(when_running(chunk_program)),
         table=jax.jit(program(tables, (0, 0))),
@@ -336,8 +339,9 @@ def _predicted_alone(task: Task):
     """One model's validation predictions through the program that evaluates the finished
     run (`evaluation_predictions`): a run compiles one prediction program, not two."""
 
-    def predict(params, xs):
-        model = eqx.combine(jax.tree_util.tree_map(lambda a: a[0], params), task.static)
+    def predict(params, constants, xs):
+        alone = lambda tree: jax.tree_util.tree_map(lambda a: a[0], tree)
+        model = task.model(alone(params), alone(constants))
         return tuple(a[None] for a in to_host(evaluation_predictions(model, xs)))
 
     return predict

@@ -7,7 +7,6 @@ import math
 import time
 from collections.abc import Callable
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,7 +62,7 @@ class Arrays:
 
 
 def predict_members(
-    programs: Programs, params, xs: np.ndarray, dtype, rows: int = PREDICT_ROWS
+    programs: Programs, state: TrainState, xs: np.ndarray, dtype, rows: int = PREDICT_ROWS
 ) -> np.ndarray:
     """Predictions of every member on `xs`, `(members, n, out)` float64, in fixed-size
     chunks (one compilation for any number of samples). A failed solve predicts nothing: its
@@ -73,7 +72,8 @@ def predict_members(
         part = xs[begin : begin + rows]
         pad = rows - len(part)
         padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
-        predicted, succeeded = to_host(programs.predict(params, jnp.asarray(padded, dtype)))
+        chunk = jnp.asarray(padded, dtype)
+        predicted, succeeded = to_host(programs.predict(state.params, state.constants, chunk))
         succeeded = succeeded.reshape(succeeded.shape + (1,) * (predicted.ndim - succeeded.ndim))
         out.append(np.where(succeeded, predicted, np.inf)[:, : len(part)])
     return np.concatenate(out, axis=1).astype(np.float64)
@@ -131,6 +131,12 @@ class MinibatchRun(AbstractRun):
         message = ending(self.task, record, self.counters, k, code, self.clip_norm)
         record.stop(code.status, message)
 
+    def _model(self, params, k: int):
+        """Member `k`'s model with `params`, stacked host arrays of the cohort."""
+        chosen = jax.tree_util.tree_map(jnp.asarray, member(params, k))
+        constants = jax.tree_util.tree_map(jnp.asarray, member(self.host_state().constants, k))
+        return self.task.model(chosen, constants)
+
     # --- AbstractRun ------------------------------------------------------------------
 
     def running(self) -> bool:
@@ -156,8 +162,7 @@ class MinibatchRun(AbstractRun):
             jax.block_until_ready(programs.record(self.state, inf, nothing))
         if self.counter is not None:
             # Counting compiles programs of its own: at the first count it would stall training.
-            params = jax.tree_util.tree_map(jnp.asarray, member(self.host_state().params, 0))
-            self.counter(eqx.combine(params, self.task.static), a.count_x, a.count_y)
+            self.counter(self._model(self.host_state().params, 0), a.count_x, a.count_y)
         compile_time = time.perf_counter() - tic
         self.start, started = time.perf_counter(), time.time()
         for record in self.members:
@@ -228,11 +233,10 @@ class MinibatchRun(AbstractRun):
 
     def outcome(self, k: int) -> Outcome:
         host = self.host_state()
-        chosen = member(host.best if self.task.validated else host.last_good, k)
-        params = jax.tree_util.tree_map(jnp.asarray, chosen)
+        chosen = host.best if self.task.validated else host.last_good
         c = self.counters
         return Outcome(
-            model=self.restore[k](eqx.combine(params, self.task.static)),
+            model=self.restore[k](self._model(chosen, k)),
             status=self.members[k].status,
             steps=int(c.step[k]),
             best_step=int(c.best_step[k]),
@@ -270,7 +274,7 @@ class MinibatchRun(AbstractRun):
         if task.validated:
             assert a.val is not None and a.val_targets is not None
             xv, yv = a.val
-            predicted = predict_members(self.programs, state.params, xv, a.xs.dtype, a.val_rows)
+            predicted = predict_members(self.programs, state, xv, a.xs.dtype, a.val_rows)
             as_device = jnp.asarray(predicted, a.xs.dtype)
             val_losses = np.asarray(self.programs.loss_of(as_device, a.val_targets))
         for k in _indices(evaluated):
@@ -302,9 +306,8 @@ class MinibatchRun(AbstractRun):
             kept = code != Code.EXPLODED
             counter = self.counter
             if counter is not None and self._counted(record, code, kept):
-                params = jax.tree_util.tree_map(jnp.asarray, member(self.host_state().params, k))
                 with interrupts_held():
-                    model = eqx.combine(params, self.task.static)
+                    model = self._model(self.host_state().params, k)
                     counts = counter(model, self.arrays.count_x, self.arrays.count_y)
                 row["forward_evaluations"] = counts.forward_evaluations
                 row["backward_evaluations"] = counts.backward_evaluations

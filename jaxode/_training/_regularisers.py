@@ -10,6 +10,7 @@ from jaxtyping import Array, Float
 from .._layers import TimeVaryingLinear
 from .._projection import l2_in_time
 from .._surrogate import Surrogate
+from ._padding import split_constants
 
 
 def _check_alpha(name: str, value: float) -> None:
@@ -26,7 +27,8 @@ class AbstractRegulariser(eqx.Module):
 
 
 def _sum_squares(tree) -> Float[Array, ""]:
-    leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
+    # Not a padded cohort's basis matrices: they are data, not parameters.
+    leaves = jax.tree_util.tree_leaves(eqx.filter(split_constants(tree)[1], eqx.is_inexact_array))
     return sum((jnp.sum(leaf**2) for leaf in leaves), jnp.zeros(()))
 
 

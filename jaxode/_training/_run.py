@@ -1,6 +1,7 @@
 """Training from a `RunConfig` into run directories, and loading a trained model back."""
 
 import contextlib
+import dataclasses
 from typing import Any, cast
 
 import equinox as eqx
@@ -19,8 +20,9 @@ from ._fit import FitResult, fit
 from ._members import read_best
 from ._memory import check_memory
 from ._metrics import error_metrics, predict_in_chunks, predictions_and_status
+from ._padding import pad, unpad
 from ._plots import write_loss_plot
-from ._rundir import CHECKPOINT, METRICS, MODEL, PLOT, RunDir, check_cohort
+from ._rundir import CHECKPOINT, METRICS, MODEL, PLOT, RunDir, check_cohort, padded_degree
 from ._settings import Checkpointing
 from ._status import Status
 
@@ -238,15 +240,19 @@ def train_cohort(
             raise
 
 
-def _identity(config: RunConfig) -> dict:
+def _identity(config: RunConfig, padded_to: int | None = None) -> dict:
     """What a run's checkpoints record of its configuration (see `Checkpointing`): all but
-    what changes only what the run records."""
-    return {
+    what changes only what the run records; for a member of a cohort of several bases, the
+    degree its checkpoints are padded to (`pad`), which only that cohort can resume."""
+    identity = {
         f"{section}.{name}": value
         for section, values in config.to_dict().items()
         for name, value in values.items()
         if f"{section}.{name}" not in RECORDING_ONLY
     }
+    if padded_to is not None:
+        identity["padded_degree"] = padded_to
+    return identity
 
 
 def _train_locked(
@@ -258,6 +264,10 @@ def _train_locked(
     groups = build_cohort_trainers(configs, data)
     settings = build_settings(configs[0], data)
     initial = [_initial(config, data) for config in configs]
+    degree = padded_degree(configs)
+    own = [model for model, _ in initial]
+    if degree is not None:
+        initial = [(pad(model, degree), key) for model, key in initial]
     val = data.arrays("val")
     results: list = [None] * len(configs)
     try:
@@ -270,7 +280,7 @@ def _train_locked(
                 checkpointing=Checkpointing(
                     [run_dirs[k].path for k in members],
                     resume=resume,
-                    identity=[_identity(configs[k]) for k in members],
+                    identity=[_identity(configs[k], degree) for k in members],
                 ),
                 progress=progress,
                 **settings,
@@ -283,6 +293,8 @@ def _train_locked(
                 models, keys = [initial[k][0] for k in members], [initial[k][1] for k in members]
                 found = fit(models, train_data, trainer, keys=keys, **common)
             for k, result in zip(members, found):
+                if degree is not None:
+                    result = dataclasses.replace(result, model=unpad(result.model, own[k]))
                 results[k] = result
     except BaseException:
         if not resume:

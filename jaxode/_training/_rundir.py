@@ -17,6 +17,7 @@ from .._wording import setting
 from ._config import RunConfig
 from ._domain import TrainingDomain
 from ._members import CHECKPOINT, HISTORY
+from ._padding import PADDABLE
 
 CONFIG = "config.toml"
 NORMALISATION = "normalisation.json"
@@ -42,6 +43,24 @@ COHORT_FIELDS = (
     ("train", "gram"),
     ("model", "field_init_std"),
 )
+# Member data too when every member's basis is polynomial (`PADDABLE`): the cohort trains in
+# the Legendre basis of its largest degree, each member through its own matrix (`pad`).
+BASIS_FIELDS = (("model", "basis"), ("model", "degree"))
+
+
+def _member_fields(config: RunConfig) -> tuple[tuple[str, str], ...]:
+    """The fields in which `config` may differ from the other members of its cohort."""
+    polynomial = config.model.basis in PADDABLE and config.train.optimiser != "gnvpro"
+    return COHORT_FIELDS + BASIS_FIELDS if polynomial else COHORT_FIELDS
+
+
+def padded_degree(configs: list[RunConfig]) -> int | None:
+    """The degree a cohort of `configs` trains its bases in, `None` when every member has the
+    same basis and degree (nothing to pad)."""
+    if len({(c.model.basis, c.model.degree) for c in configs}) == 1:
+        return None
+    # A static basis is one constant function, whatever the degree it was given.
+    return max(0 if c.model.basis == "static" else c.model.degree for c in configs)
 
 
 def cohort_key(config: RunConfig) -> str:
@@ -54,7 +73,7 @@ def cohort_key(config: RunConfig) -> str:
         section: {
             name: value
             for name, value in fields.items()
-            if (section, name) not in COHORT_FIELDS and defaults[section][name] != value
+            if (section, name) not in _member_fields(config) and defaults[section][name] != value
         }
         for section, fields in config.to_dict().items()
     }
@@ -65,15 +84,19 @@ def check_cohort(configs: list[RunConfig]) -> None:
     """**Raises:** `ValueError` naming the fields in which a member differs from member 0
     other than `COHORT_FIELDS`."""
     first = configs[0].to_dict()
+    polynomial = all(_member_fields(c) != COHORT_FIELDS for c in configs)
+    fields = COHORT_FIELDS + BASIS_FIELDS if polynomial else COHORT_FIELDS
     for k, config in enumerate(configs[1:], start=1):
         differing = [
             f"{section}.{key}"
             for section, entries in config.to_dict().items()
             for key, value in entries.items()
-            if first[section][key] != value and (section, key) not in COHORT_FIELDS
+            if first[section][key] != value and (section, key) not in fields
         ]
         if differing:
-            allowed = ", ".join(f"{s}.{k}" for s, k in COHORT_FIELDS)
+            allowed = ", ".join(f"{s}.{k}" for s, k in fields)
+            if not polynomial:
+                allowed += " (and model.basis, model.degree where every basis is polynomial)"
             raise ValueError(
                 f"cohort member {k} differs from member 0 in {', '.join(differing)}; members "
                 f"may differ only in {allowed}: train the others as separate runs or cohorts."

@@ -27,6 +27,8 @@ class TrainState(eqx.Module):
     - `failures`: samples whose solve failed; `failed_batches`, `consecutive_failures`:
       batches skipped because of them; `failure_reason`: the `SolveFailure` of the latest.
     - `loss_sum`, `loss_count`: the training loss summed since the last evaluation.
+    - `constants`: the model's arrays that training reads and never changes (a padded
+      cohort's basis matrices, see `split_constants`); no arrays for other models.
     """
 
     best: PyTree
@@ -45,9 +47,12 @@ class TrainState(eqx.Module):
     failure_reason: Int[Array, "*members"]
     loss_sum: Float[Array, "*members"]
     loss_count: Int[Array, "*members"]
+    constants: PyTree = None
 
 
-def initial_state(params: PyTree, opt_state: PyTree, lowest: float, dtype) -> TrainState:
+def initial_state(
+    params: PyTree, opt_state: PyTree, lowest: float, dtype, constants: PyTree = None
+) -> TrainState:
     """The state before the first step; `lowest` is the initial model's monitored error."""
     zero = jnp.zeros((), jnp.int32)
     # Copies, so that no two fields share a buffer.
@@ -69,6 +74,7 @@ def initial_state(params: PyTree, opt_state: PyTree, lowest: float, dtype) -> Tr
         failure_reason=zero,
         loss_sum=jnp.zeros((), dtype),
         loss_count=zero,
+        constants=constants,
     )
 
 

@@ -51,10 +51,14 @@ class Task:
     def per_epoch(self) -> int:
         return self.num_samples // self.batch_size
 
-    def objective(self, params, regulariser_values, xb, yb):
+    def model(self, params, constants):
+        """One member's model from its parameters and constants."""
+        return eqx.combine(params, constants, self.static)
+
+    def objective(self, params, constants, regulariser_values, xb, yb):
         """Loss plus penalties of one member on a batch, and `(misfit, failed samples,
         SolveFailure code)`."""
-        model = eqx.combine(params, self.static)
+        model = self.model(params, constants)
         predicted, succeeded, result = forward(model, xb)
         misfit = self.loss(predicted, yb)
         regularisers = eqx.combine(regulariser_values, self.regulariser_static)
@@ -62,8 +66,8 @@ class Task:
         reason = jnp.max(SolveFailure.of(result))
         return misfit + penalty, (misfit, jnp.sum(~succeeded), reason)
 
-    def predict(self, params, xs):
-        model = eqx.combine(params, self.static)
+    def predict(self, params, constants, xs):
+        model = self.model(params, constants)
         if self.validation_model is not None:
             model = self.validation_model(model)
         with skip_value_checks():
@@ -135,7 +139,7 @@ def step(task: Task, state, xs, ys, key, regulariser_values, boundary, table) ->
     index = batch(task, state, key, table)
     gradient = jax.value_and_grad(task.objective, has_aux=True)
     (_, (misfit, failed, reason)), grads = gradient(
-        params, regulariser_values, xs[index], ys[index]
+        params, state.constants, regulariser_values, xs[index], ys[index]
     )
     stepped = apply(task, state, params, grads, misfit, failed, reason)
     return select(active(state, boundary), stepped, state)
@@ -255,10 +259,10 @@ def shared_predictions(models, xs):
     return over_members(lambda m: m.readout)(models, final), solution.result
 
 
-def shared_objective(task: Task, params, regulariser_values, xb, yb):
+def shared_objective(task: Task, params, constants, regulariser_values, xb, yb):
     """The summed losses of all members (leading axis of every argument), their batches
     solved as one ODE; a failed solve fails every member's batch."""
-    models = eqx.combine(params, task.static)
+    models = task.model(params, constants)
     predicted, result = shared_predictions(models, xb)
     misfit = jax.vmap(task.loss)(predicted, yb)
     regularisers = eqx.combine(regulariser_values, task.regulariser_static)
@@ -279,7 +283,7 @@ def shared_step(task: Task, state, xs, ys, keys, regulariser_values, boundary, t
     objective = lambda *args: shared_objective(task, *args)
     gradient = jax.value_and_grad(objective, has_aux=True)
     (_, (misfit, failed, reason)), grads = gradient(
-        params, regulariser_values, xs[index], ys[index]
+        params, state.constants, regulariser_values, xs[index], ys[index]
     )
     update = lambda *args: apply(task, *args)
     stepped = jax.vmap(update)(state, params, grads, misfit, failed, reason)
