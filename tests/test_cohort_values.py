@@ -140,9 +140,9 @@ def test_a_sweep_over_values_plans_one_compilation_per_structure():
     assert [len(cohort.cells) for cohort in plan.cohorts] == [8, 8]
     assert [cohort.config.model.width for cohort in plan.cohorts] == [4, 6]
     text = plan.describe()
-    assert "16 cells in 2 cohorts (8-8 members each), 2 compilations" in text
+    assert "16 cells in 2 cohorts (8 members each), 2 compilations" in text
     assert (
-        "model.width=4; 8 members (seeds 0, 1, 0, 1, 0, 1, 0, 1; train.learning_rate 0.001, "
+        "model.width=4; 8 members (seeds 0, 1; train.learning_rate 0.001, "
         "0.003; train.tikhonov 0.0, 0.0001), 54 steps"
     ) in text
     # A limit on members splits each cohort into near-equal parts: two sizes, two programs each.

@@ -66,7 +66,7 @@ def test_static_times_degree_is_three_cells_and_the_dry_run_says_why(tmp_path, c
     path.write_text(BASES)
     assert main(["sweep", str(path), "--dry-run", "--no-estimate", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "sweep 'bases': 3 cells in 3 cohorts" in out
+    assert "sweep 'bases': 3 cells in 1 cohort (3 members each), 1 compilation" in out
     assert (
         "2 cells merged into 1: model.degree is ignored (model.basis 'static' has one constant "
         "basis function); model.basis='static', model.degree=2 trains as model.basis='static', "

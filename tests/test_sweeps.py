@@ -125,12 +125,15 @@ def test_cells_are_the_union_of_blocks_times_grid_and_zip_less_exclusions():
     assert all(c.config.model.model == "resnet" for c in cells)
     assert len({c.key for c in cells}) == len(cells)
     assert all(c.key == config_hash(c.config) for c in cells)
-    # Cohorts are the cells that differ only in the seed.
+    # Cohorts are the cells that differ only in the seed and their polynomial basis.
     plan = jaxode.make_plan(spec)
-    assert len(plan.cohorts) == len({g[:1] + g[1:2] + g[3:] for g in expected})
+    assert len(plan.cohorts) == len({g[3:] for g in expected})
+    member = lambda c: c.config.replace("train", seed=0).replace(
+        "model", basis="legendre", degree=1
+    )
     for cohort in plan.cohorts:
-        first = cohort.config.replace("train", seed=0)
-        assert all(c.config.replace("train", seed=0) == first for c in cohort.cells)
+        first = member(cohort)
+        assert all(member(c) == first for c in cohort.cells)
     assert sum(len(c.cells) for c in plan.cohorts) == len(cells)
 
 
@@ -239,8 +242,8 @@ def test_the_results_table_holds_every_cell_with_its_metrics_and_configuration(r
         for name in ("test_global", "val_physical_per_sample", "steps", "parameters"):
             assert float(row[name]) == float(stored[name])
         assert set(FIELDS) <= set(row)
-    # The two seeds of one degree are one cohort; the degrees are two.
-    assert len({r["cohort"] for r in rows}) == 2
+    # The seeds and degrees are one cohort (the bases padded to degree 2).
+    assert len({r["cohort"] for r in rows}) == 1
 
 
 def test_a_second_run_trains_nothing(reference, tmp_path):
@@ -320,7 +323,10 @@ def test_a_cell_that_raises_is_an_error_row_and_the_sweep_goes_on(tmp_path, monk
         return real(configs, run_dirs, **kwargs)
 
     monkeypatch.setattr(cells, "train_cohort", fails_for_degree_two)
-    rows = jaxode.sweep(_spec(tmp_path, iterations=100), tmp_path / "out", progress=False)
+    # Each degree a cohort of its own (degree 1 padded to 2 would be 1.5 times its size).
+    spec = jaxode.SweepSpec.from_file(_spec(tmp_path, iterations=100))
+    plan = jaxode.make_plan(spec, max_padding=1.2)
+    rows = jaxode.sweep(plan, tmp_path / "out", progress=False)
     assert [(r["model.degree"], r["status"]) for r in rows] == [
         (1, "completed"),
         (1, "completed"),
@@ -379,8 +385,8 @@ def test_the_command_prints_the_plan_and_the_report(reference, tmp_path, capsys)
 
     assert main(["sweep", str(_spec(tmp_path)), "--dry-run", "--no-estimate"]) == 0
     plan = capsys.readouterr().out
-    assert "4 cells in 2 cohorts (2-2 members each), 2 compilations" in plan
-    assert "model.degree=1; 2 members (seeds 0, 1), 3000 steps" in plan
+    assert "4 cells in 1 cohort (4 members each), 1 compilation" in plan
+    assert "4 members (seeds 0, 1; model.degree 1, 2), 3000 steps; bases padded to degree 2" in plan
     out, rows = reference
     assert main(["sweep", "report", str(out), "--rows", "degree", "--cols", ""]) == 0
     table = capsys.readouterr().out

@@ -33,6 +33,13 @@ def add_parser(sub) -> None:
         help="split larger cohorts into near-equal parts (default: what the memory limit allows)",
     )
     p.add_argument(
+        "--max-padding",
+        type=float,
+        help="keep cells of polynomial bases in separate cohorts where one cohort would pad a "
+        "member's basis to more than this many times its own functions (default: no limit, "
+        "one cohort)",
+    )
+    p.add_argument(
         "--no-progress", action="store_true", help="no progress bars (planning, training)"
     )
     p.set_defaults(handler=run_sweep)
@@ -106,7 +113,12 @@ def run_sweep(args) -> int:
 
     spec = SweepSpec.from_file(args.spec)
     if args.dry_run:
-        plan = make_plan(spec, progress=not args.no_progress, max_members=args.max_members)
+        plan = make_plan(
+            spec,
+            progress=not args.no_progress,
+            max_members=args.max_members,
+            max_padding=args.max_padding,
+        )
         print(plan.describe())
         if not args.no_estimate:
             print(_estimate_text(estimate(plan, set_precision=True)))
@@ -119,7 +131,12 @@ def run_sweep(args) -> int:
         else LocalExecutor(set_precision=True)
     )
     out = args.out or pathlib.Path("sweeps") / spec.name  # a single folder name: see SweepSpec
-    plan = make_plan(spec, progress=not args.no_progress, max_members=args.max_members)
+    plan = make_plan(
+        spec,
+        progress=not args.no_progress,
+        max_members=args.max_members,
+        max_padding=args.max_padding,
+    )
     rows = sweep(
         plan, out, executor=executor, retry_failed=args.retry_failed, progress=not args.no_progress
     )

@@ -9,6 +9,7 @@ import time
 
 from .._process import set_precision as use_precision
 from .._training import (
+    BASIS_FIELDS,
     COHORT_FIELDS,
     MAX_COHORT,
     RunConfig,
@@ -16,6 +17,7 @@ from .._training import (
     build_trainer,
     load_data,
     members_within_limit,
+    padded_degree,
     train_cohort,
 )
 from ._spec import FIELDS, Merged, SweepSpec
@@ -61,6 +63,11 @@ class Cohort:
     def config(self) -> RunConfig:
         return self.cells[0].config
 
+    @property
+    def padded(self) -> int | None:
+        """The degree the members' bases are padded to, `None` when they share one basis."""
+        return padded_degree([c.config for c in self.cells])
+
 
 @dataclasses.dataclass(frozen=True)
 class SweepPlan:
@@ -78,20 +85,22 @@ class SweepPlan:
         other cells (`merged_lines`), then one line per cohort."""
         members = [len(c.cells) for c in self.cohorts]
         programs = len({c.program for c in self.cohorts})
+        sizes = f"{min(members)}-{max(members)}" if len(set(members)) > 1 else f"{members[0]}"
         lines = [
-            f"sweep {self.spec.name!r}: {len(self.cells)} cells in {len(self.cohorts)} cohorts "
-            f"({min(members)}-{max(members)} members each), {programs} compilations "
-            "(one per structure and cohort size)",
+            f"sweep {self.spec.name!r}: {_count(len(self.cells), 'cell')} in "
+            f"{_count(len(self.cohorts), 'cohort')} ({sizes} members each), "
+            f"{_count(programs, 'compilation')} (one per structure and cohort size)",
             *self.merged_lines(),
         ]
         varying = varying_fields(self.cells)
         for cohort in self.cohorts:
             shown = {n: v for n, v in cohort.cells[0].values.items() if n in varying}
-            shown = {n: v for n, v in shown.items() if tuple(n.split(".")) not in COHORT_FIELDS}
+            member_fields = COHORT_FIELDS + BASIS_FIELDS if cohort.padded else COHORT_FIELDS
+            shown = {n: v for n, v in shown.items() if tuple(n.split(".")) not in member_fields}
             label = ", ".join(f"{n}={v!r}" for n, v in shown.items()) or "base"
             lines.append(
                 f"  cohort {cohort.key}: {label}; {len(cohort.cells)} members "
-                f"({_member_values(cohort)}), {cohort.steps} steps"
+                f"({_member_values(cohort)}), {cohort.steps} steps{_padding_note(cohort)}"
             )
         return "\n".join(lines)
 
@@ -130,13 +139,37 @@ def _member_values(cohort: Cohort) -> str:
     """The seeds of a cohort's members and the distinct values of every other cohort field
     in which they differ: `seeds 0, 1; train.learning_rate 0.001, 0.003`."""
     parts = []
-    for section, field in COHORT_FIELDS:
+    for section, field in COHORT_FIELDS + BASIS_FIELDS:
         values = [getattr(getattr(c.config, section), field) for c in cohort.cells]
         if field == "seed":
-            parts.insert(0, f"seeds {', '.join(map(str, values))}")
+            parts.insert(0, f"seeds {', '.join(map(str, dict.fromkeys(values)))}")
         elif len(set(values)) > 1:
             parts.append(f"{section}.{field} {', '.join(map(str, dict.fromkeys(values)))}")
     return "; ".join(parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _own_size(config: RunConfig) -> int:
+    """Basis functions of `config`'s own basis, for a polynomial one."""
+    return 1 if config.model.basis == "static" else config.model.degree + 1
+
+
+def _padding_note(cohort: Cohort) -> str:
+    """What padding costs a cohort of several bases and what it saves, or nothing."""
+    degree = cohort.padded
+    if degree is None:
+        return ""
+    own = sum(_own_size(c.config) for c in cohort.cells)
+    padded = (degree + 1) * len(cohort.cells)
+    structures = len({(c.config.model.basis, _own_size(c.config)) for c in cohort.cells})
+    return (
+        f"; bases padded to degree {degree}: {padded} basis functions against {own} of the "
+        f"members' own, {100 * (padded - own) / own:.0f} % more arithmetic in the time-varying "
+        f"layers per step, for 1 compilation instead of {structures}"
+    )
 
 
 def _reason(merges: list, name: str) -> str | None:
@@ -162,7 +195,11 @@ def _work(config: RunConfig, data) -> tuple[int, int]:
 
 
 def make_plan(
-    spec: SweepSpec, *, progress: bool = False, max_members: int | None = None
+    spec: SweepSpec,
+    *,
+    progress: bool = False,
+    max_members: int | None = None,
+    max_padding: float | None = None,
 ) -> SweepPlan:
     """Expands `spec` (in one pass), loads each data set once and groups the cells into
     cohorts, building the trainer of each cohort once (its members share trainer and
@@ -178,6 +215,10 @@ def make_plan(
       parts (sizes differing by at most one: at most two compilations), named
       `<key>-1`, `<key>-2`, ... Default: as many as `MAX_COHORT` and the memory limit allow
       (`members_within_limit`).
+    - `max_padding`: the most a member's basis may be padded, as the ratio of the cohort's
+      basis functions to its own (a static member in a cohort of degree 3: 4); cells of
+      polynomial bases whose degrees lie further apart train in cohorts of their own, named
+      `<key>-degree<D>`. Default: no limit (one cohort, one compilation).
 
     **Raises:** `ValueError` or `FileNotFoundError` naming the cell whose configuration is
     invalid, whose data set is missing or cannot satisfy its settings; `ValueError` for two
@@ -211,8 +252,10 @@ def make_plan(
                 raise type(error)(f"sweep cell {index} ({cell.label()}): {error}") from None
     if max_members is not None and (isinstance(max_members, bool) or max_members < 1):
         raise ValueError(f"--max-members must be an integer >= 1, got {max_members!r}.")
+    if max_padding is not None and not max_padding >= 1:
+        raise ValueError(f"--max-padding must be a number >= 1, got {max_padding!r}.")
     cohorts = []
-    for key, members in groups.items():
+    for group, key, members in _buckets(groups, max_padding):
         config = members[0].config
         d = config.data
         data = datasets[(d.dataset, d.split_seed, d.protocol, d.num_outputs, d.window)]
@@ -221,8 +264,34 @@ def make_plan(
         parts = _parts(members, limit)
         for number, part in enumerate(parts, start=1):
             name = key if len(parts) == 1 else f"{key}-{number}"
-            cohorts.append(Cohort(name, tuple(part), *works[key], structure=key))
+            cohorts.append(Cohort(name, tuple(part), *works[group], structure=key))
     return SweepPlan(spec, tuple(cells), tuple(cohorts), tuple(merged))
+
+
+def _buckets(groups: dict, max_padding: float | None) -> list[tuple[str, str, list]]:
+    """`(group key, cohort key, cells)` of `groups`, each group of several polynomial
+    degrees split where `max_padding` asks: from the smallest basis up, a bucket takes the
+    members whose own basis is padded at most `max_padding` times (in basis functions) to
+    the bucket's largest."""
+    out = []
+    for key, members in groups.items():
+        sizes = sorted({_own_size(c.config) for c in members})
+        if max_padding is None or padded_degree([c.config for c in members]) is None:
+            out.append((key, key, members))
+            continue
+        ranges = []
+        for size in sizes:
+            if ranges and size <= max_padding * ranges[-1][0]:
+                ranges[-1][1] = size
+            else:
+                ranges.append([size, size])
+        if len(ranges) == 1:
+            out.append((key, key, members))
+            continue
+        for low, high in ranges:
+            chosen = [c for c in members if low <= _own_size(c.config) <= high]
+            out.append((key, f"{key}-degree{high - 1}", chosen))
+    return out
 
 
 def _parts(members: list, limit: int) -> list[list]:

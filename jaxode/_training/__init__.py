@@ -67,6 +67,7 @@ from ._run import (
     train_cohort as train_cohort,
 )
 from ._rundir import (
+    BASIS_FIELDS as BASIS_FIELDS,
     CHECKPOINT as CHECKPOINT,
     COHORT_FIELDS as COHORT_FIELDS,
     CONFIG as CONFIG,
@@ -82,6 +83,7 @@ from ._rundir import (
     RunDir as RunDir,
     check_cohort as check_cohort,
     cohort_key as cohort_key,
+    padded_degree as padded_degree,
 )
 from ._sampling import (
     AbstractSampler as AbstractSampler,
