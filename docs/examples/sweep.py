@@ -4,8 +4,9 @@ Question: on the ELM data, do time-varying (Legendre) weights help a ResNet surr
 degree, and does the answer depend on the field (one layer, or a two-layer MLP)? A
 `jaxode.SweepSpec` declares the grid; `jaxode.make_plan` validates every cell before anything
 trains and groups the cells that differ only in their seed and polynomial basis into cohorts
-(one compiled program each: a cohort's bases are padded to its largest degree); `jaxode.sweep` trains them and keeps one results row per cell (run it again and finished
-cells are skipped); `jaxode.sweep_report` turns the rows into a table of mean ± sample std over
+(one compiled program each: a cohort's bases are padded to its largest degree);
+`jaxode.sweep` trains them and keeps one results row per cell (run it again and finished cells
+are skipped); `jaxode.sweep_report` turns the rows into a table of mean ± sample std over
 the seeds, and plots.
 
 Run: `python docs/examples/sweep.py` (a few minutes on 2 CPU cores; `--small` for the test
