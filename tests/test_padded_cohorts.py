@@ -131,3 +131,46 @@ def test_polynomial_cells_share_a_cohort_and_others_keep_their_own():
     assert cohort_key(gnvpro[0]) != cohort_key(gnvpro[1])
     with pytest.raises(ValueError, match="model.basis, model.degree"):
         check_cohort(gnvpro)
+
+
+PLANNED = """
+name = "bases"
+[base.model]
+model = "resnet"
+field = "layer"
+width = 3
+steps = 2
+[base.train]
+iterations = 4
+[grid]
+train.seed = [0, 1]
+[[blocks]]
+model.basis = ["static"]
+model.degree = [0]
+[[blocks]]
+model.basis = ["monomial", "legendre"]
+model.degree = [1, 3]
+"""
+
+
+def test_the_plan_pads_to_the_largest_degree_and_max_padding_keeps_degrees_apart():
+    import jaxode
+
+    spec = jaxode.SweepSpec.from_toml(PLANNED)
+    [cohort] = jaxode.make_plan(spec).cohorts
+    assert len(cohort.cells) == 10 and cohort.padded == 3
+    text = jaxode.make_plan(spec).describe()
+    # 10 members of 4 functions against 2 x (1 + 2 + 4 + 2 + 4) of their own.
+    assert "bases padded to degree 3: 40 basis functions against 26 of the members' own" in text
+    assert "54 % more arithmetic" in text and "1 compilation instead of 5" in text
+    # Degree 1 (2 functions) padded to 3 (4 functions) is twice its size: apart at 1.9.
+    apart = jaxode.make_plan(spec, max_padding=1.9).cohorts
+    assert [(c.key.rsplit("-", 1)[-1], c.padded, len(c.cells)) for c in apart] == [
+        ("degree0", None, 2),
+        ("degree1", 1, 4),  # monomial and Legendre: one degree, two bases
+        ("degree3", 3, 4),
+    ]
+    together = jaxode.make_plan(spec, max_padding=2).cohorts
+    assert [(c.padded, len(c.cells)) for c in together] == [(1, 6), (3, 4)]
+    with pytest.raises(ValueError, match="--max-padding must be a number >= 1, got 0.5"):
+        jaxode.make_plan(spec, max_padding=0.5)

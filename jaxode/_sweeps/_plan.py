@@ -86,9 +86,10 @@ class SweepPlan:
         members = [len(c.cells) for c in self.cohorts]
         programs = len({c.program for c in self.cohorts})
         sizes = f"{min(members)}-{max(members)}" if len(set(members)) > 1 else f"{members[0]}"
+        each = f"{sizes} member" + ("" if sizes == "1" else "s")
         lines = [
             f"sweep {self.spec.name!r}: {_count(len(self.cells), 'cell')} in "
-            f"{_count(len(self.cohorts), 'cohort')} ({sizes} members each), "
+            f"{_count(len(self.cohorts), 'cohort')} ({each} each), "
             f"{_count(programs, 'compilation')} (one per structure and cohort size)",
             *self.merged_lines(),
         ]
@@ -99,7 +100,7 @@ class SweepPlan:
             shown = {n: v for n, v in shown.items() if tuple(n.split(".")) not in member_fields}
             label = ", ".join(f"{n}={v!r}" for n, v in shown.items()) or "base"
             lines.append(
-                f"  cohort {cohort.key}: {label}; {len(cohort.cells)} members "
+                f"  cohort {cohort.key}: {label}; {_count(len(cohort.cells), 'member')} "
                 f"({_member_values(cohort)}), {cohort.steps} steps{_padding_note(cohort)}"
             )
         return "\n".join(lines)
