@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxode
-from jaxode._training import RunConfig, cohort_key, train, train_cohort
+from jaxode._training import CohortLayout, RunConfig, cohort_key, cohort_layout, train, train_cohort
 from jaxode._training._build import build_cohort_trainers, load_data
 from jaxode._training._memory import estimate_memory, members_within_limit
 
@@ -73,6 +73,29 @@ def test_each_member_of_a_cohort_of_values_equals_its_single_run(tmp_path, sched
     for k, config in enumerate(configs):
         stored = jaxode.load(tmp_path / f"member{k}").config
         assert stored == config
+
+
+def test_part_of_a_cohort_resumes_in_the_whole_cohorts_layout(tmp_path):
+    """Members 0 and 2 (one learning rate, one padded basis) stopped at step 3 with the whole
+    cohort (three rates, bases padded to degree 3) resume without member 1: in the whole
+    cohort's layout their checkpoints load, and they end as their single runs do."""
+    configs = _configs("cosine")
+    configs[2] = configs[2].replace("model", basis="chebyshev", degree=3)
+    dirs = [tmp_path / f"member{k}" for k in range(3)]
+    paused = train_cohort(configs, dirs, progress=False, stop_at=3)
+    assert [result.steps for _, result, _ in paused] == [3, 3, 3]
+    assert [str(result.status) for _, result, _ in paused] == ["interrupted"] * 3
+    layout = cohort_layout(configs)
+    assert layout == CohortLayout(pad_to=3, member_rates=True)
+    part = [configs[0], configs[2]]
+    with pytest.raises(ValueError, match="does not match"):  # in the part's own layout
+        train_cohort(part, [dirs[0], dirs[2]], resume=True, progress=False)
+    resumed = train_cohort(part, [dirs[0], dirs[2]], resume=True, progress=False, layout=layout)
+    for (member, result, _), config, k in zip(resumed, part, (0, 2)):
+        assert result.steps == 6
+        single, _, _ = train(config, tmp_path / f"single{k}", progress=False)
+        for a, b in zip(_leaves(member.model), _leaves(single.model), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
 def test_the_cohort_trainer_sets_rates_and_weights_per_member():

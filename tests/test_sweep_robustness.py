@@ -65,7 +65,7 @@ def test_a_dry_run_whose_timing_diverges_prints_the_plan_and_says_why_no_estimat
     spec.write_text(_spec_text(train, "[grid]\ntrain.seed = [0, 1]\n"))
     assert main(["sweep", str(spec), "--dry-run", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "2 cells in 1 cohorts" in out
+    assert "2 cells in 1 cohort (2 members each)" in out
     assert "no cost estimate: none of the 1 kinds of cohort timed could be timed" in out
     assert "its timing run diverged after" in out
 

@@ -9,7 +9,17 @@ import traceback
 from .._files import atomic_write_text
 from .._locks import FolderInUse
 from .._process import set_precision as use_precision
-from .._training import CHECKPOINT, CONFIG, ERROR, RunConfig, RunDir, load_data, train_cohort
+from .._training import (
+    CHECKPOINT,
+    CONFIG,
+    ERROR,
+    CohortLayout,
+    RunConfig,
+    RunDir,
+    load_data,
+    train_cohort,
+)
+from ._pruning import AbstractPruning, train_with_pruning
 from ._table import BUSY, METRICS as METRIC_COLUMNS
 
 INTERRUPTED = "interrupted"
@@ -45,6 +55,9 @@ def train_cells(
     keys: list,
     cohort: str,
     directory: str | os.PathLike[str],
+    layout: CohortLayout | None = None,
+    pruning: AbstractPruning | None = None,
+    steps: int = 0,
     *,
     set_precision: bool = False,
 ) -> list[dict]:
@@ -60,16 +73,20 @@ def train_cells(
     - `configs`, `keys`: the cells' configurations and their hashes.
     - `cohort`: the cohort's key, recorded in each row.
     - `directory`: the sweep's folder.
+    - `layout`: the layout of the cohort as planned (`train_cohort`).
+    - `pruning`: successive halving over the cells (`train_with_pruning`), whose runs plan
+      `steps` steps each; `None`: every cell trains to its end.
     - `set_precision`: switch JAX's 64-bit mode to the cohort's precision first (for a
       process jaxode owns: the CLI, a Ray worker; a library caller sets it themselves).
     """
     directory = pathlib.Path(directory)
-    rows, pending = {}, []
+    rows, pending, finished = {}, [], []
     for config, key in zip(configs, keys):
         run_dir = RunDir(directory / "cells" / key)
         metrics = _finished(run_dir)
         if metrics is not None:
             rows[key] = result_row(config, key, cohort, f"cells/{key}", metrics)
+            finished.append((key, run_dir))
         else:
             pending.append((config, key, run_dir))
     with contextlib.ExitStack() as locks:
@@ -91,7 +108,8 @@ def train_cells(
         if free:
             if set_precision:
                 use_precision(free[0][0].train.precision)
-            for (config, key, _), metrics in zip(free, _train(free)):
+            trained = _train(free, finished, layout, pruning, steps)
+            for (config, key, _), metrics in zip(free, trained):
                 rows[key] = result_row(config, key, cohort, f"cells/{key}", metrics)
     return [rows[key] for key in keys]
 
@@ -105,17 +123,23 @@ def _finished(run_dir: RunDir) -> dict | None:
         return {"status": "error", "message": f"{error} (--retry-failed trains the cell anew)"}
 
 
-def _train(pending: list) -> list[dict]:
+def _train(pending: list, finished: list, layout, pruning, steps: int) -> list[dict]:
     """The metrics of each cell of `pending` (`(config, key, run_dir)`), trained as one
-    cohort; an exception is recorded as every cell's error."""
+    cohort (with `pruning`, rung by rung: `train_with_pruning`); an exception is recorded as
+    every cell's error."""
     try:
         for config, _, run_dir in pending:
             _prepare(config, run_dir)
+        if pruning is not None:
+            results = train_with_pruning(pending, finished, pruning, steps, layout)
+            interrupted = {"status": INTERRUPTED, "message": "interrupted"}
+            return [results.get(key, interrupted) for _, key, _ in pending]
         outcomes = train_cohort(
             [c for c, _, _ in pending],
             [d.path for _, _, d in pending],
             resume=True,
             progress=False,
+            layout=layout,
         )
         return [
             metrics or {"status": str(r.status), "message": r.message} for _, r, metrics in outcomes

@@ -112,6 +112,8 @@ def run_sweep(args) -> int:
     from ._sweep import sweep
 
     spec = SweepSpec.from_file(args.spec)
+    if spec.search is not None:
+        return _run_search(spec, args)
     if args.dry_run:
         plan = make_plan(
             spec,
@@ -157,3 +159,59 @@ def run_sweep(args) -> int:
             "run the same sweep again once it has finished to record them."
         )
     return 0 if set(counts) <= {"completed", "early_stopped"} else 1
+
+
+def _run_search(spec, args) -> int:
+    """`jaxode sweep` of a spec with a [search]: its trials (`run_search`), or with
+    `--dry-run` the search and the plan of its first batch."""
+    from ._executors import LocalExecutor, RayExecutor
+    from ._plan import make_plan
+    from ._search_run import TRIALS, first_batch, run_search
+
+    search = spec.search
+    if args.dry_run:
+        sampler = type(search.sampler).__name__
+        print(
+            f"search {spec.name!r}: {search.trials} trials in batches of {search.batch} "
+            f"({sampler}, seed {search.sampler.seed}), minimising {search.metric}"
+        )
+        for field, distribution in sorted(search.space.items()):
+            print(f"  {field}: {distribution}")
+        plan = make_plan(
+            first_batch(spec), max_members=args.max_members, max_padding=args.max_padding
+        )
+        print("the first batch (as the random sampler draws it): " + plan.describe())
+        return 0
+    if args.address is not None and args.executor != "ray":
+        raise ValueError("--address needs --executor ray.")
+    executor = (
+        RayExecutor(address=args.address)
+        if args.executor == "ray"
+        else LocalExecutor(set_precision=True)
+    )
+    out = args.out or pathlib.Path("sweeps") / spec.name
+    records = run_search(
+        spec,
+        out,
+        executor=executor,
+        progress=not args.no_progress,
+        retry_failed=args.retry_failed,
+        max_members=args.max_members,
+        max_padding=args.max_padding,
+    )
+    complete = [r for r in records if r["state"] == "complete"]
+    best = min(complete, key=lambda r: float(r["value"]), default=None)
+    states = collections.Counter(r["state"] for r in records)
+    found = (
+        f"; best {search.metric} {float(best['value']):.4g} (trial {best['trial']}, cell "
+        f"{best['cell']})"
+        if best
+        else ""
+    )
+    print(
+        f"{len(records)} trials: "
+        + ", ".join(f"{n} {s}" for s, n in states.most_common())
+        + found
+        + f"; trials in {out / TRIALS}; tables and plots: jaxode sweep report {out}"
+    )
+    return 0 if complete else 1

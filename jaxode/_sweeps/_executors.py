@@ -27,6 +27,9 @@ def _arguments(cohort: Cohort, directory) -> tuple:
         [c.key for c in cohort.cells],
         cohort.key,
         os.fspath(directory),
+        cohort.layout,
+        cohort.pruning,
+        cohort.steps,
     )
 
 

@@ -12,14 +12,17 @@ from .._training import (
     BASIS_FIELDS,
     COHORT_FIELDS,
     MAX_COHORT,
+    CohortLayout,
     RunConfig,
     build_settings,
     build_trainer,
+    cohort_layout,
     load_data,
     members_within_limit,
     padded_degree,
     train_cohort,
 )
+from ._pruning import AbstractPruning
 from ._spec import FIELDS, Merged, SweepSpec
 
 # Cohorts that share these fields cost about the same per step and member.
@@ -53,6 +56,10 @@ class Cohort:
     steps: int
     interval: int
     structure: str = ""  # the key of the cohort this one is a part of (its own if whole)
+    # Its layout (padded degree, learning rates as data), fixed when planned: the parts of
+    # one structure share it (and their program), and a resume with fewer cells keeps it.
+    layout: CohortLayout = CohortLayout()
+    pruning: AbstractPruning | None = None
 
     @property
     def program(self) -> tuple[str, int]:
@@ -66,7 +73,7 @@ class Cohort:
     @property
     def padded(self) -> int | None:
         """The degree the members' bases are padded to, `None` when they share one basis."""
-        return padded_degree([c.config for c in self.cells])
+        return self.layout.pad_to
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,9 +270,16 @@ def make_plan(
         within = members_within_limit([c.config for c in members], data)
         limit = min(MAX_COHORT, max_members or MAX_COHORT, MAX_COHORT if within is None else within)
         parts = _parts(members, limit)
+        steps, interval = works[group]
+        pruning = spec.pruning
+        if pruning is not None:
+            _check_rungs(pruning, steps, interval, members[0])
+        layout = cohort_layout([c.config for c in members])
         for number, part in enumerate(parts, start=1):
             name = key if len(parts) == 1 else f"{key}-{number}"
-            cohorts.append(Cohort(name, tuple(part), *works[group], structure=key))
+            cohorts.append(
+                Cohort(name, tuple(part), steps, interval, key, layout=layout, pruning=pruning)
+            )
     return SweepPlan(spec, tuple(cells), tuple(cohorts), tuple(merged))
 
 
@@ -293,6 +307,23 @@ def _buckets(groups: dict, max_padding: float | None) -> list[tuple[str, str, li
             chosen = [c for c in members if low <= _own_size(c.config) <= high]
             out.append((key, f"{key}-degree{high - 1}", chosen))
     return out
+
+
+def _check_rungs(pruning: AbstractPruning, steps: int, interval: int, cell) -> None:
+    """**Raises:** `ValueError` when a rung falls between two evaluations of `cell`'s
+    cohort, or when there is no rung before its end."""
+    rungs = pruning.rungs(steps)
+    if not rungs:
+        raise ValueError(
+            f"pruning: no rung before the end of the cells' {steps} steps ({cell.label()}); "
+            "lower pruning.first_rung."
+        )
+    off = [rung for rung in rungs if rung % interval]
+    if off:
+        raise ValueError(
+            f"pruning: rung at step {off[0]} falls between two evaluations of {cell.label()} "
+            f"(every {interval} steps); make pruning.first_rung a multiple of {interval}."
+        )
 
 
 def _parts(members: list, limit: int) -> list[list]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._files import atomic_write_bytes, atomic_write_text
 from .._training import CHOICES, HISTORY
+from ._pruning import PRUNED
 from ._table import RESULTS, SUCCEEDED, read_csv
 
 STATUSES = ("completed", "early_stopped", "diverged", "solver_failed", "error", "interrupted")
@@ -141,7 +142,8 @@ def _summary(values: dict, members: list[dict], metric: str) -> dict:
         "std": float(np.std(data, ddof=1)) if data.size > 1 else None,
         "n": int(data.size),
         "cells": len(members),
-        "failed": sum(r.get("status") not in SUCCEEDED for r in members),
+        "failed": sum(r.get("status") not in (*SUCCEEDED, PRUNED) for r in members),
+        "pruned": sum(r.get("status") == PRUNED for r in members),
         "statuses": dict(collections.Counter(r.get("status") for r in members)),
     }
 

@@ -25,6 +25,8 @@ from .._training import (
     normalised,
     presets,
 )
+from ._pruning import AbstractPruning, pruning_from_table
+from ._search import Search, search_from_table
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 FIELDS = tuple(
@@ -32,7 +34,17 @@ FIELDS = tuple(
     for section, klass in SECTIONS.items()
     for field in dataclasses.fields(klass)
 )
-_TOP_LEVEL = ("name", "description", "base", "grid", "blocks", "zip", "exclude")
+_TOP_LEVEL = (
+    "name",
+    "description",
+    "base",
+    "grid",
+    "blocks",
+    "zip",
+    "exclude",
+    "pruning",
+    "search",
+)
 # A sweep's name is its default folder, sweeps/<name>: one folder name, never a path.
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _SECTION_FIELDS = {s: tuple(f.name for f in dataclasses.fields(k)) for s, k in SECTIONS.items()}
@@ -316,6 +328,9 @@ class SweepSpec:
     - `name`: one folder name (letters, digits, `.`, `_`, `-`, not starting with a dot):
       the CLI's default folder for the sweep is `sweeps/<name>`.
     - `description`: free text.
+    - `pruning`: how each cohort stops its hopeless members early (`Halving`), or `None`:
+      every cell trains to its end.
+    - `search`: a `Search` whose trials are the cells (`run_search`), in place of axes.
 
     **Raises:** `ValueError` for a `name` that is not one folder name.
     """
@@ -327,9 +342,16 @@ class SweepSpec:
     exclude: tuple = ()
     name: str = "sweep"
     description: str = ""
+    pruning: AbstractPruning | None = None
+    search: Search | None = None
 
     def __post_init__(self):
         _check_name(self.name, "SweepSpec")
+        if self.search is not None and (self.grid or self.blocks or self.zip):
+            raise ValueError(
+                "a sweep spec declares its cells either by axes ([grid], [[blocks]], [[zip]]) "
+                "or by a [search]: move the searched fields into [search.space]."
+            )
 
     @classmethod
     def from_toml(cls, text: str, source: str = "sweep spec") -> "SweepSpec":
@@ -364,6 +386,12 @@ class SweepSpec:
             ),
             name=str(values.get("name", "sweep")),
             description=str(values.get("description", "")),
+            pruning=(
+                pruning_from_table(values["pruning"], source) if "pruning" in values else None
+            ),
+            search=(
+                search_from_table(values["search"], source, FIELDS) if "search" in values else None
+            ),
         )
 
     @classmethod

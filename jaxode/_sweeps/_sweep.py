@@ -15,6 +15,7 @@ from .._wording import setting
 from ._cells import INTERRUPTED
 from ._executors import AbstractExecutor, LocalExecutor
 from ._plan import Cohort, SweepPlan, make_plan, varying_fields
+from ._pruning import PRUNED
 from ._spec import SweepSpec, config_hash
 from ._table import BRIEF, BUSY, FAILED, RESULTS, SUCCEEDED, ResultsTable
 
@@ -100,7 +101,7 @@ def _remaining(
         for cell in cohort.cells:
             row = table.rows.get(cell.key, {})
             status = row.get("status")
-            if status in SUCCEEDED or (status in FAILED and not retry_failed):
+            if status in SUCCEEDED or status == PRUNED or (status in FAILED and not retry_failed):
                 continue
             if status in FAILED:
                 try:
@@ -161,7 +162,11 @@ def sweep(
     `KeyboardInterrupt` after an interrupt, with the finished cells
     recorded and the cells in flight checkpointed.
     """
-    plan = spec if isinstance(spec, SweepPlan) else make_plan(_load(spec), progress=progress)
+    if not isinstance(spec, SweepPlan):
+        spec = _load(spec)
+        if spec.search is not None:
+            raise ValueError("the spec declares a [search]: train it with `run_search`.")
+    plan = spec if isinstance(spec, SweepPlan) else make_plan(spec, progress=progress)
     executor = LocalExecutor() if executor is None else executor
     if isinstance(executor, LocalExecutor) and not executor.set_precision:
         _check_precision(plan)
@@ -207,7 +212,7 @@ def _check_folder(out: pathlib.Path) -> None:
         raise FileExistsError(
             f"{str(out)!r} is a file; choose a folder for the sweep ({setting('out', '--out')})."
         )
-    marks = (PLAN, RESULTS, "cells")
+    marks = (PLAN, RESULTS, "cells", "search.db", "search.csv")  # a search's own files too
     if out.is_dir() and without_lock(out) and not any((out / m).exists() for m in marks):
         raise FileExistsError(
             f"{str(out)!r} holds files but no sweep (no {', '.join(marks)}); choose a new or "

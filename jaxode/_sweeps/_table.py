@@ -26,6 +26,7 @@ METRICS = tuple(
     "dynamics_parameters",
     "train_time",
     "compile_time",
+    "rung",
 )
 COLUMNS = LEADING + FIELDS + METRICS
 # Statuses of cells that need no more training; "failed" ones are retried on request.

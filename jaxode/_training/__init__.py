@@ -80,9 +80,11 @@ from ._rundir import (
     PLOT as PLOT,
     RUN_FILES as RUN_FILES,
     CohortDir as CohortDir,
+    CohortLayout as CohortLayout,
     RunDir as RunDir,
     check_cohort as check_cohort,
     cohort_key as cohort_key,
+    cohort_layout as cohort_layout,
     padded_degree as padded_degree,
 )
 from ._sampling import (

@@ -192,12 +192,14 @@ def build_trainer(config: RunConfig, data: Dataset | TrajectoryData):
 
 
 def build_cohort_trainers(
-    configs: list[RunConfig], data: Dataset | TrajectoryData
+    configs: list[RunConfig], data: Dataset | TrajectoryData, member_rates: bool | None = None
 ) -> list[tuple[list[int], AbstractTrainer]]:
     """`(members, trainer)` pairs that train a cohort whose configurations differ only in
     `COHORT_FIELDS`: one minibatch trainer for all, with per-member learning rates (injected,
     see `optimiser`) and regulariser weights where they differ; for GNvpro, which trains its
     members one after another and reads one Tikhonov weight, one trainer per weight.
+    `member_rates`: learning rates as member data even when they agree (the layout of a
+    larger cohort whose checkpoints the members resume); default: where they differ.
 
     **Raises:** `ValueError` as `build_trainer`, for any member."""
     trainers = [build_trainer(config, data) for config in configs]
@@ -209,7 +211,9 @@ def build_cohort_trainers(
         return [(members, trainers[members[0]]) for members in groups.values()]
     ts = [config.train for config in configs]
     changes: dict = {}
-    if len({t.learning_rate for t in ts}) > 1:
+    if member_rates is None:
+        member_rates = len({t.learning_rate for t in ts}) > 1
+    if member_rates:
         dtype = dtype_of(ts[0].precision)
         changes["optimiser"] = optimiser(ts[0], first.planned(data.sizes()["train"]), dtype)
         changes["hyperparameters"] = {"learning_rate": [t.learning_rate for t in ts]}

@@ -54,20 +54,11 @@ class MappedBasis(AbstractTimeBasis):
     `reference` basis times its own `matrix` $M$ (a `Constant`, rows of zeros past the
     member's own functions). Its Gram matrix is $M G M^T$, computed by JAX from the matrix."""
 
+    t0: float
+    t1: float
+    clamp: bool
     reference: AbstractPolynomialBasis
     matrix: Constant
-
-    @property
-    def t0(self) -> float:
-        return self.reference.t0
-
-    @property
-    def t1(self) -> float:
-        return self.reference.t1
-
-    @property
-    def clamp(self) -> bool:
-        return self.reference.clamp
 
     @property
     def num_basis(self) -> int:
@@ -130,9 +121,10 @@ def pad(model, degree: int):
 
     def padded(layer: TimeVaryingLinear) -> TimeVaryingLinear:
         basis = layer.basis
-        reference = LegendreBasis(degree, t0=basis.t0, t1=basis.t1, clamp=basis.clamp)
-        matrix = _matrix(basis, reference, np.dtype(layer.weight.dtype))
-        mapped = MappedBasis(reference, Constant(jnp.asarray(matrix)))
+        t0, t1, clamp = float(basis.t0), float(basis.t1), bool(basis.clamp)
+        reference = LegendreBasis(degree=degree, t0=t0, t1=t1, clamp=clamp)
+        matrix = Constant(jnp.asarray(_matrix(basis, reference, np.dtype(layer.weight.dtype))))
+        mapped = MappedBasis(t0=t0, t1=t1, clamp=clamp, reference=reference, matrix=matrix)
         bias = None if layer.bias is None else _pad_rows(layer.bias, rows)
         return eqx.tree_at(
             lambda m: (m.weight, m.bias, m.basis),

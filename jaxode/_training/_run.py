@@ -22,7 +22,16 @@ from ._memory import check_memory
 from ._metrics import error_metrics, predict_in_chunks, predictions_and_status
 from ._padding import pad, unpad
 from ._plots import write_loss_plot
-from ._rundir import CHECKPOINT, METRICS, MODEL, PLOT, RunDir, check_cohort, padded_degree
+from ._rundir import (
+    CHECKPOINT,
+    METRICS,
+    MODEL,
+    PLOT,
+    CohortLayout,
+    RunDir,
+    check_cohort,
+    cohort_layout,
+)
 from ._settings import Checkpointing
 from ._status import Status
 
@@ -208,7 +217,13 @@ def _configs(configs, run_dirs: list[RunDir], resume: bool) -> list[RunConfig]:
 
 
 def train_cohort(
-    configs: list[RunConfig] | None, run_dirs, *, resume: bool = False, progress: bool = True
+    configs: list[RunConfig] | None,
+    run_dirs,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    layout: CohortLayout | None = None,
+    stop_at: int | None = None,
 ) -> list[tuple[TrainedSurrogate, FitResult, dict]]:
     """Trains the runs of `configs`, which differ only in `COHORT_FIELDS` (seed, learning
     rate, regulariser weights, initial scale), as one cohort (one compiled program, see
@@ -217,7 +232,14 @@ def train_cohort(
     resumes as part of the cohort or alone.
 
     **Arguments:** as for `train`, with one configuration and one directory per member
-    (`configs=None` when resuming).
+    (`configs=None` when resuming), and:
+
+    - `layout`: how the cohort lays out its members' differences (`CohortLayout`: the degree
+      polynomial bases are padded to, learning rates as member data); default:
+      `cohort_layout(configs)`. Members that resume from a larger cohort pass its layout.
+    - `stop_at`: stop every member at the first evaluation at or after this step, as an
+      interrupt does (status `"interrupted"`, checkpoints kept, no metrics): a rung of
+      successive halving, from which `resume=True` goes on.
 
     **Returns:** one `(trained, fit_result, metrics)` per member.
 
@@ -232,12 +254,27 @@ def train_cohort(
             for run_dir in run_dirs:
                 locks.enter_context(run_dir.lock())
                 locked.append(run_dir)
-            return _train_locked(configs, run_dirs, created, resume, progress)
+            return _train_locked(configs, run_dirs, created, resume, progress, layout, stop_at)
         except BaseException:
             # A directory the lock created for a start that failed goes again.
             for run_dir, made in zip(locked, created):
                 run_dir.remove_if_empty(made)
             raise
+
+
+class _Paused(KeyboardInterrupt):
+    """Stops training at a chosen step as an interrupt does: every member keeps its
+    checkpoint and history, and resumes from them."""
+
+
+def _stopping_at(step: int):
+    """`fit`'s callback that stops training at the first evaluation at or after `step`."""
+
+    def callback(*args):
+        if args[-1]["step"] >= step:
+            raise _Paused
+
+    return callback
 
 
 def _identity(config: RunConfig, padded_to: int | None = None) -> dict:
@@ -256,15 +293,22 @@ def _identity(config: RunConfig, padded_to: int | None = None) -> dict:
 
 
 def _train_locked(
-    configs, run_dirs: list[RunDir], created: list[bool], resume: bool, progress: bool
+    configs,
+    run_dirs: list[RunDir],
+    created: list[bool],
+    resume: bool,
+    progress: bool,
+    layout: CohortLayout | None = None,
+    stop_at: int | None = None,
 ) -> list[tuple[TrainedSurrogate, FitResult, dict]]:
     configs = _configs(configs, run_dirs, resume)
+    layout = cohort_layout(configs) if layout is None else layout
     data = load_data(configs[0])
     check_memory(configs, data)
-    groups = build_cohort_trainers(configs, data)
+    groups = build_cohort_trainers(configs, data, layout.member_rates)
     settings = build_settings(configs[0], data)
     initial = [_initial(config, data) for config in configs]
-    degree = padded_degree(configs)
+    degree = layout.pad_to
     own = [model for model, _ in initial]
     if degree is not None:
         initial = [(pad(model, degree), key) for model, key in initial]
@@ -284,6 +328,7 @@ def _train_locked(
                 ),
                 progress=progress,
                 **settings,
+                **({} if stop_at is None else {"callback": _stopping_at(stop_at)}),
             )
             train_data = data.arrays("train")
             if len(configs) == 1:  # a cohort of one on one device (no vmap): `train`'s run

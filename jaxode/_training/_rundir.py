@@ -54,6 +54,24 @@ def _member_fields(config: RunConfig) -> tuple[tuple[str, str], ...]:
     return COHORT_FIELDS + BASIS_FIELDS if polynomial else COHORT_FIELDS
 
 
+@dataclasses.dataclass(frozen=True)
+class CohortLayout:
+    """How a cohort lays out what its members differ in, which its checkpoints hold: the
+    degree its polynomial bases are padded to (`None`: not padded) and whether each member's
+    learning rate is data in its optimiser state. A part of a planned cohort (a resume with
+    fewer cells, the survivors of a rung) trains in the layout of the whole
+    (`cohort_layout` of all its configurations), so that its members' checkpoints load."""
+
+    pad_to: int | None = None
+    member_rates: bool = False
+
+
+def cohort_layout(configs: list[RunConfig]) -> CohortLayout:
+    """The layout of a cohort of `configs`."""
+    rates = len({c.train.learning_rate for c in configs}) > 1
+    return CohortLayout(padded_degree(configs), rates)
+
+
 def padded_degree(configs: list[RunConfig]) -> int | None:
     """The degree a cohort of `configs` trains its bases in, `None` when every member has the
     same basis and degree (nothing to pad)."""
