@@ -89,7 +89,8 @@ def test_a_resumed_random_search_asks_for_the_same_trials(tmp_path):
 
 
 def test_tpe_asks_each_batch_after_the_last_was_told_and_resumes_its_study(tmp_path):
-    optuna = pytest.importorskip("optuna")
+    import optuna
+
     out = tmp_path / "out"
     # A search killed after asking for its first batch: four trials running, none told.
     out.mkdir()
@@ -161,3 +162,20 @@ def test_distributions_draw_in_their_ranges_with_the_right_law():
     assert all(0.5 <= Uniform(0.5, 0.7).sample(rng) <= 0.7 for _ in range(100))
     study = RandomSampler(seed=1).open(None, "x", {"a": Uniform(0, 1)})
     assert study.ask(2) != RandomSampler(seed=2).open(None, "x", {"a": Uniform(0, 1)}).ask(2)
+
+
+def test_the_report_of_a_search_lists_its_best_trials_by_validation(tmp_path):
+    pruning = '\n[pruning]\nkind = "halving"\nfirst_rung = 10\nreduction = 2\n'
+    out = tmp_path / "out"
+    records = jaxode.run_search(_spec(extra=pruning), out, progress=False)
+    written = jaxode.sweep_report(out)["files"]
+    assert {p.name for p in written} >= {"search.md", "search_progress.png", "search_axes.png"}
+    text = (out / "report" / "search.md").read_text()
+    spent = sum(r["steps"] for r in records)
+    assert text.startswith(f"# Search: 8 trials (4 complete, 4 pruned), {spent} member-steps")
+    complete = sorted((r for r in records if r["state"] == "complete"), key=lambda r: r["value"])
+    table = [line for line in text.splitlines() if line.startswith("| ") and "trial" not in line][
+        1:
+    ]
+    assert [int(line.split("|")[1]) for line in table] == [r["trial"] for r in complete]
+    assert f"| {complete[0]['trial']} | {complete[0]['value']:.4f} |" in table[0]

@@ -14,6 +14,8 @@ import numpy as np
 from .._files import atomic_write_bytes, atomic_write_text
 from .._training import CHOICES, HISTORY
 from ._pruning import PRUNED
+from ._scales import scale_y
+from ._search_report import search_report
 from ._table import RESULTS, SUCCEEDED, read_csv
 
 STATUSES = ("completed", "early_stopped", "diverged", "solver_failed", "error", "interrupted")
@@ -278,24 +280,11 @@ def _figure(panels: int = 1):
     return fig, fig.subplots(1, panels, squeeze=False)[0]
 
 
-def _scale_y(ax, log_y: bool) -> None:
-    """A log y axis for `log_y` data that span a decade or more. Data within less than a decade
-    (errors 0.2824 to 0.2838) keep a linear axis with plain decimal labels: a log axis would
-    have no decade inside them and label its minor ticks 2.838x10^-1."""
-    low, high = ax.dataLim.y0, ax.dataLim.y1
-    if log_y and not (low > 0 and high < 10 * low):
-        ax.set_yscale("log")
-        return
-    from matplotlib.ticker import ScalarFormatter
-
-    ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
-
-
 def _save(fig, axes, path: pathlib.Path, written: list, log_y: bool) -> None:
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
-        _scale_y(ax, log_y)
+        scale_y(ax, log_y)
         ax.grid(True, which="both", alpha=0.3)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -469,7 +458,10 @@ def sweep_report(
     `validation_curves.png` and `loss_vs_evaluations.png` (per basis the group of cells with
     its lowest mean `metric`: per cell a thin line, their mean per step a thick one; the
     second only for cells whose history has evaluation counts) and `error_vs_t1.png` (when
-    `model.t1` varies: `metric` against t1, a line per basis at its best degree).
+    `model.t1` varies: `metric` against t1, a line per basis at its best degree); for a
+    search (`search.csv`), `search.md` (its best trials by validation error),
+    `search_progress.png` (the best validation error against the member-steps spent) and
+    `search_axes.png` (validation error against each searched field, a point per trial).
 
     **Arguments:** `sweep_dir`: the sweep directory; `rows`, `cols`: fields of the table's
     rows and columns (names as `resolve_field` takes them); `metric`: the column summarised;
@@ -491,4 +483,5 @@ def sweep_report(
     atomic_write_text(out / "table.md", markdown)
     atomic_write_text(out / "table.csv", csv_text)
     plots = _plots(sweep_dir, results, metric, out) if "model.basis" in columns else []
-    return {"table": markdown, "files": [out / "table.md", out / "table.csv"] + plots}
+    searched = search_report(sweep_dir, results, out)
+    return {"table": markdown, "files": [out / "table.md", out / "table.csv"] + plots + searched}

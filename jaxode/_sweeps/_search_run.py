@@ -16,7 +16,7 @@ from ._sweep import sweep
 from ._table import SUCCEEDED
 
 TRIALS = "search.csv"
-_COLUMNS = ("trial", "cell", "state", "value", "steps")
+TRIAL_COLUMNS = ("trial", "cell", "state", "value", "steps")
 
 
 def run_search(
@@ -44,7 +44,7 @@ def run_search(
         raise ValueError("`spec` declares no [search]; run it with `sweep`.")
     out = pathlib.Path(out)
     study = search.sampler.open(out, spec.name, search.space)
-    records = {r["trial"]: r for r in _read(out / TRIALS)}
+    records = {r["trial"]: r for r in read_trials(out / TRIALS)}
     fields = sorted(search.space)
     while study.told() < search.trials:
         trials = study.ask(min(search.batch, search.trials - study.told()))
@@ -97,7 +97,8 @@ def _outcome(row: dict, metric: str) -> tuple[str, float | None]:
     return "failed", None
 
 
-def _read(path: pathlib.Path) -> list[dict]:
+def read_trials(path: pathlib.Path) -> list[dict]:
+    """The rows of a search's `search.csv` (text values; `trial` an integer)."""
     if not path.is_file():
         return []
     with open(path, newline="") as f:
@@ -109,7 +110,7 @@ def _read(path: pathlib.Path) -> list[dict]:
 
 def _write(path: pathlib.Path, records: dict, fields: list[str]) -> None:
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=[*_COLUMNS, *fields], extrasaction="ignore")
+    writer = csv.DictWriter(text, fieldnames=[*TRIAL_COLUMNS, *fields], extrasaction="ignore")
     writer.writeheader()
     for number in sorted(records):
         writer.writerow(records[number])
