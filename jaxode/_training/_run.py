@@ -134,9 +134,10 @@ def _initial(config: RunConfig, data: Dataset | TrajectoryData):
     return build_model(config, data.in_size, data.out_size, key=model_key, dt=dt), batch_key
 
 
-def _finish(config: RunConfig, data, run_dir: RunDir, result: FitResult):
+def _finish(config: RunConfig, data, run_dir: RunDir, result: FitResult, evaluated=None):
     """Writes what a stopped run leaves (`model.eqx`, `metrics.json`, `loss.png`) and returns
-    `(trained, result, metrics)` as `train` does."""
+    `(trained, result, metrics)` as `train` does; the errors are those of `evaluated` (the
+    same model in a padded cohort's bases) where given."""
     domain = TrainingDomain.of(data)
     trained = TrainedSurrogate(result.model, data.x_norm, data.y_norm, config, domain)
     if result.status == Status.INTERRUPTED:
@@ -148,7 +149,7 @@ def _finish(config: RunConfig, data, run_dir: RunDir, result: FitResult):
         run_dir.write_metrics(metrics)
         return trained, result, metrics
     save_checkpoint(run_dir / MODEL, {"best_step": result.best_step}, result.model)
-    metrics.update(evaluate_model(result.model, data))
+    metrics.update(evaluate_model(result.model if evaluated is None else evaluated, data))
     last = result.history[-1] if result.history else {}
     counted = [row for row in result.history if "forward_evaluations" in row]
     counts = counted[-1] if counted else {}
@@ -314,6 +315,9 @@ def _train_locked(
         initial = [(pad(model, degree), key) for model, key in initial]
     val = data.arrays("val")
     results: list = [None] * len(configs)
+    # Evaluated as trained: padded members share one structure, so one prediction program
+    # serves them all (their own bases would compile one per basis and degree).
+    padded: list = [None] * len(configs)
     try:
         if not resume:
             for config, run_dir in zip(configs, run_dirs):
@@ -338,6 +342,7 @@ def _train_locked(
                 models, keys = [initial[k][0] for k in members], [initial[k][1] for k in members]
                 found = fit(models, train_data, trainer, keys=keys, **common)
             for k, result in zip(members, found):
+                padded[k] = result.model
                 if degree is not None:
                     result = dataclasses.replace(result, model=unpad(result.model, own[k]))
                 results[k] = result
@@ -348,8 +353,8 @@ def _train_locked(
                     run_dir.remove_start(made)
         raise
     return [
-        _finish(config, data, run_dir, result)
-        for config, run_dir, result in zip(configs, run_dirs, results)
+        _finish(config, data, run_dir, result, evaluated)
+        for config, run_dir, result, evaluated in zip(configs, run_dirs, results, padded)
     ]
 
 
