@@ -121,3 +121,32 @@ def test_a_run_compiles_one_prediction_program(tmp_path, monkeypatch):
     train(RunConfig.from_dict(TINY).replace("model", width=9, hidden=13), tmp_path / "run")
     # The training step's batch of 16, and prediction chunks of 256 rows.
     assert sorted(traced) == [16, 256]
+
+
+def test_initial_scales_share_one_compiled_draw(caplog):
+    """A cohort's members (a search's trials) differ in `model.field_init_std`: the scale is
+    applied outside the draw, so their models come from one compilation (a width no other test
+    uses), each with its own scale."""
+    base = dataclasses.replace(ModelConfig(), width=11, hidden=7, field_init="normal")
+    scales = (0.05, 0.1, 0.3)
+    with jax.log_compiles(), caplog.at_level("WARNING"):
+        models = [
+            build_model(
+                RunConfig(model=dataclasses.replace(base, field_init_std=std)),
+                6,
+                3,
+                key=jax.random.PRNGKey(2),
+            )
+            for std in scales
+        ]
+    draws = [r for r in caplog.records if "Finished XLA compilation of jit(_draw)" in r.message]
+    assert len(draws) == 1
+    first = [np.asarray(layer.weight) for layer in _layers(models[0])]
+    for model, std in zip(models[1:], scales[1:]):
+        for a, b in zip(first, (np.asarray(layer.weight) for layer in _layers(model))):
+            np.testing.assert_allclose(b, a * np.float32(std / scales[0]), rtol=1e-6)
+
+
+def _layers(model):
+    field = model.dynamics.field
+    return [n for n in jax.tree_util.tree_leaves(field, is_leaf=_is_layer) if _is_layer(n)]

@@ -35,7 +35,7 @@ from ._choices import (
     regulariser_kinds,
     regularisers,
 )
-from ._config import RunConfig, is_time_series
+from ._config import ModelConfig, RunConfig, is_time_series
 from ._minibatch import MinibatchTrainer
 from ._settings import Evaluation, Stopping
 from ._trainer import AbstractTrainer
@@ -148,7 +148,10 @@ def build_model(
         trajectory = load_dataset(config.data.dataset, window=config.data.window)
         assert isinstance(trajectory, TrajectoryData)  # `is_time_series` named one
         dt = trajectory.dt
-    model = _drawn(m, series, dtype, in_size, out_size, dt, key)
+    # The scale is applied below, outside the program: configurations that differ only in it
+    # (a cohort's members, a search's trials) share one compiled draw.
+    unscaled = dataclasses.replace(m, field_init_std=ModelConfig.field_init_std)
+    model = _drawn(unscaled, series, dtype, in_size, out_size, dt, key)
     if m.field_init == "normal":
         model = _scaled_weights(model, m.field_init_std)
     if warn_window and not series:
