@@ -100,6 +100,7 @@ OPTIONS = [
     ("--sampling", "train", "sampling", str, "minibatches: epoch permutations, or replacement"),
     ("--clip-norm", "train", "clip_norm", str, "gradient clipping norm, or 'none'"),
     ("--loss", "train", "loss", str, "training loss"),
+    ("--weight-decay", "train", "weight_decay", float, "decoupled weight decay of adamw"),
     ("--tikhonov", "train", "tikhonov", float, "Tikhonov weight on opening and dynamics"),
     ("--readout-tikhonov", "train", "readout_tikhonov", float, "Tikhonov weight on the readout"),
     ("--gram", "train", "gram", float, "weight of the L2-in-time Gram regulariser"),

@@ -75,6 +75,28 @@ def test_each_member_of_a_cohort_of_values_equals_its_single_run(tmp_path, sched
         assert stored == config
 
 
+def test_adamw_members_with_their_own_weight_decay_equal_their_single_runs(tmp_path):
+    base = RunConfig.from_dict(BASE).replace("train", precision="float64", optimiser="adamw")
+    configs = [
+        base.replace("train", weight_decay=1e-4),
+        base.replace("train", weight_decay=0.3, learning_rate=2e-2),
+        base.replace("train", weight_decay=0.0, seed=1),
+    ]
+    [(_, trainer)] = build_cohort_trainers(configs, load_data(base))
+    assert trainer.hyperparameters == {
+        "learning_rate": [3e-3, 2e-2, 3e-3],
+        "weight_decay": [1e-4, 0.3, 0.0],
+    }
+    cohort = train_cohort(configs, [tmp_path / f"member{k}" for k in range(3)], progress=False)
+    for k, config in enumerate(configs):
+        single, _, _ = train(config, tmp_path / f"single{k}", progress=False)
+        for a, b in zip(_leaves(cohort[k][0].model), _leaves(single.model), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    # The decay acts: the strongest one shrinks the weights the most.
+    norms = [sum(float(np.sum(a**2)) for a in _leaves(member.model)) for member, _, _ in cohort]
+    assert norms[1] < norms[0]
+
+
 def test_part_of_a_cohort_resumes_in_the_whole_cohorts_layout(tmp_path):
     """Members 0 and 2 (one learning rate, one padded basis) stopped at step 3 with the whole
     cohort (three rates, bases padded to degree 3) resume without member 1: in the whole

@@ -267,6 +267,8 @@ EXAMPLES = [
             ("divergence_factor", None, {}),
         ]
     ),
+    Example("train.weight_decay", 0.3, RESNET, _with(RESNET, train={"optimiser": "adamw"})),
+    Example("train.weight_decay", 0.3, GNVPRO, None),
     Example("train.decay_every", 3, RESNET, _with(RESNET, train={"schedule": "step"})),
     Example(
         "train.decay_factor",

@@ -31,6 +31,7 @@ from ._choices import (
     PRECISIONS,
     SOLVERS,
     TRAINERS,
+    member_hyperparameters,
     optimiser,
     regulariser_kinds,
     regularisers,
@@ -214,12 +215,13 @@ def build_cohort_trainers(
         return [(members, trainers[members[0]]) for members in groups.values()]
     ts = [config.train for config in configs]
     changes: dict = {}
+    names = member_hyperparameters(ts[0])
     if member_rates is None:
-        member_rates = len({t.learning_rate for t in ts}) > 1
+        member_rates = len({tuple(getattr(t, n) for n in names) for t in ts}) > 1
     if member_rates:
         dtype = dtype_of(ts[0].precision)
         changes["optimiser"] = optimiser(ts[0], first.planned(data.sizes()["train"]), dtype)
-        changes["hyperparameters"] = {"learning_rate": [t.learning_rate for t in ts]}
+        changes["hyperparameters"] = {n: [getattr(t, n) for t in ts] for n in names}
     if len({(t.tikhonov, t.readout_tikhonov, t.gram) for t in ts}) > 1:
         tikhonov, gram = zip(*map(regulariser_kinds, ts))
         kinds = (any(tikhonov), any(gram))

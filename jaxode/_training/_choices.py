@@ -151,18 +151,24 @@ def regularisers(t, kinds: tuple[bool, bool] | None = None) -> tuple:
     return tuple(out)
 
 
+def member_hyperparameters(t) -> tuple[str, ...]:
+    """The optimiser settings of a train config that a cohort sets per member."""
+    return ("learning_rate", "weight_decay") if t.optimiser == "adamw" else ("learning_rate",)
+
+
 def optimiser(t, total_steps: int, member_rates_dtype=None) -> optax.GradientTransformation:
     """The Optax optimiser of a train config over `total_steps`. With `member_rates_dtype`,
-    its learning rate is a hyperparameter of the state (`optax.inject_hyperparams`, in that
-    dtype) that a cohort sets per member, the schedule rebuilt around it at every step: the
-    same arithmetic as a constant rate."""
+    its learning rate (and the weight decay of `adamw`) are hyperparameters of the state
+    (`optax.inject_hyperparams`, in that dtype) that a cohort sets per member, the schedule
+    rebuilt around the rate at every step: the same arithmetic as a constant rate."""
 
     def schedule(learning_rate):
         config = dataclasses.replace(t, learning_rate=learning_rate)
         return SCHEDULES[t.schedule](config, total_steps)
 
+    decay = {"weight_decay": t.weight_decay} if t.optimiser == "adamw" else {}
     if member_rates_dtype is None:
-        return OPTIMISERS[t.optimiser](schedule(t.learning_rate))
+        return OPTIMISERS[t.optimiser](schedule(t.learning_rate), **decay)
     # The rate keeps the dtype a constant rate's schedule gives it: Optax's step schedule
     # computes in float32 even in float64 (from its int32 count).
     dtype = jnp.result_type(schedule(t.learning_rate)(jnp.zeros((), jnp.int32)))
@@ -171,8 +177,14 @@ def optimiser(t, total_steps: int, member_rates_dtype=None) -> optax.GradientTra
         member = schedule(learning_rate)
         return OPTIMISERS[t.optimiser](lambda count: jnp.asarray(member(count), dtype))
 
-    injected = optax.inject_hyperparams(build, hyperparam_dtype=member_rates_dtype)
-    return injected(learning_rate=t.learning_rate)
+    def build_decayed(learning_rate, weight_decay):
+        member = schedule(learning_rate)
+        rate = lambda count: jnp.asarray(member(count), dtype)
+        return OPTIMISERS[t.optimiser](rate, weight_decay=weight_decay)
+
+    chosen = build_decayed if decay else build
+    injected = optax.inject_hyperparams(chosen, hyperparam_dtype=member_rates_dtype)
+    return injected(learning_rate=t.learning_rate, **decay)
 
 
 def _minibatch(name: str):

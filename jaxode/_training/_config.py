@@ -131,7 +131,9 @@ class TrainConfig:
     variable projection with trust-region Gauss-Newton on the full batch, see `fit_gnvpro`;
     its budget is `iterations` outer iterations, else `2 * epochs` passes over the data) with
     `learning_rate` and `schedule` (`"cosine"`, `"step"`: times `decay_factor` every
-    `decay_every` steps, `"constant"`); `epochs` over minibatches of `batch_size`, or
+    `decay_every` steps, `"constant"`); `weight_decay` (the decoupled weight decay of `"adamw"`,
+    Loshchilov and Hutter; Optax's default 1e-4; other optimisers ignore it); `epochs` over
+    minibatches of `batch_size`, or
     `iterations` optimisation steps when set; `sampling` (`"epochs"`: a permutation per epoch,
     `"replacement"`: every batch drawn with replacement); `clip_norm` (global-norm gradient
     clipping, `None` for off); `loss` (`"mse"`, `"l1"`, `"relative"`); regularisers
@@ -152,6 +154,7 @@ class TrainConfig:
     schedule: str = "cosine"
     decay_every: int = 500
     decay_factor: float = 0.5
+    weight_decay: float = 1e-4
     epochs: int = 80
     iterations: int | None = None
     batch_size: int = 32
@@ -320,7 +323,7 @@ def check_config(config: RunConfig) -> None:
             "train.divergence_factor must be a finite number > 1 or none, got "
             f"{t.divergence_factor!r}."
         )
-    for name in ("tikhonov", "readout_tikhonov", "gram"):
+    for name in ("tikhonov", "readout_tikhonov", "gram", "weight_decay"):
         _non_negative("train", name, getattr(t, name))
     _check_seed("train", "seed", t.seed)
 

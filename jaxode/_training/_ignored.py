@@ -107,6 +107,11 @@ RULES = (
         "each, without a learning rate, batches, clipping or minibatch stops",
     ),
     Rule(
+        ("train.weight_decay",),
+        lambda c: c.train.optimiser in ("adam", "rmsprop", "sgd", "gnvpro"),
+        "train.optimiser {train.optimiser!r} has no decoupled weight decay (only 'adamw' has)",
+    ),
+    Rule(
         ("train.decay_every", "train.decay_factor"),
         lambda c: c.train.schedule in ("cosine", "constant"),
         "train.schedule {train.schedule!r} does not decay in steps",

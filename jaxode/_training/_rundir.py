@@ -33,11 +33,12 @@ COHORT, SUMMARY = "cohort.json", "summary.json"
 
 # The fields in which the members of one cohort may differ: runs equal in every other field
 # train as one compiled program. Each is data of a member, not structure: its seed, the scale
-# of its initial weights, its learning rate (a hyperparameter in the optimiser's state) and
-# its regulariser weights (`build_cohort_trainers`).
+# of its initial weights, its learning rate and weight decay (hyperparameters in the
+# optimiser's state) and its regulariser weights (`build_cohort_trainers`).
 COHORT_FIELDS = (
     ("train", "seed"),
     ("train", "learning_rate"),
+    ("train", "weight_decay"),
     ("train", "tikhonov"),
     ("train", "readout_tikhonov"),
     ("train", "gram"),
@@ -58,9 +59,10 @@ def _member_fields(config: RunConfig) -> tuple[tuple[str, str], ...]:
 class CohortLayout:
     """How a cohort lays out what its members differ in, which its checkpoints hold: the
     degree its polynomial bases are padded to (`None`: not padded) and whether each member's
-    learning rate is data in its optimiser state. A part of a planned cohort (a resume with
-    fewer cells, the survivors of a rung) trains in the layout of the whole
-    (`cohort_layout` of all its configurations), so that its members' checkpoints load."""
+    learning rate (and weight decay) is data in its optimiser state. A part of a planned
+    cohort (a resume with fewer cells, the survivors of a rung) trains in the layout of the
+    whole (`cohort_layout` of all its configurations), so that its members' checkpoints
+    load."""
 
     pad_to: int | None = None
     member_rates: bool = False
@@ -68,7 +70,7 @@ class CohortLayout:
 
 def cohort_layout(configs: list[RunConfig]) -> CohortLayout:
     """The layout of a cohort of `configs`."""
-    rates = len({c.train.learning_rate for c in configs}) > 1
+    rates = len({(c.train.learning_rate, c.train.weight_decay) for c in configs}) > 1
     return CohortLayout(padded_degree(configs), rates)
 
 
