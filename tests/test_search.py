@@ -179,3 +179,24 @@ def test_the_report_of_a_search_lists_its_best_trials_by_validation(tmp_path):
     ]
     assert [int(line.split("|")[1]) for line in table] == [r["trial"] for r in complete]
     assert f"| {complete[0]['trial']} | {complete[0]['value']:.4f} |" in table[0]
+
+
+def test_the_command_runs_a_search_and_its_dry_run_prints_the_space(tmp_path, capsys):
+    from jaxode._cli import main
+
+    path = tmp_path / "search.toml"
+    path.write_text(SPEC.format(sampler="random").replace("trials = 8", "trials = 4"))
+    assert main(["sweep", str(path), "--dry-run", "--no-progress"]) == 0
+    plan = capsys.readouterr().out
+    assert "search 'search': 4 trials in batches of 4 (RandomSampler, seed 3)" in plan
+    assert "train.learning_rate: LogUniform(low=0.0001, high=0.03)" in plan
+    assert "the first batch (as the random sampler draws it): sweep 'search': 4 cells" in plan
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--no-progress"]) == 0
+    records = jaxode.run_search(_spec().__class__.from_file(path), out, progress=False)
+    best = min(records, key=lambda r: r["value"])
+    printed = capsys.readouterr().out
+    assert (
+        f"4 trials: 4 complete; best val_global {best['value']:.4g} (trial {best['trial']}"
+        in printed
+    )
