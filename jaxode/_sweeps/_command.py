@@ -106,7 +106,6 @@ def _estimate_text(cost: dict) -> str:
 
 
 def run_sweep(args) -> int:
-    from ._executors import LocalExecutor, RayExecutor
     from ._plan import estimate, make_plan
     from ._spec import SweepSpec
     from ._sweep import sweep
@@ -125,14 +124,7 @@ def run_sweep(args) -> int:
         if not args.no_estimate:
             print(_estimate_text(estimate(plan, set_precision=True)))
         return 0
-    if args.address is not None and args.executor != "ray":
-        raise ValueError("--address needs --executor ray.")
-    executor = (
-        RayExecutor(address=args.address)
-        if args.executor == "ray"
-        else LocalExecutor(set_precision=True)
-    )
-    out = args.out or pathlib.Path("sweeps") / spec.name  # a single folder name: see SweepSpec
+    executor, out = _executor(args), _out(args, spec)
     plan = make_plan(
         spec,
         progress=not args.no_progress,
@@ -164,7 +156,6 @@ def run_sweep(args) -> int:
 def _run_search(spec, args) -> int:
     """`jaxode sweep` of a spec with a [search]: its trials (`run_search`), or with
     `--dry-run` the search and the plan of its first batch."""
-    from ._executors import LocalExecutor, RayExecutor
     from ._plan import make_plan
     from ._search_run import TRIALS, first_batch, run_search
 
@@ -182,14 +173,7 @@ def _run_search(spec, args) -> int:
         )
         print("the first batch (as the random sampler draws it): " + plan.describe())
         return 0
-    if args.address is not None and args.executor != "ray":
-        raise ValueError("--address needs --executor ray.")
-    executor = (
-        RayExecutor(address=args.address)
-        if args.executor == "ray"
-        else LocalExecutor(set_precision=True)
-    )
-    out = args.out or pathlib.Path("sweeps") / spec.name
+    executor, out = _executor(args), _out(args, spec)
     records = run_search(
         spec,
         out,
@@ -215,3 +199,19 @@ def _run_search(spec, args) -> int:
         + f"; trials in {out / TRIALS}; tables and plots: jaxode sweep report {out}"
     )
     return 0 if complete else 1
+
+
+def _executor(args):
+    """The executor the command's `--executor` and `--address` name."""
+    from ._executors import LocalExecutor, RayExecutor
+
+    if args.address is not None and args.executor != "ray":
+        raise ValueError("--address needs --executor ray.")
+    if args.executor == "ray":
+        return RayExecutor(address=args.address)
+    return LocalExecutor(set_precision=True)
+
+
+def _out(args, spec) -> pathlib.Path:
+    # The spec's name is a single folder name (see SweepSpec).
+    return pathlib.Path(args.out) if args.out else pathlib.Path("sweeps") / spec.name
