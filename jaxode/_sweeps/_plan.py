@@ -11,6 +11,7 @@ from .._process import set_precision as use_precision
 from .._training import (
     BASIS_FIELDS,
     COHORT_FIELDS,
+    HORIZON_FIELDS,
     MAX_COHORT,
     CohortLayout,
     RunConfig,
@@ -103,8 +104,8 @@ class SweepPlan:
         varying = varying_fields(self.cells)
         for cohort in self.cohorts:
             shown = {n: v for n, v in cohort.cells[0].values.items() if n in varying}
-            member_fields = COHORT_FIELDS + BASIS_FIELDS if cohort.padded else COHORT_FIELDS
-            shown = {n: v for n, v in shown.items() if tuple(n.split(".")) not in member_fields}
+            # The values its members differ in are listed with them, not in its label.
+            shown = {n: v for n, v in shown.items() if n not in varying_fields(cohort.cells)}
             label = ", ".join(f"{n}={v!r}" for n, v in shown.items()) or "base"
             lines.append(
                 f"  cohort {cohort.key}: {label}; {_count(len(cohort.cells), 'member')} "
@@ -147,7 +148,7 @@ def _member_values(cohort: Cohort) -> str:
     """The seeds of a cohort's members and the distinct values of every other cohort field
     in which they differ: `seeds 0, 1; train.learning_rate 0.001, 0.003`."""
     parts = []
-    for section, field in COHORT_FIELDS + BASIS_FIELDS:
+    for section, field in COHORT_FIELDS + BASIS_FIELDS + HORIZON_FIELDS:
         values = [getattr(getattr(c.config, section), field) for c in cohort.cells]
         if field == "seed":
             parts.insert(0, f"seeds {', '.join(map(str, dict.fromkeys(values)))}")

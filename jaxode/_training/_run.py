@@ -17,6 +17,7 @@ from ._build import build_cohort_trainers, build_model, build_settings, load_dat
 from ._config import RECORDING_ONLY, RunConfig
 from ._domain import DomainCheck, TrainingDomain
 from ._fit import FitResult, fit
+from ._horizons import rescale, unrescale
 from ._members import read_best
 from ._memory import check_memory
 from ._metrics import error_metrics, predict_in_chunks, predictions_and_status
@@ -278,18 +279,21 @@ def _stopping_at(step: int):
     return callback
 
 
-def _identity(config: RunConfig, padded_to: int | None = None) -> dict:
+def _identity(config: RunConfig, layout: CohortLayout | None = None) -> dict:
     """What a run's checkpoints record of its configuration (see `Checkpointing`): all but
     what changes only what the run records; for a member of a cohort of several bases, the
-    degree its checkpoints are padded to (`pad`), which only that cohort can resume."""
+    degree its checkpoints are padded to (`pad`), and of several horizons, that they are
+    rescaled (`rescale`): only such a cohort can resume them."""
     identity = {
         f"{section}.{name}": value
         for section, values in config.to_dict().items()
         for name, value in values.items()
         if f"{section}.{name}" not in RECORDING_ONLY
     }
-    if padded_to is not None:
-        identity["padded_degree"] = padded_to
+    if layout is not None and layout.pad_to is not None:
+        identity["padded_degree"] = layout.pad_to
+    if layout is not None and layout.horizons:
+        identity["horizon_as_data"] = True
     return identity
 
 
@@ -313,6 +317,9 @@ def _train_locked(
     own = [model for model, _ in initial]
     if degree is not None:
         initial = [(pad(model, degree), key) for model, key in initial]
+    unscaled = [model for model, _ in initial]
+    if layout.horizons:
+        initial = [(rescale(m, c.model.t1), key) for (m, key), c in zip(initial, configs)]
     val = data.arrays("val")
     results: list = [None] * len(configs)
     # Evaluated as trained: padded members share one structure, so one prediction program
@@ -328,7 +335,7 @@ def _train_locked(
                 checkpointing=Checkpointing(
                     [run_dirs[k].path for k in members],
                     resume=resume,
-                    identity=[_identity(configs[k], degree) for k in members],
+                    identity=[_identity(configs[k], layout) for k in members],
                 ),
                 progress=progress,
                 **settings,
@@ -343,9 +350,12 @@ def _train_locked(
                 found = fit(models, train_data, trainer, keys=keys, **common)
             for k, result in zip(members, found):
                 padded[k] = result.model
+                model = result.model
+                if layout.horizons:
+                    model = unrescale(model, unscaled[k])
                 if degree is not None:
-                    result = dataclasses.replace(result, model=unpad(result.model, own[k]))
-                results[k] = result
+                    model = unpad(model, own[k])
+                results[k] = dataclasses.replace(result, model=model)
     except BaseException:
         if not resume:
             for run_dir, made in zip(run_dirs, created):

@@ -14,8 +14,9 @@ from .._datasets import Affine, Dataset, TrajectoryData
 from .._files import atomic_write_text, json_text, read_json, read_text
 from .._locks import folder_lock, without_lock
 from .._wording import setting
-from ._config import RunConfig
+from ._config import RunConfig, is_time_series
 from ._domain import TrainingDomain
+from ._horizons import RESCALABLE
 from ._members import CHECKPOINT, HISTORY
 from ._padding import PADDABLE
 
@@ -47,31 +48,44 @@ COHORT_FIELDS = (
 # Member data too when every member's basis is polynomial (`PADDABLE`): the cohort trains in
 # the Legendre basis of its largest degree, each member through its own matrix (`pad`).
 BASIS_FIELDS = (("model", "basis"), ("model", "degree"))
+# Member data too for a discrete net whose basis window follows its horizon (`rescale`): the
+# cohort trains at horizon 1, each member's field times its own T.
+HORIZON_FIELDS = (("model", "t1"),)
 
 
 def _member_fields(config: RunConfig) -> tuple[tuple[str, str], ...]:
     """The fields in which `config` may differ from the other members of its cohort."""
-    polynomial = config.model.basis in PADDABLE and config.train.optimiser != "gnvpro"
-    return COHORT_FIELDS + BASIS_FIELDS if polynomial else COHORT_FIELDS
+    minibatch = config.train.optimiser != "gnvpro"
+    polynomial = config.model.basis in PADDABLE and minibatch
+    horizon = (
+        config.model.model in RESCALABLE
+        and config.model.basis_window is None
+        and not is_time_series(config.data)
+        and minibatch
+    )
+    return COHORT_FIELDS + BASIS_FIELDS * polynomial + HORIZON_FIELDS * horizon
 
 
 @dataclasses.dataclass(frozen=True)
 class CohortLayout:
     """How a cohort lays out what its members differ in, which its checkpoints hold: the
-    degree its polynomial bases are padded to (`None`: not padded) and whether each member's
-    learning rate (and weight decay) is data in its optimiser state. A part of a planned
+    degree its polynomial bases are padded to (`None`: not padded), whether each member's
+    learning rate (and weight decay) is data in its optimiser state, and whether its horizon
+    is data (`rescale`). A part of a planned
     cohort (a resume with fewer cells, the survivors of a rung) trains in the layout of the
     whole (`cohort_layout` of all its configurations), so that its members' checkpoints
     load."""
 
     pad_to: int | None = None
     member_rates: bool = False
+    horizons: bool = False
 
 
 def cohort_layout(configs: list[RunConfig]) -> CohortLayout:
     """The layout of a cohort of `configs`."""
     rates = len({(c.train.learning_rate, c.train.weight_decay) for c in configs}) > 1
-    return CohortLayout(padded_degree(configs), rates)
+    horizons = len({c.model.t1 for c in configs}) > 1
+    return CohortLayout(padded_degree(configs), rates, horizons)
 
 
 def padded_degree(configs: list[RunConfig]) -> int | None:
@@ -104,8 +118,7 @@ def check_cohort(configs: list[RunConfig]) -> None:
     """**Raises:** `ValueError` naming the fields in which a member differs from member 0
     other than `COHORT_FIELDS`."""
     first = configs[0].to_dict()
-    polynomial = all(_member_fields(c) != COHORT_FIELDS for c in configs)
-    fields = COHORT_FIELDS + BASIS_FIELDS if polynomial else COHORT_FIELDS
+    fields = set.intersection(*(set(_member_fields(c)) for c in configs))
     for k, config in enumerate(configs[1:], start=1):
         differing = [
             f"{section}.{key}"
@@ -114,9 +127,12 @@ def check_cohort(configs: list[RunConfig]) -> None:
             if first[section][key] != value and (section, key) not in fields
         ]
         if differing:
-            allowed = ", ".join(f"{s}.{k}" for s, k in fields)
-            if not polynomial:
+            every = COHORT_FIELDS + BASIS_FIELDS + HORIZON_FIELDS
+            allowed = ", ".join(f"{s}.{k}" for s, k in every if (s, k) in fields)
+            if not set(BASIS_FIELDS) <= fields:
                 allowed += " (and model.basis, model.degree where every basis is polynomial)"
+            if not set(HORIZON_FIELDS) <= fields:
+                allowed += " (and model.t1 of discrete nets whose basis window follows it)"
             raise ValueError(
                 f"cohort member {k} differs from member 0 in {', '.join(differing)}; members "
                 f"may differ only in {allowed}: train the others as separate runs or cohorts."
