@@ -44,6 +44,9 @@ def _leaves(model) -> list[np.ndarray]:
         dict(model="node", field="mlp", basis="legendre", field_init="normal", field_init_std=0.1),
         dict(model="hamiltonian", field="hamiltonian", basis="monomial", field_init="normal"),
         dict(model="resnet", field="layer", basis="static"),
+        # A discrete net's horizon is set after the draw, its windows following.
+        dict(model="resnet", field="layer", basis="chebyshev", t1=5.0, field_init="normal"),
+        dict(model="hamiltonian", field="hamiltonian", basis="legendre", t1=0.5),
     ],
 )
 def test_the_compiled_draw_gives_the_eager_numbers_bit_for_bit(changes):
@@ -150,3 +153,20 @@ def test_initial_scales_share_one_compiled_draw(caplog):
 def _layers(model):
     field = model.dynamics.field
     return [n for n in jax.tree_util.tree_leaves(field, is_leaf=_is_layer) if _is_layer(n)]
+
+
+def test_horizons_of_a_discrete_net_share_one_compiled_draw(caplog):
+    base = dataclasses.replace(ModelConfig(), model="resnet", field="layer", width=13)
+    with jax.log_compiles(), caplog.at_level("WARNING"):
+        models = [
+            build_model(
+                RunConfig(model=dataclasses.replace(base, t1=t1)), 6, 3, key=jax.random.PRNGKey(4)
+            )
+            for t1 in (0.5, 1.0, 3.0)
+        ]
+    draws = [r for r in caplog.records if "Finished XLA compilation of jit(_draw)" in r.message]
+    assert len(draws) == 1
+    assert [m.dynamics.t1 for m in models] == [0.5, 1.0, 3.0]
+    assert [_layers(m)[0].basis.t1 for m in models] == [0.5, 1.0, 3.0]
+    for a, b in zip(_leaves(models[0]), _leaves(models[2])):
+        assert np.array_equal(a, b)

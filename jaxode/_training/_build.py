@@ -37,6 +37,7 @@ from ._choices import (
     regularisers,
 )
 from ._config import ModelConfig, RunConfig, is_time_series
+from ._horizons import RESCALABLE, with_horizon
 from ._minibatch import MinibatchTrainer
 from ._settings import Evaluation, Stopping
 from ._trainer import AbstractTrainer
@@ -149,10 +150,18 @@ def build_model(
         trajectory = load_dataset(config.data.dataset, window=config.data.window)
         assert isinstance(trajectory, TrajectoryData)  # `is_time_series` named one
         dt = trajectory.dt
-    # The scale is applied below, outside the program: configurations that differ only in it
-    # (a cohort's members, a search's trials) share one compiled draw.
-    unscaled = dataclasses.replace(m, field_init_std=ModelConfig.field_init_std)
+    # The scale is applied below, outside the program, and so is the horizon of a discrete net
+    # whose window follows it (no draw depends on it): configurations that differ only in
+    # them (a cohort's members, a search's trials) share one compiled draw.
+    horizon = m.model in RESCALABLE and m.basis_window is None and not series
+    unscaled = dataclasses.replace(
+        m,
+        field_init_std=ModelConfig.field_init_std,
+        t1=ModelConfig.t1 if horizon else m.t1,
+    )
     model = _drawn(unscaled, series, dtype, in_size, out_size, dt, key)
+    if horizon and m.t1 != ModelConfig.t1:
+        model = with_horizon(model, m.t1)
     if m.field_init == "normal":
         model = _scaled_weights(model, m.field_init_std)
     if warn_window and not series:

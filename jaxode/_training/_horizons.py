@@ -58,19 +58,26 @@ def _is_basis(node) -> bool:
     return isinstance(node, AbstractTimeBasis)
 
 
-def _unit_windows(tree):
-    """`tree` with every time basis on the window [0, 1] (a `MappedBasis` and its reference
-    both)."""
+def _windows_to(tree, t1: float):
+    """`tree` with every time basis on the window [0, `t1`] (a `MappedBasis` and its
+    reference both)."""
 
-    def unit(basis):
+    def moved(basis):
         if not _is_basis(basis):
             return basis
         if isinstance(basis, MappedBasis):
-            reference = eqx.tree_at(lambda b: b.t1, basis.reference, 1.0)
-            return eqx.tree_at(lambda b: (b.t1, b.reference), basis, (1.0, reference))
-        return eqx.tree_at(lambda b: b.t1, basis, 1.0)
+            reference = eqx.tree_at(lambda b: b.t1, basis.reference, t1)
+            return eqx.tree_at(lambda b: (b.t1, b.reference), basis, (t1, reference))
+        return eqx.tree_at(lambda b: b.t1, basis, t1)
 
-    return jax.tree_util.tree_map(unit, tree, is_leaf=_is_basis)
+    return jax.tree_util.tree_map(moved, tree, is_leaf=_is_basis)
+
+
+def with_horizon(model, t1: float):
+    """`model` (a `Surrogate` over a `ResNet` or `HamiltonianNet` whose bases' windows are its
+    own [0, t1]) with the horizon `t1`, its windows following: the same parameters."""
+    field = _windows_to(model.dynamics.field, t1)
+    return eqx.tree_at(lambda m: (m.dynamics.field, m.dynamics.t1), model, (field, t1))
 
 
 def rescale(model, horizon: float):
@@ -86,7 +93,7 @@ def rescale(model, horizon: float):
         raise ValueError(
             f"the bases' windows must be [0, {horizon}] (the horizon) to take it as data."
         )
-    field = _unit_windows(dynamics.field)
+    field = _windows_to(dynamics.field, 1.0)
     dtype = jax.tree_util.tree_leaves(eqx.filter(field, eqx.is_inexact_array))[0].dtype
     factor = Constant(jnp.asarray(horizon, dtype))
     scaled = ScaledField(field=field, scale=factor, width=field.width)
