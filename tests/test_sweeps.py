@@ -313,7 +313,7 @@ def test_failed_cells_are_recorded_and_retried_on_request(tmp_path):
 
 
 def test_a_cell_that_raises_is_an_error_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    import jaxode._sweeps._cells as cells
+    import jaxode._sweeps._pruning as cells  # where a sweep's cohorts call train_cohort
 
     real = cells.train_cohort
 

@@ -17,9 +17,8 @@ from .._training import (
     RunConfig,
     RunDir,
     load_data,
-    train_cohort,
 )
-from ._pruning import AbstractPruning, train_with_pruning
+from ._pruning import AbstractPruning, resume_cohort, train_with_pruning
 from ._table import BUSY, METRICS as METRIC_COLUMNS
 
 INTERRUPTED = "interrupted"
@@ -134,13 +133,7 @@ def _train(pending: list, finished: list, layout, pruning, steps: int) -> list[d
             results = train_with_pruning(pending, finished, pruning, steps, layout)
             interrupted = {"status": INTERRUPTED, "message": "interrupted"}
             return [results.get(key, interrupted) for _, key, _ in pending]
-        outcomes = train_cohort(
-            [c for c, _, _ in pending],
-            [d.path for _, _, d in pending],
-            resume=True,
-            progress=False,
-            layout=layout,
-        )
+        outcomes = resume_cohort(pending, layout)
         return [
             metrics or {"status": str(r.status), "message": r.message} for _, r, metrics in outcomes
         ]

@@ -124,6 +124,19 @@ def _score(run_dir: RunDir, rung: int, metric: str) -> float:
     return min(finite, default=math.inf)
 
 
+def resume_cohort(cells: list, layout: CohortLayout | None, stop_at: int | None = None):
+    """`train_cohort` of `cells` (`(config, key, run_dir)`, started or resumed), in `layout`,
+    quietly, up to `stop_at` where given."""
+    return train_cohort(
+        [config for config, _, _ in cells],
+        [run_dir.path for _, _, run_dir in cells],
+        resume=True,
+        progress=False,
+        layout=layout,
+        stop_at=stop_at,
+    )
+
+
 def train_with_pruning(
     pending: list, finished: list, pruning: AbstractPruning, steps: int, layout: CohortLayout | None
 ) -> dict:
@@ -142,14 +155,7 @@ def train_with_pruning(
     for number, rung in enumerate(pruning.rungs(steps), start=1):
         behind = [cell for cell in alive if _reached(cell[2]) < rung]
         if behind:
-            outcomes = train_cohort(
-                [c for c, _, _ in behind],
-                [d.path for _, _, d in behind],
-                resume=True,
-                progress=False,
-                layout=layout,
-                stop_at=rung,
-            )
+            outcomes = resume_cohort(behind, layout, stop_at=rung)
             for (_, key, run_dir), (_, _, metrics) in zip(behind, outcomes):
                 if metrics:  # stopped by itself: out of the race from here on
                     results[key] = metrics
@@ -180,13 +186,7 @@ def train_with_pruning(
             results[key] = metrics
         alive = [cell for cell in alive if cell[1] not in results]
     if alive:
-        outcomes = train_cohort(
-            [c for c, _, _ in alive],
-            [d.path for _, _, d in alive],
-            resume=True,
-            progress=False,
-            layout=layout,
-        )
+        outcomes = resume_cohort(alive, layout)
         for (_, key, _), (_, result, metrics) in zip(alive, outcomes):
             results[key] = metrics or {"status": str(result.status), "message": result.message}
     return results
