@@ -147,7 +147,16 @@ def all_finite(tree: PyTree) -> Array:
 
 def stack(trees: list) -> PyTree:
     """One tree whose leaves stack the leaves of `trees` along a new leading axis."""
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+    return jax.tree_util.tree_map(_stacked, *trees)
+
+
+def _stacked(*leaves) -> Array:
+    # Stacked on the host and moved once: `jnp.stack` (and `jnp.asarray` of a NumPy array)
+    # compiles a program per count and shape of leaves, dozens per cohort of small models,
+    # each slower than the copy.
+    if any(jax.dtypes.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key) for leaf in leaves):
+        return jnp.stack(leaves)
+    return jax.device_put(np.stack([np.asarray(leaf) for leaf in leaves]))
 
 
 def member(tree: PyTree, k: int | np.integer) -> PyTree:
