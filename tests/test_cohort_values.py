@@ -14,6 +14,7 @@ import jaxode
 from jaxode._training import CohortLayout, RunConfig, cohort_key, cohort_layout, train, train_cohort
 from jaxode._training._build import build_cohort_trainers, load_data
 from jaxode._training._memory import estimate_memory, members_within_limit
+from jaxode._training._minibatch_run import MinibatchRun
 
 BASE = {
     "data": {"dataset": "elm"},
@@ -97,14 +98,21 @@ def test_adamw_members_with_their_own_weight_decay_equal_their_single_runs(tmp_p
     assert norms[1] < norms[0]
 
 
-def test_part_of_a_cohort_resumes_in_the_whole_cohorts_layout(tmp_path):
+def test_part_of_a_cohort_resumes_in_the_whole_cohorts_layout(tmp_path, monkeypatch):
     """Members 0 and 2 (one learning rate, one padded basis) stopped at step 3 with the whole
     cohort (three rates, bases padded to degree 3) resume without member 1: in the whole
-    cohort's layout their checkpoints load, and they end as their single runs do."""
+    cohort's layout their checkpoints load, and they end as their single runs do. The pause
+    queues no chunk past its evaluation (one chunk of 3 steps, not two)."""
     configs = _configs("cosine")
     configs[2] = configs[2].replace("model", basis="chebyshev", degree=3)
     dirs = [tmp_path / f"member{k}" for k in range(3)]
+    dispatched = []
+    dispatch = MinibatchRun._dispatch
+    monkeypatch.setattr(
+        MinibatchRun, "_dispatch", lambda run, state: dispatched.append(1) or dispatch(run, state)
+    )
     paused = train_cohort(configs, dirs, progress=False, stop_at=3)
+    assert len(dispatched) == 1
     assert [result.steps for _, result, _ in paused] == [3, 3, 3]
     assert [str(result.status) for _, result, _ in paused] == ["interrupted"] * 3
     layout = cohort_layout(configs)

@@ -146,7 +146,7 @@ def _train(models: list, train, trainer, val, keys, settings: dict, progress, ca
         )
     ]
     run = trainer.start(problem, members, checkpointing.resume)
-    drive(run, progress=progress, callback=callback)
+    drive(run, progress=progress, callback=callback, pause_at=problem.evaluation.pause_at)
     results = []
     for k, record in enumerate(members):
         outcome = run.outcome(k)

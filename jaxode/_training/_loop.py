@@ -13,12 +13,19 @@ from ._progress import progress_bar
 from ._trainer import AbstractRun
 
 
-def drive(run: AbstractRun, *, progress: bool, callback: Callable | None = None) -> None:
+def drive(
+    run: AbstractRun,
+    *,
+    progress: bool,
+    callback: Callable | None = None,
+    pause_at: int | None = None,
+) -> None:
     """Trains until every member of `run` has stopped. Each evaluated member's history row is
     appended to its record and, where the trainer says so, written with its checkpoint; then
     `callback(k, row)` is called; an exception it raises stops training, the checkpoints
-    kept. A `KeyboardInterrupt` (Ctrl-C, or SIGTERM as the command line handles it) marks the
-    members still running as interrupted. Nothing is shown when no member has work left."""
+    kept. A `KeyboardInterrupt` (Ctrl-C, or SIGTERM as the command line handles it), or an
+    evaluation at or after step `pause_at`, marks the members still running as interrupted.
+    Nothing is shown when no member has work left."""
     if not run.running():
         return
     done, total, _ = run.progress()
@@ -44,6 +51,11 @@ def drive(run: AbstractRun, *, progress: bool, callback: Callable | None = None)
             if callback is not None:
                 for k, evaluated in evaluations.items():
                     callback(int(k), evaluated.row)
+            if pause_at is not None and any(
+                evaluated.row["step"] >= pause_at for evaluated in evaluations.values()
+            ):
+                run.interrupt()
+                break
     except KeyboardInterrupt:
         run.interrupt()
     finally:

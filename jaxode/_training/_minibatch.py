@@ -222,6 +222,7 @@ class MinibatchTrainer(AbstractTrainer):
             counter=self._counter(problem),
             clip_norm=self.clip_norm,
             count_every=problem.evaluation.count_every,
+            pause_at=problem.evaluation.pause_at,
         )
 
     def _regularisers(self, size: int) -> list[tuple]:

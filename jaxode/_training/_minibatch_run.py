@@ -106,10 +106,11 @@ class MinibatchRun(AbstractRun):
         counter: Callable[..., EvaluationCounts] | None,
         clip_norm: float | None,
         count_every: int | None,
+        pause_at: int | None = None,
     ):
         self.task, self.programs, self.state, self.arrays = task, programs, state, arrays
         self.members, self.mesh, self.restore, self.counter = members, mesh, restore, counter
-        self.clip_norm, self.count_every = clip_norm, count_every
+        self.clip_norm, self.count_every, self.pause_at = clip_norm, count_every, pause_at
         self.counters = Counters.of(state)
         self._host = None
         self.resumed_wall = [record.wall for record in members]
@@ -173,11 +174,18 @@ class MinibatchRun(AbstractRun):
 
     def advance(self) -> dict[int, Evaluated]:
         running, steps = self.counters.status == RUNNING, self.counters.step
-        assert self.pending is not None, "advance() before compile()"
+        assert self.chunk is not None, "advance() before compile()"
+        if self.pending is None:  # held at `pause_at`, which this run then went past
+            self.pending = self._dispatch(self.state)
         stepped, before, recorded = self.pending
+        # The evaluation that reaches `pause_at` pauses the run: no chunk is queued after it.
+        pausing = self.pause_at is not None and (
+            int(np.max(steps[running])) + self.task.interval >= self.pause_at
+        )
+        queue = lambda state: None if pausing else self._dispatch(state)
         if not self.task.validated:
             # The chunk did its evaluation's bookkeeping: queue the next one at once.
-            self.state, self.pending = stepped, self._dispatch(stepped)
+            self.state, self.pending = stepped, queue(stepped)
         after = Counters.unpack(before)
         self.done += int(np.max(after.step[running])) - int(np.max(steps[running]))
         evaluated = running & (after.status == RUNNING)
@@ -189,7 +197,7 @@ class MinibatchRun(AbstractRun):
             flags = place(self.mesh, jnp.asarray(evaluated), True)
             monitored = place(self.mesh, jnp.asarray(monitored, self.arrays.xs.dtype), True)
             stepped, recorded = self.programs.record(stepped, monitored, flags)
-            self.state, self.pending = stepped, self._dispatch(stepped)
+            self.state, self.pending = stepped, queue(stepped)
         self.counters = Counters.unpack(recorded)
         self.last_running = running
         for k, row in rows.items():

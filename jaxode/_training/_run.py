@@ -264,21 +264,6 @@ def train_cohort(
             raise
 
 
-class _Paused(KeyboardInterrupt):
-    """Stops training at a chosen step as an interrupt does: every member keeps its
-    checkpoint and history, and resumes from them."""
-
-
-def _stopping_at(step: int):
-    """`fit`'s callback that stops training at the first evaluation at or after `step`."""
-
-    def callback(*args):
-        if args[-1]["step"] >= step:
-            raise _Paused
-
-    return callback
-
-
 def _identity(config: RunConfig, layout: CohortLayout | None = None) -> dict:
     """What a run's checkpoints record of its configuration (see `Checkpointing`): all but
     what changes only what the run records; for a member of a cohort of several bases, the
@@ -312,6 +297,8 @@ def _train_locked(
     check_memory(configs, data)
     groups = build_cohort_trainers(configs, data, layout.member_rates)
     settings = build_settings(configs[0], data)
+    if stop_at is not None:
+        settings["evaluation"] = dataclasses.replace(settings["evaluation"], pause_at=stop_at)
     initial = [_initial(config, data) for config in configs]
     degree = layout.pad_to
     own = [model for model, _ in initial]
@@ -339,7 +326,6 @@ def _train_locked(
                 ),
                 progress=progress,
                 **settings,
-                **({} if stop_at is None else {"callback": _stopping_at(stop_at)}),
             )
             train_data = data.arrays("train")
             if len(configs) == 1:  # a cohort of one on one device (no vmap): `train`'s run

@@ -55,15 +55,20 @@ class Evaluation(eqx.Module):
       program of its own, which no compilation cache keeps (a few seconds per run on a CPU);
       a fixed-step model's follow from its structure.
     - `count_every`: see `count_evaluations`.
+    - `pause_at`: stop every member at the first evaluation at or after this step, as an
+      interrupt does (status `"interrupted"`, checkpoints and histories kept), and queue no
+      work past it: a rung of successive halving, from which a resume goes on.
     """
 
     every: int | None = None
     count_evaluations: bool = False
     count_every: int | None = 10
+    pause_at: int | None = None
 
     def __check_init__(self):
         check_count("every", self.every)
         check_count("count_every", self.count_every, allow_none=not self.count_evaluations)
+        check_count("pause_at", self.pause_at)
 
 
 def _directories(directory) -> tuple[pathlib.Path | None, ...] | None:
