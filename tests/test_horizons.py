@@ -1,4 +1,5 @@
-"""The horizon T of a ResNet or Hamiltonian net as member data (issue 27): nets of several
+"""The horizon T of a ResNet, Hamiltonian net or fixed-step neural ODE as member data (issue
+27): nets of several
 horizons (and bases) train as one program at horizon 1, each member's field times its own T,
 and each equals the single run of its configuration to rounding (float64)."""
 
@@ -15,6 +16,7 @@ CELLS = [("static", 0, 0.5), ("legendre", 3, 1.0), ("chebyshev", 2, 5.0)]
 NETS = {
     "resnet": {"model": "resnet", "field": "layer", "width": 4, "steps": 3},
     "hamiltonian": {"model": "hamiltonian", "field": "hamiltonian", "width": 3, "steps": 4},
+    "heun": {"model": "node", "field": "layer", "width": 3, "solver": "heun", "steps": 3},
 }
 
 
@@ -64,16 +66,18 @@ def test_a_rescaled_net_predicts_as_the_net_of_its_horizon():
     np.testing.assert_allclose(scaled.predict(x), model.predict(x), rtol=1e-12, atol=1e-14)
 
 
-def test_only_discrete_nets_whose_window_follows_t1_share_horizons():
+def test_only_nets_of_fixed_steps_whose_window_follows_t1_share_horizons():
     resnet = RunConfig().replace("model", model="resnet", field="layer")
     assert cohort_key(resnet) == cohort_key(resnet.replace("model", t1=5.0))
     check_cohort([resnet, resnet.replace("model", t1=5.0)])
     node = RunConfig()
     assert cohort_key(node) != cohort_key(node.replace("model", t1=5.0))
-    with pytest.raises(ValueError, match="model.t1 of discrete nets whose basis window"):
+    with pytest.raises(ValueError, match="model.t1 of nets of fixed steps whose basis window"):
         check_cohort([node, node.replace("model", t1=5.0)])
     windowed = resnet.replace("model", basis_window=1.0)
     with pytest.raises(ValueError, match="differs from member 0 in model.t1"):
         check_cohort([windowed, windowed.replace("model", t1=5.0)])
-    with pytest.raises(ValueError, match="only a ResNet or Hamiltonian net"):
+    euler = node.replace("model", solver="euler")
+    assert cohort_key(euler) == cohort_key(euler.replace("model", t1=5.0))
+    with pytest.raises(ValueError, match="only a ResNet, Hamiltonian net or neural ODE of fixed"):
         rescale(build_model(node, 15, 6, key=jax.random.PRNGKey(0)), 1.0)

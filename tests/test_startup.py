@@ -47,6 +47,10 @@ def _leaves(model) -> list[np.ndarray]:
         # A discrete net's horizon is set after the draw, its windows following.
         dict(model="resnet", field="layer", basis="chebyshev", t1=5.0, field_init="normal"),
         dict(model="hamiltonian", field="hamiltonian", basis="legendre", t1=0.5),
+        # Polynomial bases are drawn in the Legendre basis of their size, then put in place.
+        dict(model="node", field="mlp", basis="monomial", degree=3, field_init="normal"),
+        dict(model="node", field="layer", basis="chebyshev", degree=1),
+        dict(model="node", field="layer", basis="fourier", degree=2),
     ],
 )
 def test_the_compiled_draw_gives_the_eager_numbers_bit_for_bit(changes):
@@ -170,3 +174,28 @@ def test_horizons_of_a_discrete_net_share_one_compiled_draw(caplog):
     assert [_layers(m)[0].basis.t1 for m in models] == [0.5, 1.0, 3.0]
     for a, b in zip(_leaves(models[0]), _leaves(models[2])):
         assert np.array_equal(a, b)
+
+
+def test_polynomial_bases_of_one_size_share_one_compiled_draw(caplog):
+    base = dataclasses.replace(ModelConfig(), model="resnet", field="layer", width=9)
+    bases = [("monomial", 2), ("legendre", 2), ("chebyshev", 2), ("static", 0), ("legendre", 0)]
+    with jax.log_compiles(), caplog.at_level("WARNING"):
+        models = [
+            build_model(
+                RunConfig(model=dataclasses.replace(base, basis=b, degree=d)),
+                6,
+                3,
+                key=jax.random.PRNGKey(5),
+            )
+            for b, d in bases
+        ]
+    draws = [r for r in caplog.records if "Finished XLA compilation of jit(_draw)" in r.message]
+    assert len(draws) == 2
+    names = [type(layer.basis).__name__ for m in models for layer in _layers(m)[:1]]
+    assert names == [
+        "MonomialBasis",
+        "LegendreBasis",
+        "ChebyshevBasis",
+        "ConstantBasis",
+        "LegendreBasis",
+    ]

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
+from .._bases import AbstractTimeBasis
 from .._datasets import Dataset, TrajectoryData, load_dataset
 from .._layers import TimeVaryingLinear
 from .._models import (
@@ -37,8 +38,9 @@ from ._choices import (
     regularisers,
 )
 from ._config import ModelConfig, RunConfig, is_time_series
-from ._horizons import RESCALABLE, with_horizon
+from ._horizons import horizon_is_data, with_horizon
 from ._minibatch import MinibatchTrainer
+from ._padding import PADDABLE
 from ._settings import Evaluation, Stopping
 from ._trainer import AbstractTrainer
 
@@ -101,12 +103,26 @@ def normal_init(field, std: float, *, key):
 def _field(m, dtype, *, key):
     """The field of `m`; with `field_init = "normal"`, its weights standard normal draws
     still to be scaled by `m.field_init_std` (`_scaled_weights`)."""
-    t1 = m.t1 if m.basis_window is None else m.basis_window
-    basis = BASES[m.basis](m.degree, t1=t1, **({"clamp": True} if m.clamp else {}))
-    field = FIELDS[m.field](m, basis, key=key, dtype=dtype)
+    field = FIELDS[m.field](m, _basis(m), key=key, dtype=dtype)
     if m.field_init == "normal":
         field = _standard_normal_weights(field, key=jax.random.fold_in(key, 1))
     return field
+
+
+def _functions(m) -> int:
+    return 1 if m.basis == "static" else m.degree + 1
+
+
+def _basis(m):
+    t1 = m.t1 if m.basis_window is None else m.basis_window
+    return BASES[m.basis](m.degree, t1=t1, **({"clamp": True} if m.clamp else {}))
+
+
+def _with_basis(model, basis):
+    """`model` with `basis` in place of each of its bases (of as many functions)."""
+    is_basis = lambda node: isinstance(node, AbstractTimeBasis)
+    swap = lambda node: basis if is_basis(node) else node
+    return jax.tree_util.tree_map(swap, model, is_leaf=is_basis)
 
 
 def _warn_basis_window(m, field) -> None:
@@ -150,16 +166,22 @@ def build_model(
         trajectory = load_dataset(config.data.dataset, window=config.data.window)
         assert isinstance(trajectory, TrajectoryData)  # `is_time_series` named one
         dt = trajectory.dt
-    # The scale is applied below, outside the program, and so is the horizon of a discrete net
+    # The scale is applied below, outside the program, and so is the horizon of a net of fixed steps
     # whose window follows it (no draw depends on it): configurations that differ only in
     # them (a cohort's members, a search's trials) share one compiled draw.
-    horizon = m.model in RESCALABLE and m.basis_window is None and not series
+    horizon = horizon_is_data(m, series)
     unscaled = dataclasses.replace(
         m,
         field_init_std=ModelConfig.field_init_std,
         t1=ModelConfig.t1 if horizon else m.t1,
     )
-    model = _drawn(unscaled, series, dtype, in_size, out_size, dt, key)
+    # A draw reads a basis's number of functions only: polynomial bases of one size share a
+    # compiled draw in the Legendre basis, which their own replaces.
+    polynomial = m.basis in PADDABLE
+    drawn = dataclasses.replace(unscaled, basis="legendre", degree=_functions(m) - 1)
+    model = _drawn(drawn if polynomial else unscaled, series, dtype, in_size, out_size, dt, key)
+    if polynomial:
+        model = _with_basis(model, _basis(unscaled))
     if horizon and m.t1 != ModelConfig.t1:
         model = with_horizon(model, m.t1)
     if m.field_init == "normal":

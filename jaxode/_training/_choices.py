@@ -58,6 +58,9 @@ def _fixed_steps(solver):
     return lambda m: (solver(), diffrax.ConstantStepSize(), m.t1 / m.steps)
 
 
+# The solvers that take `steps` steps of size t1 / steps.
+FIXED_STEP_SOLVERS = ("heun", "euler")
+
 # name -> model config -> (solver, step-size controller, dt0)
 SOLVERS = {
     "dopri5": _adaptive(diffrax.Dopri5),

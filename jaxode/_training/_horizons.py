@@ -1,25 +1,36 @@
-"""The horizon T of a discrete net as data of a cohort's member, so that nets of several horizons
-train as one compiled program.
+"""The horizon T of a net of fixed steps as data of a cohort's member, so that nets of several
+horizons train as one compiled program.
 
-A ResNet or Hamiltonian net of horizon T takes `steps` steps of size T / steps at the times
-t_j = j T / steps, where its basis, on the window [0, T], is evaluated at tau_j = j / steps.
-The same net with horizon 1, the window [0, 1] and its field multiplied by T takes the same
-steps at the same tau_j: it equals the original to rounding. `rescale` makes that net, with T
-a `Constant` of the member; `unrescale` gives back the net of the member's own horizon.
+A ResNet, Hamiltonian net or neural ODE of a fixed-step solver with horizon T takes `steps`
+steps of size T / steps at the times t_j = j T / steps, where its basis, on the window [0, T],
+is evaluated at tau_j = j / steps. The same net with horizon 1, the window [0, 1] and its field
+multiplied by T takes the same steps at the same tau_j: it equals the original to rounding.
+`rescale` makes that net, with T a `Constant` of the member; `unrescale` gives back the net of
+the member's own horizon.
 """
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from .._bases import AbstractTimeBasis
 from .._fields import AbstractField
-from .._models import HamiltonianNet, ResNet
+from .._models import HamiltonianNet, NeuralODE, ResNet
+from ._choices import FIXED_STEP_SOLVERS
 from ._padding import Constant, MappedBasis
 
-# The models whose horizon can be member data: fixed steps of size T / steps. An adaptive
-# neural ODE's first step depends on T beyond that scaling, so its horizon stays structure.
+# The discrete nets, whose steps are T / steps. An adaptive neural ODE's first step depends on
+# T beyond that scaling (Diffrax's initial-step heuristic), so its horizon stays structure.
 RESCALABLE = ("resnet", "hamiltonian")
+
+
+def horizon_is_data(m, series: bool) -> bool:
+    """Whether a model of the model configuration `m` takes its horizon as member data: a
+    discrete net or a neural ODE of a fixed-step solver, whose bases' window follows the
+    horizon, not of a time series (whose windows fix the steps)."""
+    fixed = m.model in RESCALABLE or (m.model == "node" and m.solver in FIXED_STEP_SOLVERS)
+    return fixed and m.basis_window is None and not series
 
 
 class ScaledField(AbstractField):
@@ -73,21 +84,43 @@ def _windows_to(tree, t1: float):
     return jax.tree_util.tree_map(moved, tree, is_leaf=_is_basis)
 
 
-def with_horizon(model, t1: float):
-    """`model` (a `Surrogate` over a `ResNet` or `HamiltonianNet` whose bases' windows are its
-    own [0, t1]) with the horizon `t1`, its windows following: the same parameters."""
-    field = _windows_to(model.dynamics.field, t1)
+def _fixed_steps(dynamics) -> bool:
+    if isinstance(dynamics, NeuralODE):
+        return isinstance(dynamics.stepsize_controller, diffrax.ConstantStepSize)
+    return isinstance(dynamics, (ResNet, HamiltonianNet))
+
+
+def _moved(model, field, t1: float):
+    """`model` with `field` and the horizon `t1`; a neural ODE keeps its number of steps."""
+    dynamics = model.dynamics
+    if isinstance(dynamics, NeuralODE):
+        assert dynamics.dt0 is not None  # fixed steps (`_fixed_steps`)
+        # t1 / steps, as the configuration's solver computes it (`SOLVERS`).
+        dt0 = t1 / round(dynamics.t1 / dynamics.dt0)
+        return eqx.tree_at(
+            lambda m: (m.dynamics.field, m.dynamics.t1, m.dynamics.dt0), model, (field, t1, dt0)
+        )
     return eqx.tree_at(lambda m: (m.dynamics.field, m.dynamics.t1), model, (field, t1))
 
 
+def with_horizon(model, t1: float):
+    """`model` (a `Surrogate` over a net of fixed steps whose bases' windows are its own
+    [0, t1]) with the horizon `t1`, its windows and steps following: the same parameters."""
+    return _moved(model, _windows_to(model.dynamics.field, t1), t1)
+
+
 def rescale(model, horizon: float):
-    """`model` (a `Surrogate` over a `ResNet` or `HamiltonianNet` from t0 = 0, its bases on
-    [0, `horizon`]) as the equal net of horizon 1 with its field times `horizon`.
+    """`model` (a `Surrogate` over a `ResNet`, `HamiltonianNet` or fixed-step `NeuralODE`
+    from t0 = 0, its bases on [0, `horizon`]) as the equal net of horizon 1 with its field
+    times `horizon`.
 
     **Raises:** `ValueError` for other dynamics, or bases whose window is not [0, horizon]."""
     dynamics = model.dynamics
-    if not isinstance(dynamics, (ResNet, HamiltonianNet)) or dynamics.t0 != 0.0:
-        raise ValueError("only a ResNet or Hamiltonian net from t0 = 0 takes its horizon as data.")
+    if not _fixed_steps(dynamics) or dynamics.t0 != 0.0:
+        raise ValueError(
+            "only a ResNet, Hamiltonian net or neural ODE of fixed steps from t0 = 0 takes its "
+            "horizon as data."
+        )
     bases = [b for b in jax.tree_util.tree_leaves(dynamics.field, is_leaf=_is_basis)]
     if any(_is_basis(b) and (b.t0 != 0.0 or b.t1 != horizon) for b in bases):
         raise ValueError(
@@ -97,7 +130,7 @@ def rescale(model, horizon: float):
     dtype = jax.tree_util.tree_leaves(eqx.filter(field, eqx.is_inexact_array))[0].dtype
     factor = Constant(jnp.asarray(horizon, dtype))
     scaled = ScaledField(field=field, scale=factor, width=field.width)
-    return eqx.tree_at(lambda m: (m.dynamics.field, m.dynamics.t1), model, (scaled, 1.0))
+    return _moved(model, scaled, 1.0)
 
 
 def unrescale(trained, original):

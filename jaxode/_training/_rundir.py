@@ -16,7 +16,7 @@ from .._locks import folder_lock, without_lock
 from .._wording import setting
 from ._config import RunConfig, is_time_series
 from ._domain import TrainingDomain
-from ._horizons import RESCALABLE
+from ._horizons import horizon_is_data
 from ._members import CHECKPOINT, HISTORY
 from ._padding import PADDABLE
 
@@ -48,7 +48,7 @@ COHORT_FIELDS = (
 # Member data too when every member's basis is polynomial (`PADDABLE`): the cohort trains in
 # the Legendre basis of its largest degree, each member through its own matrix (`pad`).
 BASIS_FIELDS = (("model", "basis"), ("model", "degree"))
-# Member data too for a discrete net whose basis window follows its horizon (`rescale`): the
+# Member data too for a net of fixed steps whose basis window follows its horizon (`rescale`): the
 # cohort trains at horizon 1, each member's field times its own T.
 HORIZON_FIELDS = (("model", "t1"),)
 
@@ -57,12 +57,7 @@ def _member_fields(config: RunConfig) -> tuple[tuple[str, str], ...]:
     """The fields in which `config` may differ from the other members of its cohort."""
     minibatch = config.train.optimiser != "gnvpro"
     polynomial = config.model.basis in PADDABLE and minibatch
-    horizon = (
-        config.model.model in RESCALABLE
-        and config.model.basis_window is None
-        and not is_time_series(config.data)
-        and minibatch
-    )
+    horizon = horizon_is_data(config.model, is_time_series(config.data)) and minibatch
     return COHORT_FIELDS + BASIS_FIELDS * polynomial + HORIZON_FIELDS * horizon
 
 
@@ -132,7 +127,7 @@ def check_cohort(configs: list[RunConfig]) -> None:
             if not set(BASIS_FIELDS) <= fields:
                 allowed += " (and model.basis, model.degree where every basis is polynomial)"
             if not set(HORIZON_FIELDS) <= fields:
-                allowed += " (and model.t1 of discrete nets whose basis window follows it)"
+                allowed += " (and model.t1 of nets of fixed steps whose basis window follows it)"
             raise ValueError(
                 f"cohort member {k} differs from member 0 in {', '.join(differing)}; members "
                 f"may differ only in {allowed}: train the others as separate runs or cohorts."
