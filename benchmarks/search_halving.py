@@ -1,9 +1,8 @@
 """A random search on ELM trained to the end against the same search with successive halving.
 
 256 random configurations of the example sweep's ResNet (width 15, 12 steps, 40 epochs,
-validation every 2 epochs): learning rate (log-uniform 1e-4 to 3e-2), an L2 weight penalty
-(`train.tikhonov`, log-uniform 1e-8 to 1e-3; Adam with an L2 penalty, jaxode's form of weight
-decay), basis (static, monomial, Legendre, Chebyshev) x degree (1-4), horizon T (`model.t1`,
+validation every 2 epochs, AdamW): learning rate (log-uniform 1e-4 to 3e-2), weight decay
+(`train.weight_decay`, AdamW's decoupled decay, log-uniform 1e-6 to 1e-1), basis (static, monomial, Legendre, Chebyshev) x degree (1-4), horizon T (`model.t1`,
 0.5, 1 or 2) and initial scale (`model.field_init_std` of a normal initialisation, log-uniform
 0.02 to 0.5). Side "full": `jaxode sweep` of the search spec, every trial to its end. Side
 "halving": the same spec with `[pruning] kind = "halving"`, first rung at 216 steps (4 epochs),
@@ -44,6 +43,7 @@ field_init = "normal"
 epochs = 40
 eval_every = 2
 batch_size = 32
+optimiser = "adamw"
 [search]
 sampler = "random"
 seed = 0
@@ -51,7 +51,7 @@ trials = {trials}
 batch = {trials}
 [search.space]
 "train.learning_rate" = {{ log-uniform = [1e-4, 3e-2] }}
-"train.tikhonov" = {{ log-uniform = [1e-8, 1e-3] }}
+"train.weight_decay" = {{ log-uniform = [1e-6, 1e-1] }}
 "model.basis" = {{ choice = ["static", "monomial", "legendre", "chebyshev"] }}
 "model.degree" = {{ int = [1, 4] }}
 "model.t1" = {{ choice = [0.5, 1.0, 2.0] }}
