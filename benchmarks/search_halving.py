@@ -2,8 +2,9 @@
 
 256 random configurations of the example sweep's ResNet (width 15, 12 steps, 40 epochs,
 validation every 2 epochs, AdamW): learning rate (log-uniform 1e-4 to 3e-2), weight decay
-(`train.weight_decay`, AdamW's decoupled decay, log-uniform 1e-6 to 1e-1), basis (static, monomial, Legendre, Chebyshev) x degree (1-4), horizon T (`model.t1`,
-0.5, 1 or 2) and initial scale (`model.field_init_std` of a normal initialisation, log-uniform
+(`train.weight_decay`, AdamW's decoupled decay, log-uniform 1e-6 to 1e-1), basis (static,
+monomial, Legendre, Chebyshev) x degree (1-4), horizon T (`model.t1`, 0.5, 1 or 2) and initial
+scale (`model.field_init_std` of a normal initialisation, log-uniform
 0.02 to 0.5). Side "full": `jaxode sweep` of the search spec, every trial to its end. Side
 "halving": the same spec with `[pruning] kind = "halving"`, first rung at 216 steps (4 epochs),
 reduction 3. Each side is one `jaxode sweep` process with an empty compilation cache of its

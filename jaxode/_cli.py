@@ -9,7 +9,10 @@ import signal
 import sys
 import time
 
+import numpy as np
+
 from ._datasets import BUNDLED, TrajectoryData, load_dataset, load_inputs
+from ._ensemble_cli import evaluate_ensemble_folder, predictive_columns, print_ensemble
 from ._files import atomic_write_text, read_text
 from ._process import set_precision, use_compilation_cache
 from ._runs_table import (
@@ -36,6 +39,7 @@ from ._training import (
     RunDir,
     Status,
     TrainConfig,
+    calibrate_cohort,
     error_metrics,
     evaluate_model,
     load,
@@ -46,6 +50,8 @@ from ._training import (
     train,
     train_cohort,
 )
+from ._training._config import is_time_series
+from ._training._run import load as load_run
 from ._wording import command_line
 
 PACKAGE = pathlib.Path(__file__).resolve().parent
@@ -177,6 +183,14 @@ def _train_parser(sub) -> None:
         "program; --out is then the cohort's folder: a run seed-<s>/ per seed and summary.json "
         "(mean +- sample std of every metric)",
     )
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        metavar="K",
+        help="train K members (seeds from --seed on) as one cohort, as --seeds does, and "
+        "calibrate their ensemble on the validation split: ensemble.json and calibration.png "
+        "in --out; jaxode predict --std / --level give its spread and intervals",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, section, name, kind, text in OPTIONS:
         choices = CHOICES.get((section, name))
@@ -297,6 +311,7 @@ def _train(args) -> int:
                 ("--config", args.config),
                 ("--out", args.out),
                 ("--seeds", args.seeds),
+                ("--ensemble", args.ensemble),
             )
             if value is not None
         ]
@@ -318,9 +333,11 @@ def _train(args) -> int:
         # Data, model, basis and (when not the default) optimiser: what tells runs apart.
         optimiser = "" if config.train.optimiser == "adam" else f"-{config.train.optimiser}"
         name = f"{label}-{config.model.model}-{config.model.basis}{optimiser}"
-        name += "-seeds" if args.seeds else ""
+        if args.seeds is not None and args.ensemble is not None:
+            raise ValueError("--seeds and --ensemble both set the members: give one of them.")
+        name += "-seeds" if args.seeds else "-ensemble" if args.ensemble else ""
         out = args.out or pathlib.Path("runs") / f"{name}-{stamp}"
-        if args.seeds is not None:
+        if args.seeds is not None or args.ensemble is not None:
             return _train_cohort(args, config, out)
     set_precision(config.train.precision)
     _, result, metrics = train(
@@ -357,10 +374,18 @@ _SUMMARY_METRICS = (
 )
 
 
+def _member_seeds(args, config: RunConfig) -> list[int]:
+    if args.seeds is not None:
+        return parse_seeds(args.seeds)
+    if args.ensemble < 2:
+        raise ValueError(f"--ensemble: an ensemble needs at least 2 members, got {args.ensemble}.")
+    return list(range(config.train.seed, config.train.seed + args.ensemble))
+
+
 def _train_cohort(args, config: RunConfig | None, out: pathlib.Path) -> int:
     """`train --seeds`: one cohort, a run directory per seed and a summary."""
     cohort = CohortDir(out)
-    seeds = [] if config is None else parse_seeds(args.seeds)
+    seeds = [] if config is None else _member_seeds(args, config)
     created = not out.exists()
     with cohort.lock():
         if config is None:
@@ -399,6 +424,12 @@ def _report_cohort(cohort: CohortDir, outcomes: list) -> int:
     cohort.write_summary(summary)
     print(f"mean +- sample std over {len(seeds)} seeds:")
     print(summary_table(summary, _SUMMARY_METRICS))
+    trained = all("test_global" in metrics for _, _, metrics in outcomes)
+    series = is_time_series(cohort.members()[0].config().data)
+    if trained and len(seeds) > 1 and not series:
+        _, metrics = calibrate_cohort(out)
+        print(f"the {len(seeds)} members as an ensemble (calibrated on val):")
+        print_ensemble(metrics)
     print(f"written to {out}")
     return 0 if all(s.succeeded for s in statuses) else 1
 
@@ -410,7 +441,7 @@ def _load_run(run_dir: pathlib.Path):
             "written by `jaxode train`."
         )
     set_precision(RunDir(run_dir).config().train.precision)
-    return load(run_dir)
+    return load_run(run_dir)
 
 
 def _refuse_overwrite(target: pathlib.Path, force: bool) -> None:
@@ -421,6 +452,8 @@ def _refuse_overwrite(target: pathlib.Path, force: bool) -> None:
 
 
 def _evaluate(args) -> int:
+    if CohortDir(args.run_dir).holds_cohort():
+        return evaluate_ensemble_folder(args)
     trained = _load_run(args.run_dir)
 
     stored = trained.config.data
@@ -519,14 +552,21 @@ def _domain_check(trained, x, args):
 
 
 def _predict(args) -> int:
-    trained = _load_run(args.run_dir)
+    if CohortDir(args.run_dir).holds_cohort():
+        set_precision(CohortDir(args.run_dir).members()[0].config().train.precision)
+        trained = load(args.run_dir)
+    else:
+        trained = _load_run(args.run_dir)
 
     x = load_inputs(args.input, trained.model.in_size)
     target = args.output or args.input.with_name(args.input.stem + "_predictions.csv")
     _refuse_overwrite(target, args.force)
     check = _domain_check(trained, x, args)
     predictions = trained.predict(x)
-    header = ",".join(f"y{i}" for i in range(predictions.shape[1]))
+    names, spread = predictive_columns(trained, x, args)
+    if spread is not None:
+        predictions = np.concatenate([predictions, spread], axis=1)
+    header = ",".join([f"y{i}" for i in range(trained.model.out_size)] + names)
     lines = [header] + [",".join(f"{v:.17g}" for v in row) for row in predictions]
     if args.mark_outside and check is not None:
         lines[0] += ",outside_domain"
@@ -673,7 +713,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     _train_parser(sub)
     sub.choices["train"].set_defaults(handler=_train)
-    e = sub.add_parser("evaluate", help="metrics of a trained run on its data or --data")
+    e = sub.add_parser(
+        "evaluate",
+        help="metrics of a trained run, or of an ensemble's folder, on its data or --data",
+    )
     e.add_argument("run_dir", type=pathlib.Path, metavar="RUN_DIR")
     e.add_argument("--data", help="data set name or file (default: the run's)")
     e.add_argument("--num-outputs", type=int, help="output columns at the end of a --data CSV")
@@ -709,6 +752,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict",
         action="store_true",
         help="refuse (exit 2, nothing written) when any row lies outside the training domain",
+    )
+    p.add_argument(
+        "--std",
+        action="store_true",
+        help="an ensemble's folder: add its calibrated predictive standard deviation per output "
+        "(columns std0, std1, ...)",
+    )
+    p.add_argument(
+        "--level",
+        type=float,
+        metavar="P",
+        help="an ensemble's folder: add the central interval of nominal level P, e.g. 0.9 "
+        "(columns lower0, ..., upper0, ...)",
     )
     p.set_defaults(handler=_predict)
     _add_probe(sub)

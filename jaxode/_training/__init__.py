@@ -19,6 +19,14 @@ from ._config import (
     presets as presets,
 )
 from ._domain import DomainCheck as DomainCheck, TrainingDomain as TrainingDomain
+from ._ensemble import (
+    Ensemble as Ensemble,
+    calibrate_cohort as calibrate_cohort,
+    evaluate_ensemble as evaluate_ensemble,
+    load as load,
+    load_ensemble as load_ensemble,
+    train_ensemble as train_ensemble,
+)
 from ._fit import FitResult as FitResult, fit as fit, fit_cohort as fit_cohort
 from ._gnvpro import (
     GNvproResult as GNvproResult,
@@ -62,7 +70,6 @@ from ._regularisers import (
 from ._run import (
     TrainedSurrogate as TrainedSurrogate,
     evaluate_model as evaluate_model,
-    load as load,
     train as train,
     train_cohort as train_cohort,
 )

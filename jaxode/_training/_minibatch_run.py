@@ -175,9 +175,10 @@ class MinibatchRun(AbstractRun):
     def advance(self) -> dict[int, Evaluated]:
         running, steps = self.counters.status == RUNNING, self.counters.step
         assert self.chunk is not None, "advance() before compile()"
-        if self.pending is None:  # held at `pause_at`, which this run then went past
-            self.pending = self._dispatch(self.state)
-        stepped, before, recorded = self.pending
+        pending = self.pending
+        if pending is None:  # held at `pause_at`, which this run then went past
+            pending = self._dispatch(self.state)
+        stepped, before, recorded = pending
         # The evaluation that reaches `pause_at` pauses the run: no chunk is queued after it.
         pausing = self.pause_at is not None and (
             int(np.max(steps[running])) + self.task.interval >= self.pause_at

@@ -154,7 +154,7 @@ def _stacked(*leaves) -> Array:
     # Stacked on the host and moved once: `jnp.stack` (and `jnp.asarray` of a NumPy array)
     # compiles a program per count and shape of leaves, dozens per cohort of small models,
     # each slower than the copy.
-    if any(jax.dtypes.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key) for leaf in leaves):
+    if any(jnp.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key) for leaf in leaves):
         return jnp.stack(leaves)
     return jax.device_put(np.stack([np.asarray(leaf) for leaf in leaves]))
 
