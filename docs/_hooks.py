@@ -35,6 +35,7 @@ EXTERNAL_PAGES = (
     "experiments/results/study/spiral/spiral.md",
     "experiments/results/accuracy.md",
     "experiments/results/baselines.md",
+    "experiments/results/uncertainty.md",
 )
 
 _LINK = re.compile(r"(?P<image>!?)\[(?P<text>[^\]\n]*)\]\((?P<target>[^)\s]+)\)")

@@ -54,6 +54,11 @@ from ._projection import (
     project_coefficients as project_coefficients,
     projection_matrix as projection_matrix,
 )
+from ._sensitivity import (
+    Sensitivities as Sensitivities,
+    sobol_indices as sobol_indices,
+    surrogate_sensitivities as surrogate_sensitivities,
+)
 from ._surrogate import (
     Surrogate as Surrogate,
     count_dynamics_parameters as count_dynamics_parameters,
@@ -230,6 +235,7 @@ __all__ = [
     "RunConfig",
     "RunDir",
     "Search",
+    "Sensitivities",
     "Sharded",
     "SharedSolve",
     "SingleDevice",
@@ -263,9 +269,9 @@ __all__ = [
     "evaluate_ensemble",
     "evaluate_model",
     "fit",
+    "fit_calibration",
     "fit_cohort",
     "fit_gnvpro",
-    "fit_calibration",
     "gaussian_nll",
     "global_relative_error",
     "l2_in_time",
@@ -287,9 +293,11 @@ __all__ = [
     "run_search",
     "save_run",
     "skip_value_checks",
+    "sobol_indices",
     "spiral",
     "spiral_batch",
     "split_readout",
+    "surrogate_sensitivities",
     "sweep",
     "sweep_report",
     "train",

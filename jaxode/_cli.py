@@ -769,6 +769,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_predict)
     _add_probe(sub)
     _add_runs(sub)
+    from ._sensitivity_cli import add_parser as add_sensitivity
+
+    add_sensitivity(sub)
     from ._sweeps import add_parser
 
     add_parser(sub)
