@@ -87,6 +87,7 @@ from ._sweeps import (
     sweep as sweep,
     sweep_report as sweep_report,
 )
+from ._tracking import track_run as track_run
 from ._training import (
     AbstractLoss as AbstractLoss,
     AbstractPlacement as AbstractPlacement,
@@ -300,6 +301,7 @@ __all__ = [
     "surrogate_sensitivities",
     "sweep",
     "sweep_report",
+    "track_run",
     "train",
     "train_cohort",
     "train_ensemble",

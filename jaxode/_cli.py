@@ -24,6 +24,7 @@ from ._runs_table import (
     json_rows,
     runs_table,
 )
+from ._tracking import add_tracking_options, track_finished
 from ._training import (
     CHOICES,
     CONFIG,
@@ -192,6 +193,7 @@ def _train_parser(sub) -> None:
         "in --out; jaxode predict --std / --level give its spread and intervals",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tracking_options(p)
     for flag, section, name, kind, text in OPTIONS:
         choices = CHOICES.get((section, name))
         p.add_argument(
@@ -358,6 +360,7 @@ def _train(args) -> int:
     if not metrics.get("plot", True):
         print(f"{PLOT} skipped: matplotlib is not installed (pip install matplotlib).")
     print(f"{_summary(metrics)}; written to {out}")
+    track_finished(args, [(out, {})])
     return 0 if result.status.succeeded else 1
 
 
@@ -407,10 +410,10 @@ def _train_cohort(args, config: RunConfig | None, out: pathlib.Path) -> int:
             if config is not None and not any(d.exists() for d in run_dirs):
                 cohort.remove_start(created)
             raise
-        return _report_cohort(cohort, outcomes)
+        return _report_cohort(cohort, outcomes, args)
 
 
-def _report_cohort(cohort: CohortDir, outcomes: list) -> int:
+def _report_cohort(cohort: CohortDir, outcomes: list, args) -> int:
     out, seeds = cohort.path, cohort.seeds()
     statuses = [result.status for _, result, _ in outcomes]
     for seed, (_, result, metrics) in zip(seeds, outcomes):
@@ -431,6 +434,7 @@ def _report_cohort(cohort: CohortDir, outcomes: list) -> int:
         print(f"the {len(seeds)} members as an ensemble (calibrated on val):")
         print_ensemble(metrics)
     print(f"written to {out}")
+    track_finished(args, [(m.path, {"cohort": str(out)}) for m in cohort.members()])
     return 0 if all(s.succeeded for s in statuses) else 1
 
 

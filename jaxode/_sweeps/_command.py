@@ -4,6 +4,8 @@ import argparse
 import collections
 import pathlib
 
+from .._tracking import add_tracking_options, track_finished
+
 EXECUTORS = ("local", "ray")
 
 
@@ -42,6 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bars (planning, training)"
     )
+    add_tracking_options(p)
     p.set_defaults(handler=run_sweep)
 
 
@@ -150,6 +153,14 @@ def run_sweep(args) -> int:
             f"{counts['busy']} cells were in training by another process and are left to it; "
             "run the same sweep again once it has finished to record them."
         )
+    track_finished(
+        args,
+        [
+            (out / row["run_dir"], {"sweep": spec.name, "cell": row["cell"]})
+            for row in rows
+            if row.get("run_dir")
+        ],
+    )
     return 0 if set(counts) <= {"completed", "early_stopped"} else 1
 
 
