@@ -143,6 +143,7 @@ def _check_run_directory(run, config, trained, metrics):
     assert {
         "config.toml",
         "normalisation.json",
+        "provenance.json",
         "checkpoint.eqx",
         "model.eqx",
         "history.csv",

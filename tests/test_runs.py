@@ -124,6 +124,7 @@ def test_an_early_divergence_writes_no_model_and_strict_metrics(tmp_path, monkey
         "config.toml",
         "metrics.json",
         "normalisation.json",
+        "provenance.json",
     ]
     metrics = _strict_json(out / "metrics.json")
     assert metrics["status"] == "diverged" and metrics["steps"] == 2
@@ -143,6 +144,7 @@ def test_finished_run_files(tmp_path):
         for name in (
             "config.toml",
             "normalisation.json",
+            "provenance.json",
             "checkpoint.eqx",
             "history.csv",
             "model.eqx",
@@ -346,8 +348,11 @@ def test_seeds_train_one_cohort_with_a_run_per_seed_and_a_summary(tmp_path, monk
     assert f"Continue with: jaxode train --resume {out}" in capsys.readouterr().out
     monkeypatch.setattr(run_module, "fit", original)
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    # Three trained seeds are an ensemble too: calibrated on validation when they end.
     assert sorted(p.name for p in out.iterdir()) == [
+        "calibration.png",
         "cohort.json",
+        "ensemble.json",
         "seed-0",
         "seed-1",
         "seed-2",

@@ -234,6 +234,32 @@ def status_line(rows: list[dict]) -> str:
     return f"cells: {len(rows)}, " + ", ".join(f"{s} {counts.get(s, 0)}" for s in names)
 
 
+def provenance_line(rows: list[dict]) -> str:
+    """What the cells' recorded provenance says of the table: one clean commit, or a warning
+    naming several commits, cells trained from a library with uncommitted changes, and cells
+    that record none (trained before jaxode recorded it)."""
+    trained = [row for row in rows if row.get("status") in SUCCEEDED]
+    commits = collections.Counter(str(row.get("git_commit") or "") for row in trained)
+    unknown = commits.pop("", 0)
+    dirty = sum(str(row.get("git_clean")) in ("False", "false") for row in trained)
+    versions = sorted({str(row["jaxode_version"]) for row in trained if row.get("jaxode_version")})
+    warnings = []
+    if len(commits) > 1:
+        listed = ", ".join(f"{c[:10]} ({n} cells)" for c, n in commits.most_common())
+        warnings.append(f"cells from {len(commits)} commits: {listed}")
+    if dirty:
+        warnings.append(f"{dirty} cells trained from a library with uncommitted changes")
+    if unknown:
+        warnings.append(f"{unknown} cells record no provenance (trained before jaxode kept it)")
+    if not warnings:
+        if not commits:
+            return "provenance: no trained cells."
+        (commit,) = commits
+        version = ", ".join(versions)
+        return f"provenance: every cell from commit {commit[:10]}, clean (jaxode {version})."
+    return "warning, provenance: " + "; ".join(warnings) + "."
+
+
 def cumulative_evaluations(history: list[dict]) -> list[float | None]:
     """Estimated vector-field evaluations up to each history row: the sum over rows j <= i of
     (step_j - step_{j-1}) x (forward + backward evaluations per solve of the latest row at
@@ -479,7 +505,7 @@ def sweep_report(
     metric = resolve_field(metric, columns, argument="--metric")
     out = sweep_dir / "report" if out is None else pathlib.Path(out)
     markdown, csv_text = pivot_table(results, row_fields, col_fields, metric)
-    markdown += "\n" + status_line(results) + "\n"
+    markdown += "\n" + status_line(results) + "\n\n" + provenance_line(results) + "\n"
     atomic_write_text(out / "table.md", markdown)
     atomic_write_text(out / "table.csv", csv_text)
     plots = _plots(sweep_dir, results, metric, out) if "model.basis" in columns else []

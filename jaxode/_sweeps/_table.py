@@ -7,26 +7,31 @@ import pathlib
 
 from .._files import atomic_write_bytes, atomic_write_text, read_text
 from .._locks import folder_lock
+from .._provenance import PROVENANCE_FIELDS
 from ._spec import FIELDS
 
 RESULTS, PARQUET = "results.csv", "results.parquet"
 LEADING = ("cell", "cohort", "status", "message", "run_dir")
-METRICS = tuple(
-    f"{split}_{units}{metric}"
-    for split in ("train", "val", "test")
-    for units in ("", "physical_")
-    for metric in ("global", "per_sample")
-) + (
-    "steps",
-    "best_step",
-    "solver_failures",
-    "forward_evaluations",
-    "backward_evaluations",
-    "parameters",
-    "dynamics_parameters",
-    "train_time",
-    "compile_time",
-    "rung",
+METRICS = (
+    tuple(
+        f"{split}_{units}{metric}"
+        for split in ("train", "val", "test")
+        for units in ("", "physical_")
+        for metric in ("global", "per_sample")
+    )
+    + (
+        "steps",
+        "best_step",
+        "solver_failures",
+        "forward_evaluations",
+        "backward_evaluations",
+        "parameters",
+        "dynamics_parameters",
+        "train_time",
+        "compile_time",
+        "rung",
+    )
+    + PROVENANCE_FIELDS
 )
 COLUMNS = LEADING + FIELDS + METRICS
 # Statuses of cells that need no more training; "failed" ones are retried on request.

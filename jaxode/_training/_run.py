@@ -11,6 +11,7 @@ from jaxtyping import ArrayLike, Float
 
 from .._datasets import Affine, Dataset, TrajectoryData
 from .._files import load_checkpoint, save_checkpoint
+from .._provenance import PROVENANCE_FIELDS, provenance
 from .._surrogate import Surrogate, count_dynamics_parameters, count_parameters
 from .._trajectories import TrajectoryModel
 from ._build import build_cohort_trainers, build_model, build_settings, load_data
@@ -146,6 +147,7 @@ def _finish(config: RunConfig, data, run_dir: RunDir, result: FitResult, evaluat
     metrics: dict[str, Any] = dict(
         status=str(result.status), message=result.message, steps=result.steps
     )
+    metrics.update({name: provenance()[name] for name in PROVENANCE_FIELDS})
     if result.checkpoint_step is None:
         run_dir.write_metrics(metrics)
         return trained, result, metrics
@@ -313,8 +315,10 @@ def _train_locked(
     # serves them all (their own bases would compile one per basis and degree).
     padded: list = [None] * len(configs)
     try:
-        if not resume:
-            for config, run_dir in zip(configs, run_dirs):
+        for config, run_dir in zip(configs, run_dirs):
+            if resume:
+                run_dir.record_resume()
+            else:
                 run_dir.start(config, data)
         for members, trainer in groups:
             common = dict(

@@ -13,6 +13,7 @@ import pathlib
 from .._datasets import Affine, Dataset, TrajectoryData
 from .._files import atomic_write_text, json_text, read_json, read_text
 from .._locks import folder_lock, without_lock
+from .._provenance import provenance
 from .._wording import setting
 from ._config import RunConfig, is_time_series
 from ._domain import TrainingDomain
@@ -26,6 +27,8 @@ MODEL = "model.eqx"
 METRICS = "metrics.json"
 PLOT = "loss.png"
 EVALUATION = "evaluation.json"
+# Where the run came from: the provenance of the process that started it and of each resume.
+PROVENANCE = "provenance.json"
 # A sweep cell whose training raised keeps the traceback here.
 ERROR = "error.txt"
 # Any of these marks a folder as a run directory.
@@ -210,11 +213,23 @@ class RunDir:
         if domain is not None:
             normalisation["domain"] = domain.to_dict()
         atomic_write_text(self / NORMALISATION, json.dumps(normalisation))
+        atomic_write_text(self / PROVENANCE, json_text({"started": provenance(), "resumed": []}))
+
+    def record_resume(self) -> None:
+        """Adds this process's provenance to the resumes `provenance.json` lists (a run
+        started before jaxode recorded provenance gets the file, with no start)."""
+        path = self / PROVENANCE
+        record = {"started": None, "resumed": []}
+        if path.is_file():
+            remedy = "it lists where the run came from; delete it to start the list anew."
+            record = read_json(path, "provenance record", remedy)
+        record["resumed"] = [*record.get("resumed", []), provenance()]
+        atomic_write_text(path, json_text(record))
 
     def remove_start(self, created: bool) -> None:
         """Undoes a start that failed before the first checkpoint, so that the same command
         can run again; the directory goes too when this run `created` it and it is empty."""
-        for name in (CONFIG, NORMALISATION, HISTORY):
+        for name in (CONFIG, NORMALISATION, HISTORY, PROVENANCE):
             (self / name).unlink(missing_ok=True)
         self.remove_if_empty(created)
 
