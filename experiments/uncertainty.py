@@ -4,7 +4,7 @@ the DCR analogue, on the same splits.
 Per data set: an ensemble of 5 members (seeds 0-4, one cohort, `jaxode.train_ensemble`) of a
 recipe (ELM: the defaults of `jaxode train`; CDR: the defaults at 300 epochs, as
 `experiments/accuracy.py`; DCR: the ResNet of `experiments/results/study/best`, protocol
-"study"), calibrated on the validation split (variance floor^2 + scale^2 spread^2 by maximum
+"study", with its ridge warm start of the readout and evaluations every 50 epochs), calibrated on the validation split (variance floor^2 + scale^2 spread^2 by maximum
 likelihood, `fit_calibration`); and the ARD Gaussian process of `experiments/baselines.py`
 (`C * RBF(ARD) + White`, seed 0, fitted on the training split) with its own predictive
 variance, and with the same calibration on validation applied to its standard deviation.
@@ -54,7 +54,7 @@ RECIPES = {
             "degree": 3,
             "t1": 5.0,
         },
-        "train": {"epochs": 3000, "learning_rate": 3e-3},
+        "train": {"epochs": 3000, "learning_rate": 3e-3, "ridge": 0.4, "eval_every": 50},
     },
 }
 MEMBERS = 5
