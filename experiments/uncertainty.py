@@ -4,8 +4,9 @@ the DCR analogue, on the same splits.
 Per data set: an ensemble of 5 members (seeds 0-4, one cohort, `jaxode.train_ensemble`) of a
 recipe (ELM: the defaults of `jaxode train`; CDR: the defaults at 300 epochs, as
 `experiments/accuracy.py`; DCR: the ResNet of `experiments/results/study/best`, protocol
-"study", with its ridge warm start of the readout and evaluations every 50 epochs), calibrated on the validation split (variance floor^2 + scale^2 spread^2 by maximum
-likelihood, `fit_calibration`); and the ARD Gaussian process of `experiments/baselines.py`
+"study", with its ridge warm start of the readout and evaluations every 50 epochs), calibrated
+on the validation split (variance floor^2 + scale^2 spread^2 by maximum likelihood,
+`fit_calibration`); and the ARD Gaussian process of `experiments/baselines.py`
 (`C * RBF(ARD) + White`, seed 0, fitted on the training split) with its own predictive
 variance, and with the same calibration on validation applied to its standard deviation.
 Scores on the test split: the global relative error of the mean (ELM normalised, CDR physical,

@@ -63,6 +63,13 @@ def report_parser(parser_class) -> argparse.ArgumentParser:
     r.add_argument("--cols", default="model", help="fields of its columns (default model)")
     r.add_argument("--metric", default="test_global", help="metric (default test_global)")
     r.add_argument("--out", type=pathlib.Path, help="report folder (default DIR/report)")
+    r.add_argument(
+        "--compare",
+        metavar="FIELD=A,B,...",
+        help="paired comparison of levels B, ... against A across the cells that agree in "
+        "every other field (seeds, splits): mean difference and ratio with 95 %% bootstrap "
+        "intervals, paired t-test and Wilcoxon p-values; e.g. model.basis=monomial,legendre",
+    )
     r.set_defaults(handler=run_report, command="sweep report")
     return r
 
@@ -80,6 +87,7 @@ def run_report(args) -> int:
         cols=_names(args.cols),
         metric=args.metric,
         out=args.out,
+        compare=args.compare,
     )
     print(written["table"])
     print(f"written: {', '.join(str(p) for p in written['files'])}")

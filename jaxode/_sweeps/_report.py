@@ -13,6 +13,7 @@ import numpy as np
 
 from .._files import atomic_write_bytes, atomic_write_text
 from .._training import CHOICES, HISTORY
+from ._compare import compare as compare_levels, comparison_table, parse_compare
 from ._pruning import PRUNED
 from ._scales import scale_y
 from ._search_report import search_report
@@ -474,7 +475,13 @@ def _plots(sweep_dir: pathlib.Path, rows: list[dict], metric: str, out: pathlib.
 
 
 def sweep_report(
-    sweep_dir, *, rows=("basis", "degree"), cols=("model",), metric="test_global", out=None
+    sweep_dir,
+    *,
+    rows=("basis", "degree"),
+    cols=("model",),
+    metric="test_global",
+    out=None,
+    compare: str | None = None,
 ) -> dict:
     """Writes the sweep's pivot table and plots, each file atomically.
 
@@ -491,7 +498,8 @@ def sweep_report(
 
     **Arguments:** `sweep_dir`: the sweep directory; `rows`, `cols`: fields of the table's
     rows and columns (names as `resolve_field` takes them); `metric`: the column summarised;
-    `out`: output folder (default `sweep_dir/report`).
+    `out`: output folder (default `sweep_dir/report`); `compare`: `"FIELD=LEVEL,LEVEL,..."`,
+    paired comparisons of each level against the first (`compare.md`, see `_compare`).
 
     **Returns:** `{"table": the text of table.md, "files": [paths written]}`.
 
@@ -510,4 +518,13 @@ def sweep_report(
     atomic_write_text(out / "table.csv", csv_text)
     plots = _plots(sweep_dir, results, metric, out) if "model.basis" in columns else []
     searched = search_report(sweep_dir, results, out)
-    return {"table": markdown, "files": [out / "table.md", out / "table.csv"] + plots + searched}
+    compared = []
+    if compare is not None:
+        field, levels = parse_compare(compare)
+        field = resolve_field(field, columns, argument="--compare")
+        comparison = comparison_table(compare_levels(results, field, levels, metric))
+        atomic_write_text(out / "compare.md", comparison)
+        markdown += "\n" + comparison
+        compared = [out / "compare.md"]
+    files = [out / "table.md", out / "table.csv"] + plots + searched + compared
+    return {"table": markdown, "files": files}
