@@ -22,14 +22,19 @@ def print_ensemble(metrics: dict) -> None:
     """The ensemble mean's errors and its predictive scores, a row per split."""
     coverages = "".join(f"{f'cover {round(100 * p)}%':>11}" for p in LEVELS)
     print(
-        f"{'split':<6} {'global':>10} {'global':>10} {'NLL':>8}{coverages}\n"
-        f"{'':<6} {'(normalised)':>10} {'(physical)':>10} {'(norm.)':>8}"
+        f"{'split':<6} {'global':>10} {'global':>10} {'members':>17} {'NLL':>8}{coverages}\n"
+        f"{'':<6} {'(normalised)':>10} {'(physical)':>10} {'(physical)':>17} {'(norm.)':>8}"
     )
     for split in SPLITS:
         if f"{split}_global" not in metrics:
             continue
         row = f"{split:<6} {metrics[f'{split}_global']:>10.4f} "
         row += f"{metrics[f'{split}_physical_global']:>10.4f}"
+        members = (
+            f"{metrics[f'{split}_members_physical_global_mean']:.4f} ± "
+            f"{metrics[f'{split}_members_physical_global_std']:.4f}"
+        )
+        row += f" {members:>17}"
         if f"{split}_nll" in metrics:
             row += f" {metrics[f'{split}_nll']:>8.3f}"
             row += "".join(

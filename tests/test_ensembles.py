@@ -106,6 +106,9 @@ def test_an_ensemble_predicts_its_members_mean_and_calibrated_spread(ensemble):
     )
     error = np.linalg.norm(members.mean(axis=0) - y) / np.linalg.norm(y)
     assert metrics["test_physical_global"] == pytest.approx(error, rel=1e-10)
+    alone = [np.linalg.norm(p - y) / np.linalg.norm(y) for p in members]
+    assert metrics["test_members_physical_global_mean"] == pytest.approx(np.mean(alone))
+    assert metrics["test_members_physical_global_std"] == pytest.approx(np.std(alone, ddof=1))
     lower, upper = trained.interval(x, 0.9)
     np.testing.assert_allclose(upper - lower, 2 * 1.6448536269514722 * std, rtol=1e-9)
 

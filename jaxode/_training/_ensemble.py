@@ -21,7 +21,7 @@ from .._uncertainty import (
 )
 from ._build import load_data
 from ._config import RunConfig
-from ._metrics import error_metrics
+from ._metrics import error_metrics, global_relative_error
 from ._run import TrainedSurrogate, load as load_run, train_cohort
 from ._rundir import CohortDir
 
@@ -163,9 +163,11 @@ def _moments(predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate_ensemble(ensemble: Ensemble, data: Dataset) -> dict:
     """On each split of `data`: the ensemble mean's relative errors (`{split}_global`,
-    `{split}_per_sample`, and `{split}_physical_...`), and the scores of its predictive
-    distribution in normalised units (`{split}_nll`, `{split}_coverage_90`, ...; see
-    `scores`), calibrated and, as `{split}_raw_...`, with the members' spread alone."""
+    `{split}_per_sample`, and `{split}_physical_...`), its members' global errors (mean and
+    sample std: `{split}_members_global_mean`, `..._std`, and `..._physical_...`), and the
+    scores of its predictive distribution in normalised units (`{split}_nll`,
+    `{split}_coverage_90`, ...; see `scores`), calibrated and, as `{split}_raw_...`, with the
+    members' spread alone."""
     metrics: dict = {}
     for split in SPLITS:
         x, y = data.arrays(split, normalised=False)
@@ -176,6 +178,10 @@ def evaluate_ensemble(ensemble: Ensemble, data: Dataset) -> dict:
         norm = ensemble.y_norm
         metrics.update(error_metrics(norm.apply(mean), norm.apply(y), f"{split}_"))
         metrics.update(error_metrics(mean, y, f"{split}_physical_"))
+        for units, apply in (("", norm.apply), ("physical_", lambda a: a)):
+            errors = [global_relative_error(apply(p), apply(y)) for p in predictions]
+            metrics[f"{split}_members_{units}global_mean"] = float(np.mean(errors))
+            metrics[f"{split}_members_{units}global_std"] = float(np.std(errors, ddof=1))
         # Normalised units: outputs of different sizes weigh alike in the mean NLL.
         spread = predictions.std(axis=0, ddof=1)
         mean_n, y_n = mean / norm.scale, y / norm.scale
