@@ -70,6 +70,12 @@ def report_parser(parser_class) -> argparse.ArgumentParser:
         "every other field (seeds, splits): mean difference and ratio with 95 %% bootstrap "
         "intervals, paired t-test and Wilcoxon p-values; e.g. model.basis=monomial,legendre",
     )
+    r.add_argument(
+        "--ensembles",
+        action="store_true",
+        help="each configuration's seeds as one ensemble, calibrated on validation: its errors, "
+        "NLL and interval coverage (ensembles.md, ensembles.csv)",
+    )
     r.set_defaults(handler=run_report, command="sweep report")
     return r
 
@@ -88,6 +94,7 @@ def run_report(args) -> int:
         metric=args.metric,
         out=args.out,
         compare=args.compare,
+        ensembles=args.ensembles,
     )
     print(written["table"])
     print(f"written: {', '.join(str(p) for p in written['files'])}")

@@ -14,6 +14,7 @@ import numpy as np
 from .._files import atomic_write_bytes, atomic_write_text
 from .._training import CHOICES, HISTORY
 from ._compare import compare as compare_levels, comparison_table, parse_compare
+from ._ensembles import ensemble_report
 from ._pruning import PRUNED
 from ._scales import scale_y
 from ._search_report import search_report
@@ -482,6 +483,7 @@ def sweep_report(
     metric="test_global",
     out=None,
     compare: str | None = None,
+    ensembles: bool = False,
 ) -> dict:
     """Writes the sweep's pivot table and plots, each file atomically.
 
@@ -499,7 +501,9 @@ def sweep_report(
     **Arguments:** `sweep_dir`: the sweep directory; `rows`, `cols`: fields of the table's
     rows and columns (names as `resolve_field` takes them); `metric`: the column summarised;
     `out`: output folder (default `sweep_dir/report`); `compare`: `"FIELD=LEVEL,LEVEL,..."`,
-    paired comparisons of each level against the first (`compare.md`, see `_compare`).
+    paired comparisons of each level against the first (`compare.md`, see `_compare`);
+    `ensembles`: each configuration's seeds as a calibrated ensemble (`ensembles.md`,
+    `ensembles.csv`, see `ensemble_report`).
 
     **Returns:** `{"table": the text of table.md, "files": [paths written]}`.
 
@@ -526,5 +530,9 @@ def sweep_report(
         atomic_write_text(out / "compare.md", comparison)
         markdown += "\n" + comparison
         compared = [out / "compare.md"]
+    if ensembles:
+        compared += ensemble_report(sweep_dir, results, out)
+        if compared and compared[-1].name == "ensembles.md":
+            markdown += "\n" + compared[-1].read_text()
     files = [out / "table.md", out / "table.csv"] + plots + searched + compared
     return {"table": markdown, "files": files}
