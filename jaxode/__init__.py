@@ -57,6 +57,7 @@ from ._projection import (
 from ._sensitivity import (
     Sensitivities as Sensitivities,
     sobol_indices as sobol_indices,
+    surrogate_function as surrogate_function,
     surrogate_sensitivities as surrogate_sensitivities,
 )
 from ._surrogate import (
@@ -298,6 +299,7 @@ __all__ = [
     "spiral",
     "spiral_batch",
     "split_readout",
+    "surrogate_function",
     "surrogate_sensitivities",
     "sweep",
     "sweep_report",

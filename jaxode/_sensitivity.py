@@ -161,10 +161,12 @@ def jacobians_at(
     return np.concatenate(out)
 
 
-def physical_function(trained) -> Callable[[Float[Array, " D"]], Float[Array, " m"]]:
-    """The JAX function of one physical input to the physical outputs of a `TrainedSurrogate`,
-    or the members' mean of an `Ensemble`, without runtime checks (a failed solve gives
-    non-finite values)."""
+def surrogate_function(trained) -> Callable[[Float[Array, " D"]], Float[Array, " m"]]:
+    """The JAX function of one physical input `(in_size,)` to the physical outputs
+    `(out_size,)` of a `TrainedSurrogate`, or the members' mean of an `Ensemble`: composable
+    with `jax.jit`, `jax.vmap` and `jax.grad` (derivatives with respect to the inputs, as an
+    inverse problem or a design optimisation needs), without runtime checks (a failed solve
+    gives non-finite values)."""
     from ._models import NeuralODE, skip_value_checks
 
     members = getattr(trained, "members", (trained,))
@@ -198,7 +200,7 @@ def surrogate_sensitivities(
     names: tuple[str, ...] | None = None,
 ) -> Sensitivities:
     """`sobol_indices` of a `TrainedSurrogate` or `Ensemble` (its mean) over `box`, by default
-    its training domain, with the derivative measures through `physical_function`.
+    its training domain, with the derivative measures through `surrogate_function`.
 
     **Raises:** `ValueError` for a time series (no box of inputs) or a bad box."""
     if box is None:
@@ -217,7 +219,7 @@ def surrogate_sensitivities(
         seed=seed,
         resamples=resamples,
         level=level,
-        gradient=physical_function(trained),
+        gradient=surrogate_function(trained),
     )
 
 

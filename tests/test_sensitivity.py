@@ -12,7 +12,7 @@ import pytest
 
 import jaxode
 from jaxode._cli import main
-from jaxode._sensitivity import physical_function, sobol_indices, surrogate_sensitivities
+from jaxode._sensitivity import sobol_indices, surrogate_function, surrogate_sensitivities
 
 A, B = 7.0, 0.1
 PI = math.pi
@@ -83,7 +83,7 @@ def test_a_surrogates_function_is_its_prediction_and_differentiates_as_it(tmp_pa
     trained, _, _ = jaxode.train(config, tmp_path / "run", progress=False)
     x = jaxode.load_dataset("elm").arrays("test", normalised=False)[0][:3]
     assert trained.domain is not None
-    function = physical_function(trained)
+    function = surrogate_function(trained)
     values = np.stack([np.asarray(function(jnp.asarray(row))) for row in x])
     np.testing.assert_allclose(values, trained.predict(x), rtol=1e-10)
     jacobian = np.asarray(jax.jacfwd(function)(jnp.asarray(x[0])))
