@@ -133,6 +133,7 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
         found=found,
         again=again,
         function=function,
+        trained=trained,
         metrics=metrics,
         seconds=time.perf_counter() - began,
     )
