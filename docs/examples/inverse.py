@@ -20,6 +20,10 @@ import time
 
 import jax
 import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from _transcript import Transcript
@@ -126,7 +130,34 @@ def main(small: bool = False, out: pathlib.Path = OUT) -> dict:
     )
     # --8<-- [end:own]
 
-    show(f"(whole example: {time.perf_counter() - began:.0f} s on {os.cpu_count()} cores)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.8))
+    fitted = np.asarray(jax.vmap(function)(jnp.asarray(found)))
+    for k, colour in zip(range(3), ("C0", "C1", "C2")):
+        left.plot(TIMES, simulate(truth[k : k + 1])[0], "o", color=colour, markersize=4)
+        left.plot(TIMES, fitted[k], "-", color=colour, label=f"problem {k}")
+    left.set_xlabel("time (observations: dots; surrogate at the recovered inputs: lines)")
+    left.set_ylabel("y")
+    left.legend(fontsize="small")
+    left.grid(True, alpha=0.3)
+    right.scatter(
+        truth[:, 0], truth[:, 1], marker="o", facecolors="none", edgecolors="k", label="true inputs"
+    )
+    right.scatter(found[:, 0], found[:, 1], marker="x", color="C3", label="recovered")
+    right.set_xlim(LOW[0], HIGH[0])
+    right.set_ylim(LOW[1], HIGH[1])
+    right.set_xlabel("omega")
+    right.set_ylabel("zeta")
+    right.legend(fontsize="small")
+    right.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "inverse.png", dpi=120)
+    plt.close(fig)
+    transcript.part("end")
+    show("wrote inverse.png")
+    show(
+        f"finished in {time.perf_counter() - began:.0f} s ({'small' if small else 'full'} size, "
+        f"{jax.default_backend()}, {os.cpu_count()} cores)"
+    )
     transcript.write(out / "output.txt")
     return dict(
         truth=truth,
