@@ -43,7 +43,9 @@ from ._training import (
     calibrate_cohort,
     error_metrics,
     evaluate_model,
+    is_time_series,
     load,
+    load_run,
     parse_seeds,
     presets,
     summarise,
@@ -51,8 +53,6 @@ from ._training import (
     train,
     train_cohort,
 )
-from ._training._config import is_time_series
-from ._training._run import load as load_run
 from ._wording import command_line
 
 PACKAGE = pathlib.Path(__file__).resolve().parent

@@ -10,8 +10,13 @@ import numpy as np
 from ._datasets import TrajectoryData, load_dataset
 from ._files import atomic_write_text
 from ._process import set_precision
-from ._training import CohortDir, calibrate_cohort, evaluate_ensemble, load_ensemble
-from ._training._ensemble import calibration_record
+from ._training import (
+    CohortDir,
+    calibrate_cohort,
+    calibration_record,
+    evaluate_ensemble,
+    load_ensemble,
+)
 from ._uncertainty import LEVELS
 
 EVALUATION = "evaluation.json"

@@ -19,6 +19,8 @@ LAYERS = (
         "jaxode._process",
         "jaxode._version",
         "jaxode._wording",
+        "jaxode._provenance",
+        "jaxode._uncertainty",
     ),
     (
         "jaxode._bases",
@@ -33,8 +35,21 @@ LAYERS = (
     ),
     ("jaxode._datasets",),
     ("jaxode._training",),
-    ("jaxode._probes", "jaxode._sweeps", "jaxode._runs_table"),
-    ("jaxode._cli", "jaxode.__main__", "jaxode.probes", "jaxode"),
+    (
+        "jaxode._probes",
+        "jaxode._sweeps",
+        "jaxode._runs_table",
+        "jaxode._sensitivity",
+        "jaxode._tracking",
+    ),
+    (
+        "jaxode._cli",
+        "jaxode._ensemble_cli",
+        "jaxode._sensitivity_cli",
+        "jaxode.__main__",
+        "jaxode.probes",
+        "jaxode",
+    ),
 )
 SUBPACKAGES = ("jaxode._datasets", "jaxode._training", "jaxode._probes", "jaxode._sweeps")
 

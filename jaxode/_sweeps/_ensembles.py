@@ -8,9 +8,7 @@ import pathlib
 
 from .._datasets import TrajectoryData
 from .._files import atomic_write_text
-from .._training import Ensemble, evaluate_ensemble
-from .._training._build import load_data
-from .._training._run import load as load_run
+from .._training import Ensemble, evaluate_ensemble, load_data, load_run
 from .._uncertainty import LEVELS
 from ._spec import FIELDS
 from ._table import SUCCEEDED

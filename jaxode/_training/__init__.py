@@ -15,6 +15,7 @@ from ._config import (
     ModelConfig as ModelConfig,
     RunConfig as RunConfig,
     TrainConfig as TrainConfig,
+    is_time_series as is_time_series,
     preset as preset,
     presets as presets,
 )
@@ -22,6 +23,7 @@ from ._domain import DomainCheck as DomainCheck, TrainingDomain as TrainingDomai
 from ._ensemble import (
     Ensemble as Ensemble,
     calibrate_cohort as calibrate_cohort,
+    calibration_record as calibration_record,
     evaluate_ensemble as evaluate_ensemble,
     load as load,
     load_ensemble as load_ensemble,
@@ -70,6 +72,7 @@ from ._regularisers import (
 from ._run import (
     TrainedSurrogate as TrainedSurrogate,
     evaluate_model as evaluate_model,
+    load_run as load_run,
     train as train,
     train_cohort as train_cohort,
 )

@@ -22,7 +22,7 @@ from .._uncertainty import (
 from ._build import load_data
 from ._config import RunConfig
 from ._metrics import error_metrics, global_relative_error
-from ._run import TrainedSurrogate, load as load_run, train_cohort
+from ._run import TrainedSurrogate, load_run, train_cohort
 from ._rundir import CohortDir
 
 ENSEMBLE, CALIBRATION_PLOT = "ensemble.json", "calibration.png"

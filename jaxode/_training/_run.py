@@ -358,7 +358,7 @@ def _train_locked(
     ]
 
 
-def load(run_dir) -> TrainedSurrogate:
+def load_run(run_dir) -> TrainedSurrogate:
     """The trained model of a run directory, ready for `predict` in physical units: its
     `model.eqx`, or, for a run that has not finished (interrupted), the best parameters of its
     last checkpoint. Its `domain` is the stored training domain (`None` for a time series and
