@@ -197,3 +197,11 @@ def test_the_command_runs_a_search_and_its_dry_run_prints_the_space(tmp_path, ca
         f"4 trials: 4 complete; best val_global {best['value']:.4g} (trial {best['trial']}"
         in printed
     )
+
+
+def test_a_plan_lists_few_member_values_and_counts_many():
+    from jaxode._sweeps._plan import _listed
+
+    assert _listed([0.1, 0.2, 0.1]) == "0.1, 0.2"
+    assert _listed([1e-4 * k for k in range(1, 21)]) == "20 values from 0.0001 to 0.002"
+    assert _listed(["static", "legendre"]) == "static, legendre"

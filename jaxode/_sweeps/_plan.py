@@ -146,15 +146,27 @@ class SweepPlan:
 
 def _member_values(cohort: Cohort) -> str:
     """The seeds of a cohort's members and the distinct values of every other cohort field
-    in which they differ: `seeds 0, 1; train.learning_rate 0.001, 0.003`."""
+    in which they differ: `seeds 0, 1; train.learning_rate 0.001, 0.003` (more than
+    `LISTED` numbers as their count and range: a search's trials)."""
     parts = []
     for section, field in COHORT_FIELDS + BASIS_FIELDS + HORIZON_FIELDS:
         values = [getattr(getattr(c.config, section), field) for c in cohort.cells]
         if field == "seed":
-            parts.insert(0, f"seeds {', '.join(map(str, dict.fromkeys(values)))}")
+            parts.insert(0, f"seeds {_listed(values)}")
         elif len(set(values)) > 1:
-            parts.append(f"{section}.{field} {', '.join(map(str, dict.fromkeys(values)))}")
+            parts.append(f"{section}.{field} {_listed(values)}")
     return "; ".join(parts)
+
+
+LISTED = 8
+
+
+def _listed(values: list) -> str:
+    distinct = list(dict.fromkeys(values))
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct)
+    if len(distinct) > LISTED and numbers:
+        return f"{len(distinct)} values from {min(distinct):.4g} to {max(distinct):.4g}"
+    return ", ".join(map(str, distinct))
 
 
 def _count(number: int, noun: str) -> str:
