@@ -68,6 +68,14 @@ OPTIONS = [
         "data set: elm, cdr, dcr, a path to a .npz/.csv file, or the time series spiral",
     ),
     ("--split-seed", "data", "split_seed", int, "seed of random splits (cdr, user files)"),
+    (
+        "--folds",
+        "data",
+        "folds",
+        str,
+        "k-fold cross-validation of the training and validation rows ('none': the data's split)",
+    ),
+    ("--fold", "data", "fold", int, "the fold that validates, in [0, folds)"),
     ("--protocol", "data", "protocol", str, "preprocessing: jaxode's or the study's"),
     ("--num-outputs", "data", "num_outputs", int, "output columns at the end of a CSV file"),
     ("--window", "data", "window", int, "time series: points per training window"),
@@ -469,6 +477,8 @@ def _evaluate(args) -> int:
         protocol=stored.protocol if bundled else "jaxode",
         num_outputs=stored.num_outputs if args.data is None else args.num_outputs,
         window=stored.window,
+        folds=stored.folds if args.data is None else None,
+        fold=stored.fold,
     )
     if isinstance(data, TrajectoryData):
         # A time series is evaluated region by region, each integrated from its first state.
@@ -632,6 +642,8 @@ def _probe(args) -> int:
         seed=stored.split_seed,
         protocol=stored.protocol,
         num_outputs=stored.num_outputs,
+        folds=stored.folds,
+        fold=stored.fold,
     )
     x, y = data.arrays("train")
     out = args.out or args.run_dir / "probes"

@@ -47,7 +47,8 @@ def load_elm(*, protocol: str = "jaxode") -> Dataset:
         x, y, prange = f["x"], f["y"], f["param_range"]
         splits = {"train": f["idx_train"], "val": f["idx_val"], "test": f["idx_test"]}
     x_norm = Affine(prange.mean(axis=1), (prange[:, 1] - prange[:, 0]) / 2.0)
-    return Dataset("elm", x, y, splits, x_norm, minmax(y[splits["train"]]))
+    rule = lambda x_train, y_train: (x_norm, minmax(y_train))  # noqa: E731
+    return Dataset("elm", x, y, splits, *rule(x, y[splits["train"]]), normaliser=rule)
 
 
 def load_cdr(seed: int = 0, *, protocol: str = "jaxode") -> Dataset:
@@ -79,11 +80,12 @@ def load_cdr(seed: int = 0, *, protocol: str = "jaxode") -> Dataset:
     sizes = (400, 200, 200)
     if protocol == "study":
         splits = split_order(np.random.RandomState(seed).permutation(len(x)), sizes)
-        y_norm = Affine.identity(y.shape[1])
+        rule = lambda x_train, y_train: (zscore(x_train), Affine.identity(y.shape[1]))  # noqa: E731
     else:
         splits = random_split(len(x), sizes, seed)
-        y_norm = zscore(y[splits["train"]])
-    return Dataset("cdr", x, y, splits, zscore(x[splits["train"]]), y_norm)
+        rule = lambda x_train, y_train: (zscore(x_train), zscore(y_train))  # noqa: E731
+    train = splits["train"]
+    return Dataset("cdr", x, y, splits, *rule(x[train], y[train]), normaliser=rule)
 
 
 def _check_bundled_outputs(data: Dataset, num_outputs) -> Dataset:
@@ -102,6 +104,8 @@ def load_dataset(
     protocol: str = "jaxode",
     num_outputs: int | None = None,
     window: int = 10,
+    folds: int | None = None,
+    fold: int = 0,
 ) -> "Dataset | TrajectoryData":
     """A bundled data set by name (`"elm"`, `"cdr"`, `"dcr"`, the time series `"spiral"`) or
     a user file by path (see `load_file`).
@@ -117,6 +121,8 @@ def load_dataset(
     - `num_outputs`: for CSV files without `y...` column names: the last `num_outputs` columns
       are the outputs. For other data it must be unset or equal the number of outputs.
     - `window`: for `"spiral"`: points per training window (see `spiral`).
+    - `folds`, `fold`: k-fold cross-validation of the training and validation rows (see
+      `Dataset.refolded`, seeded by `seed`); `None`: the data set's own split.
 
     **Returns:** a `Dataset`, or for `"spiral"` a `TrajectoryData` (the study's trajectory:
     1000 samples on $[0, 25]$, regions $[0, 16]$, $[16, 20]$, $[20, 25]$).
@@ -126,6 +132,17 @@ def load_dataset(
     `protocol="study"` with a user file, and as `load_file`; `FileNotFoundError` for a missing
     file.
     """
+    data = _loaded(name_or_path, seed, protocol, num_outputs, window)
+    if folds is None:
+        return data
+    if isinstance(data, TrajectoryData):
+        raise ValueError(
+            "`folds`: a time series is split into regions in time, not folds; drop `folds`."
+        )
+    return data.refolded(folds, fold, seed)
+
+
+def _loaded(name_or_path, seed, protocol, num_outputs, window) -> "Dataset | TrajectoryData":
     check_protocol(protocol)
     key = str(name_or_path).lower()
     if key == "elm":

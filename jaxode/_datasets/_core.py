@@ -1,6 +1,7 @@
 """Data sets as arrays with a split and the affine normalisation that maps them to the model."""
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 from jaxtyping import Float
@@ -86,6 +87,9 @@ class Dataset:
     - `x`: inputs, shape `(num_samples, in_size)`; `y`: outputs, `(num_samples, out_size)`.
     - `splits`: row indices of `"train"`, `"val"` and `"test"` (disjoint).
     - `x_norm`, `y_norm`: the `Affine` normalisations the model is trained in.
+    - `normaliser`: how the data set derives `(x_norm, y_norm)` from training inputs and
+      outputs (its loader's rule; `refolded` applies it to the new training rows). `None`:
+      the normalisations are fixed, and `refolded` refuses.
 
     Use `arrays(split, normalised=True)` for training arrays; `y_norm.invert` to return to
     physical units.
@@ -97,6 +101,7 @@ class Dataset:
     splits: dict
     x_norm: Affine
     y_norm: Affine
+    normaliser: Callable | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         x, y = validate_arrays(self.x, self.y, name=self.name)
@@ -141,6 +146,36 @@ class Dataset:
 
     def sizes(self) -> dict:
         return {split: len(self.splits[split]) for split in SPLITS}
+
+    def refolded(self, folds: int, fold: int, seed: int = 0) -> "Dataset":
+        """This data set with its training and validation rows pooled, permuted by
+        `numpy.random.default_rng(seed)` and cut into `folds` near-equal folds: fold `fold`
+        validates, the others train (k-fold cross-validation; the test rows stay). The
+        normalisations are derived again from the new training rows.
+
+        **Raises:** `ValueError` naming `folds` or `fold` for values out of range, or for a
+        data set without a `normaliser`."""
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+            raise ValueError(f"`folds` must be an integer >= 2, got {folds!r}.")
+        if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+            raise ValueError(f"`fold` must be an integer in [0, {folds}), got {fold!r}.")
+        if self.normaliser is None:
+            raise ValueError(
+                f"data set {self.name!r} has no rule for its normalisation, so it cannot be "
+                "refolded; build it with a `normaliser`."
+            )
+        pool = np.sort(np.concatenate([self.splits["train"], self.splits["val"]]))
+        if len(pool) < 2 * folds:
+            raise ValueError(
+                f"`folds`={folds} leaves fewer than 2 rows per fold of the {len(pool)} "
+                "training and validation rows; use fewer folds."
+            )
+        parts = np.array_split(np.random.default_rng(seed).permutation(pool), folds)
+        val = np.sort(parts[fold])
+        train = np.sort(np.concatenate([p for k, p in enumerate(parts) if k != fold]))
+        x_norm, y_norm = self.normaliser(self.x[train], self.y[train])
+        splits = {"train": train, "val": val, "test": self.splits["test"]}
+        return dataclasses.replace(self, splits=splits, x_norm=x_norm, y_norm=y_norm)
 
 
 def validate_arrays(x, y, *, name: str = "data", min_samples: int = 4):

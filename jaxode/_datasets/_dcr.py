@@ -521,10 +521,14 @@ def load_dcr(
     x, y = generate_dcr(num_samples, grid=grid, progress=progress)
     sizes = (*SPLIT_SIZES, num_samples - sum(SPLIT_SIZES))
     splits = random_split(num_samples, sizes, seed)
-    y_train = y[splits["train"]]
-    shift = y_train.mean(axis=0)
-    if protocol == "study":
-        scale = np.ones(y.shape[1])
-    else:
-        scale = np.full(y.shape[1], float(np.std(y_train - shift)))
-    return Dataset("dcr", x, y, splits, zscore(x[splits["train"]]), Affine(shift, scale))
+
+    def rule(x_train, y_train):
+        shift = y_train.mean(axis=0)
+        if protocol == "study":
+            scale = np.ones(y.shape[1])
+        else:
+            scale = np.full(y.shape[1], float(np.std(y_train - shift)))
+        return zscore(x_train), Affine(shift, scale)
+
+    train = splits["train"]
+    return Dataset("dcr", x, y, splits, *rule(x[train], y[train]), normaliser=rule)

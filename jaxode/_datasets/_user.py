@@ -247,11 +247,13 @@ def load_file(
                 f"`fractions`={fractions}; add samples or store idx_train/idx_val/idx_test."
             )
     train = np.asarray(splits["train"], dtype=np.int64)
-    if normalise == "zscore":
-        for key, values in (("x", x), ("y", y)):
+
+    def rule(x_train, y_train):
+        if normalise == "none":
+            return Affine.identity(x.shape[1]), Affine.identity(y.shape[1])
+        for key, values in (("x", x_train), ("y", y_train)):
             where = None if columns is None else columns[key == "y"]
-            check_standardisable(label, key, values[train], where)
-        x_norm, y_norm = zscore(x[train]), zscore(y[train])
-    else:
-        x_norm, y_norm = Affine.identity(x.shape[1]), Affine.identity(y.shape[1])
-    return Dataset(path.stem, x, y, splits, x_norm, y_norm)
+            check_standardisable(label, key, values, where)
+        return zscore(x_train), zscore(y_train)
+
+    return Dataset(path.stem, x, y, splits, *rule(x[train], y[train]), normaliser=rule)

@@ -282,4 +282,6 @@ def load_data(config: RunConfig) -> Dataset | TrajectoryData:
         protocol=d.protocol,
         num_outputs=d.num_outputs,
         window=d.window,
+        folds=d.folds,
+        fold=d.fold,
     )

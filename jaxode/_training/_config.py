@@ -66,7 +66,10 @@ class DataConfig:
     `protocol` is `"jaxode"` or `"study"` (the study's preprocessing of the bundled sets: for
     CDR a `numpy.random.RandomState(split_seed)` permutation and unscaled outputs);
     `num_outputs` tells a CSV file without `y...` column names how many of its last columns
-    are outputs.
+    are outputs. `folds` (`None` or an integer >= 2) and `fold` (in $[0, \text{folds})$)
+    make the split k-fold cross-validation: the training and validation rows pooled,
+    permuted by `split_seed` and cut into `folds` folds, fold `fold` validating, the test rows
+    kept (`Dataset.refolded`); with `split_seed` as an axis too, repeated k-fold.
 
     `"spiral"` is a time series (see `TrajectoryData`): the model fits windows of `window`
     consecutive states of the study's spiral on $[0, 16]$ and is validated and tested by
@@ -77,6 +80,8 @@ class DataConfig:
     protocol: str = "jaxode"
     num_outputs: int | None = None
     window: int = 10
+    folds: int | None = None
+    fold: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,6 +295,16 @@ def check_config(config: RunConfig) -> None:
     _optional_positive_int("data", "num_outputs", d.num_outputs)
     if isinstance(d.window, bool) or not isinstance(d.window, int) or d.window < 2:
         raise ValueError(f"data.window must be an integer >= 2, got {d.window!r}.")
+    if d.folds is not None and (
+        isinstance(d.folds, bool) or not isinstance(d.folds, int) or d.folds < 2
+    ):
+        raise ValueError(f"data.folds must be none or an integer >= 2, got {d.folds!r}.")
+    folds = 1 if d.folds is None else d.folds
+    if isinstance(d.fold, bool) or not isinstance(d.fold, int) or not 0 <= d.fold < folds:
+        raise ValueError(
+            f"data.fold must be an integer in [0, data.folds) = [0, {folds}), got {d.fold!r}"
+            + ("; set data.folds for k-fold cross-validation." if d.folds is None else ".")
+        )
     if not isinstance(m.clamp, bool):
         raise ValueError(f"model.clamp must be true or false, got {m.clamp!r}.")
     if not isinstance(t.count_evaluations, bool):
