@@ -65,3 +65,25 @@ def test_compare_takes_a_field_and_two_levels():
     assert parse_compare("basis=legendre, monomial") == ("basis", ["legendre", "monomial"])
     with pytest.raises(ValueError, match="--compare takes FIELD=LEVEL,LEVEL"):
         parse_compare("basis=legendre")
+
+
+def test_the_report_filters_cells_before_its_tables_and_comparisons(tmp_path):
+    import pathlib
+
+    import jaxode
+
+    sweep = pathlib.Path(__file__).resolve().parent.parent / "experiments/results/elm-bases"
+    written = jaxode.sweep_report(
+        sweep,
+        rows=("basis",),
+        cols=("degree",),
+        out=tmp_path,
+        where=("degree=3",),
+        compare="basis=monomial,legendre",
+    )
+    assert "degree=3" in written["table"] and "degree=4" not in written["table"]
+    assert "| legendre vs monomial | 3 |" in (tmp_path / "compare.md").read_text()
+    with pytest.raises(ValueError, match="--where 'degree=9' leaves no cell"):
+        jaxode.sweep_report(sweep, out=tmp_path, where=("degree=9",))
+    with pytest.raises(ValueError, match="--where takes FIELD=VALUE"):
+        jaxode.sweep_report(sweep, out=tmp_path, where=("degree",))

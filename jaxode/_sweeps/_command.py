@@ -71,6 +71,14 @@ def report_parser(parser_class) -> argparse.ArgumentParser:
         "intervals, paired t-test and Wilcoxon p-values; e.g. model.basis=monomial,legendre",
     )
     r.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=V,...",
+        help="report only the cells whose FIELD is one of the values (repeatable), e.g. "
+        "data.dataset=elm",
+    )
+    r.add_argument(
         "--ensembles",
         action="store_true",
         help="each configuration's seeds as one ensemble, calibrated on validation: its errors, "
@@ -95,6 +103,7 @@ def run_report(args) -> int:
         out=args.out,
         compare=args.compare,
         ensembles=args.ensembles,
+        where=tuple(args.where),
     )
     print(written["table"])
     print(f"written: {', '.join(str(p) for p in written['files'])}")

@@ -63,7 +63,21 @@ def parse_compare(text: str) -> tuple[str, list[str]]:
     return field.strip(), chosen
 
 
-def _same(value, level: str) -> bool:
+def parse_filter(text: str) -> tuple[str, list[str]]:
+    """`field=value,value,...` -> `(field, values)`.
+
+    **Raises:** `ValueError` naming `--where` for another form."""
+    field, _, values = text.partition("=")
+    chosen = [value.strip() for value in values.split(",") if value.strip()]
+    if not field.strip() or not chosen:
+        raise ValueError(
+            f"--where takes FIELD=VALUE[,VALUE...], e.g. data.dataset=elm; got {text!r}."
+        )
+    return field.strip(), chosen
+
+
+def same(value, level: str) -> bool:
+    """Whether a results-table value is the level a user typed (`3` is `3.0`)."""
     if str(value) == level:
         return True
     try:
@@ -84,7 +98,7 @@ def pairs(rows: list[dict], field: str, reference: str, other: str, metric: str)
         if not np.isfinite(value):
             continue
         for level in (reference, other):
-            if _same(row.get(field), level):
+            if same(row.get(field), level):
                 found.setdefault(tuple(str(row.get(k)) for k in keys), {})[level] = float(value)
     return [(v[reference], v[other]) for v in found.values() if len(v) == 2]
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._files import atomic_write_bytes, atomic_write_text
 from .._training import CHOICES, HISTORY
-from ._compare import compare as compare_levels, comparison_table, parse_compare
+from ._compare import compare as compare_levels, comparison_table, parse_compare, parse_filter, same
 from ._ensembles import ensemble_report
 from ._pruning import PRUNED
 from ._scales import scale_y
@@ -484,6 +484,7 @@ def sweep_report(
     out=None,
     compare: str | None = None,
     ensembles: bool = False,
+    where: tuple[str, ...] = (),
 ) -> dict:
     """Writes the sweep's pivot table and plots, each file atomically.
 
@@ -503,7 +504,8 @@ def sweep_report(
     `out`: output folder (default `sweep_dir/report`); `compare`: `"FIELD=LEVEL,LEVEL,..."`,
     paired comparisons of each level against the first (`compare.md`, see `_compare`);
     `ensembles`: each configuration's seeds as a calibrated ensemble (`ensembles.md`,
-    `ensembles.csv`, see `ensemble_report`).
+    `ensembles.csv`, see `ensemble_report`); `where`: `"FIELD=VALUE[,VALUE...]"` filters,
+    every one of which a cell must pass to enter the report.
 
     **Returns:** `{"table": the text of table.md, "files": [paths written]}`.
 
@@ -512,6 +514,12 @@ def sweep_report(
     """
     sweep_dir = pathlib.Path(sweep_dir)
     columns, results = _results(sweep_dir)
+    for condition in where:
+        field, levels = parse_filter(condition)
+        field = resolve_field(field, columns, argument="--where")
+        results = [row for row in results if any(same(row.get(field), v) for v in levels)]
+        if not results:
+            raise ValueError(f"--where {condition!r} leaves no cell; see results.csv's values.")
     row_fields = [resolve_field(f, columns, argument="--rows") for f in rows]
     col_fields = [resolve_field(f, columns, argument="--cols") for f in cols]
     metric = resolve_field(metric, columns, argument="--metric")
