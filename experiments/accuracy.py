@@ -1,5 +1,5 @@
 """Accuracy sweep: static, monomial and Legendre neural-ODE surrogates on ELM and CDR, several
-seeds, under one of two protocols, next to the study's published numbers.
+seeds, under one of two protocols, next to the figures of the study's revised code.
 
 - `--protocol jaxode`: the defaults of `jaxode train` (CDR: 300 epochs).
 - `--protocol study`: the preset `study-node`, the study's own protocol (3 basis functions,
@@ -103,7 +103,7 @@ def mean_std(values) -> str:
 def table(rows: list, protocol: str) -> str:
     lines = [
         "| data | basis (degree) | n | global test error | per-sample test error "
-        "| study, published (global) | forward / backward evals per solve "
+        "| study's revised code (global) | forward / backward evals per solve "
         "| dynamics parameters | steps (best) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

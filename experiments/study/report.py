@@ -449,7 +449,7 @@ def node_table(rows: list[dict], timings: dict, name: str) -> str:
         "n done",
         "test global",
         "test per-sample",
-        "study, published (global)",
+        "study's revised code (global)",
         "forward / backward evaluations per solve",
         "dynamics parameters",
         "steps (best)",
