@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from ._datasets import BUNDLED, TrajectoryData, load_dataset, load_inputs
+from ._datasets import TrajectoryData, load_dataset, load_inputs
 from ._ensemble_cli import evaluate_ensemble_folder, predictive_columns, print_ensemble
 from ._files import atomic_write_text, read_text
 from ._process import set_precision, use_compilation_cache
@@ -43,6 +43,7 @@ from ._training import (
     calibrate_cohort,
     error_metrics,
     evaluate_model,
+    evaluation_data,
     is_time_series,
     load,
     load_run,
@@ -468,18 +469,8 @@ def _evaluate(args) -> int:
         return evaluate_ensemble_folder(args)
     trained = _load_run(args.run_dir)
 
-    stored = trained.config.data
-    name = args.data or stored.dataset
-    bundled = str(name).lower() in BUNDLED
-    data = load_dataset(
-        name,
-        seed=stored.split_seed,
-        protocol=stored.protocol if bundled else "jaxode",
-        num_outputs=stored.num_outputs if args.data is None else args.num_outputs,
-        window=stored.window,
-        folds=stored.folds if args.data is None else None,
-        fold=stored.fold,
-    )
+    name = args.data or trained.config.data.dataset
+    data = evaluation_data(trained.config.data, args.data, args.num_outputs)
     if isinstance(data, TrajectoryData):
         # A time series is evaluated region by region, each integrated from its first state.
         metrics = evaluate_model(trained.model, data)

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from ._datasets import TrajectoryData, load_dataset
+from ._datasets import TrajectoryData
 from ._files import atomic_write_text
 from ._process import set_precision
 from ._training import (
@@ -15,6 +15,7 @@ from ._training import (
     calibrate_cohort,
     calibration_record,
     evaluate_ensemble,
+    evaluation_data,
     load_ensemble,
 )
 from ._uncertainty import LEVELS
@@ -59,14 +60,8 @@ def evaluate_ensemble_folder(args) -> int:
         name = ensemble.config.data.dataset
     else:
         ensemble = load_ensemble(folder)
-        stored = ensemble.config.data
         name = args.data
-        data = load_dataset(
-            name,
-            seed=stored.split_seed,
-            num_outputs=args.num_outputs,
-            window=stored.window,
-        )
+        data = evaluation_data(ensemble.config.data, args.data, args.num_outputs)
         if isinstance(data, TrajectoryData):
             raise ValueError(f"--data {name!r} is a time series; an ensemble evaluates a table.")
         if (data.in_size, data.out_size) != (ensemble.model.in_size, ensemble.model.out_size):

@@ -158,6 +158,12 @@ def test_predict_writes_the_spread_and_intervals_of_an_ensemble(ensemble, tmp_pa
     np.testing.assert_allclose(table, np.concatenate([mean, std, lower, upper], axis=1), rtol=1e-12)
     assert main(["predict", str(folder), str(inputs), "--level", "1.5", "--force"]) == 2
     assert "--level must lie between 0 and 1" in capsys.readouterr().err
+    other = ["evaluate", str(folder), "--data", "elm", "--output", str(tmp_path / "d.json")]
+    assert main(other) == 0  # other data, as calibrated: here the same split and protocol
+    on_data = json.loads((tmp_path / "d.json").read_text())
+    assert on_data["test_physical_global"] == pytest.approx(
+        json.loads((folder / "ensemble.json").read_text())["test_physical_global"], rel=1e-12
+    )
     assert main(["evaluate", str(folder), "--output", str(tmp_path / "e.json")]) == 0
     evaluated = json.loads((tmp_path / "e.json").read_text())
     stored = json.loads((folder / "ensemble.json").read_text())

@@ -5,6 +5,7 @@ from ._build import (
     build_model as build_model,
     build_settings as build_settings,
     build_trainer as build_trainer,
+    evaluation_data as evaluation_data,
     load_data as load_data,
 )
 from ._choices import CHOICES as CHOICES

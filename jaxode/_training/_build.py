@@ -11,7 +11,7 @@ import numpy as np
 from jax.core import Tracer
 
 from .._bases import AbstractTimeBasis
-from .._datasets import Dataset, TrajectoryData, load_dataset
+from .._datasets import BUNDLED, Dataset, TrajectoryData, load_dataset
 from .._layers import TimeVaryingLinear
 from .._models import (
     BasisWindowWarning,
@@ -37,7 +37,7 @@ from ._choices import (
     regulariser_kinds,
     regularisers,
 )
-from ._config import ModelConfig, RunConfig, is_time_series
+from ._config import DataConfig, ModelConfig, RunConfig, is_time_series
 from ._horizons import horizon_is_data, with_horizon
 from ._minibatch import MinibatchTrainer
 from ._padding import PADDABLE
@@ -270,6 +270,24 @@ def build_settings(config: RunConfig, data: Dataset | TrajectoryData) -> dict:
             every=t.eval_every_iterations or t.eval_every * per_epoch,
             count_evaluations=t.count_evaluations,
         ),
+    )
+
+
+def evaluation_data(
+    stored: DataConfig, data: str | None = None, num_outputs: int | None = None
+) -> Dataset | TrajectoryData:
+    """The data a trained run is evaluated on: its own (`stored`: split, protocol, fold), or
+    the data set or file `data` (`jaxode evaluate --data`) split as `stored` says, with the
+    study's protocol only for bundled data and no folds."""
+    name = data or stored.dataset
+    return load_dataset(
+        name,
+        seed=stored.split_seed,
+        protocol=stored.protocol if str(name).lower() in BUNDLED else "jaxode",
+        num_outputs=stored.num_outputs if data is None else num_outputs,
+        window=stored.window,
+        folds=stored.folds if data is None else None,
+        fold=stored.fold,
     )
 
 
