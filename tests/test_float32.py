@@ -257,3 +257,27 @@ def test_a_float32_cohort_member_is_its_single_run_to_float32_rounding():
     assert all(a.dtype == jnp.float32 for a in ours)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_a_float32_ensemble_is_its_members_mean_and_differentiates_in_float32(tmp_path):
+    """An ensemble trained and used with x64 off: its mean is its members' (each loaded on
+    its own), its surrogate function is float32 and agrees with `predict`, and so is its
+    gradient with respect to the inputs (its values: tests/test_sensitivity.py, float64)."""
+    config = jaxode.RunConfig.from_dict(
+        {
+            "data": {"dataset": "elm"},
+            "model": {"model": "resnet", "field": "layer", "width": 3, "steps": 2},
+            "train": {"iterations": 10, "batch_size": 32},
+        }
+    )
+    ensemble, metrics = jaxode.train_ensemble(config, tmp_path / "ens", size=2, progress=False)
+    x, y = jaxode.load_dataset("elm").arrays("test", normalised=False)
+    members = [jaxode.load(tmp_path / "ens" / f"seed-{s}").predict(x) for s in (0, 1)]
+    np.testing.assert_allclose(ensemble.predict(x), np.mean(members, axis=0), rtol=1e-12)
+    error = np.linalg.norm(np.mean(members, axis=0) - y) / np.linalg.norm(y)
+    assert metrics["test_physical_global"] == pytest.approx(error, rel=1e-10)
+    function = jaxode.surrogate_function(ensemble)
+    value = function(jnp.asarray(x[0], jnp.float32))
+    assert value.dtype == jnp.float32
+    np.testing.assert_allclose(value, ensemble.predict(x[:1])[0], rtol=1e-4, atol=1e-4)
+    assert jax.grad(lambda v: function(v)[0])(jnp.asarray(x[0], jnp.float32)).dtype == (jnp.float32)
